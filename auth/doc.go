@@ -1,0 +1,23 @@
+// Package auth knows who a customer is and what they asked for.
+//
+// It holds three things:
+//
+//   - the username grammar (ParseUsername, Target): a customer writes their
+//     targeting into the proxy username, USER[-key-value]..., with the keys
+//     zone, country, city, dc, session and sesstime;
+//   - customers (Customer) and the Authenticator interface the gateway depends
+//     on to check a user name and password;
+//   - credential stores: FileStore, the YAML file used by a single gateway and
+//     the demo. A Redis store shared by every gateway comes later and plugs in
+//     behind the same Authenticator interface.
+//
+// Passwords are stored as argon2id PHC strings (HashPassword), bcrypt hashes
+// are accepted on import (VerifyPassword), and plaintext passwords are allowed
+// in a file for demos. Because hashing is slow on purpose, a verified
+// (user, password) pair is remembered for a short time under a keyed hash of
+// the pair, never the password itself; that cache-hit path allocates nothing.
+//
+// auth is not the place for exit selection, sticky-session bindings or HTTP
+// status codes: callers branch on ErrBadParams and ErrBadCredentials and map
+// them to what the customer sees. auth imports no other package of this module.
+package auth

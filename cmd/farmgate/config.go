@@ -1,0 +1,170 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// parseFlags parses args into fs, first applying the YAML file named by
+// --config (its keys are flag names; lists become comma-separated values).
+// Values on the command line override the file. Keys listed in extra are
+// not flags: their YAML nodes are returned for the caller to decode.
+func parseFlags(fs *flag.FlagSet, args []string, extra ...string) (map[string]*yaml.Node, error) {
+	fs.SetOutput(io.Discard)
+	configPath := fs.String("config", "", "YAML file with the same settings as the flags")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	out := map[string]*yaml.Node{}
+	if *configPath == "" {
+		return out, nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	data, err := os.ReadFile(*configPath)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("read config: %w", err)}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", *configPath, err)}
+	}
+	if len(doc.Content) == 0 {
+		return out, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, usageError{fmt.Errorf("%s: want a mapping of settings", *configPath)}
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, val := root.Content[i].Value, root.Content[i+1]
+		if contains(extra, key) {
+			out[key] = val
+			continue
+		}
+		f := fs.Lookup(key)
+		if f == nil || key == "config" {
+			return nil, usageError{fmt.Errorf("%s:%d: %s: unknown setting (known: %s)", *configPath, root.Content[i].Line, key, known(fs, extra))}
+		}
+		if set[key] {
+			continue
+		}
+		var vals []string
+		switch val.Kind {
+		case yaml.ScalarNode:
+			vals = []string{val.Value}
+		case yaml.SequenceNode:
+			for _, n := range val.Content {
+				if n.Kind != yaml.ScalarNode {
+					return nil, usageError{fmt.Errorf("%s:%d: %s: want a list of values", *configPath, n.Line, key)}
+				}
+				vals = append(vals, n.Value)
+			}
+		default:
+			return nil, usageError{fmt.Errorf("%s:%d: %s: want a value or a list", *configPath, val.Line, key)}
+		}
+		if _, repeatable := f.Value.(*listFlag); !repeatable {
+			vals = []string{strings.Join(vals, ",")}
+		}
+		for _, v := range vals {
+			if err := f.Value.Set(v); err != nil {
+				return nil, usageError{fmt.Errorf("%s:%d: %s: %w", *configPath, val.Line, key, err)}
+			}
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func known(fs *flag.FlagSet, extra []string) string {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" {
+			names = append(names, f.Name)
+		}
+	})
+	names = append(names, extra...)
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// listFlag is a repeatable flag (--exit a=b --exit c=d).
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// csvAddrs parses "IP,IP".
+func csvAddrs(name, s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--%s: %q is not an IP address", name, f)}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// csvPrefixes parses "CIDR,CIDR".
+func csvPrefixes(name, s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--%s: %q is not a CIDR prefix", name, f)}
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// readToken reads the gateway↔exit token, whitespace trimmed.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", usageError{errors.New("--token-file: required")}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--token-file: %w", err)}
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", usageError{fmt.Errorf("--token-file: %s is empty", path)}
+	}
+	return t, nil
+}

@@ -1,0 +1,180 @@
+package exitnode
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// connectEstablished is the reply to a CONNECT whose destination was dialled.
+const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+
+// serveConnect dials the CONNECT target from the chosen egress IP, then takes
+// the connection over and relays it. Errors before the takeover are answered
+// through w, so nothing is written twice.
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
+	rt, err := s.pickRoute(r)
+	if err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	target := r.URL.Host
+	if target == "" {
+		target = r.Host
+	}
+	if _, _, err := parseTarget(target); err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	if err := s.acquire(); err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	defer s.release()
+	dest, err := rt.dialer.DialContext(r.Context(), "tcp", target)
+	if err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		_ = dest.Close()
+		s.refuse(w, r, fmt.Errorf("connect %s: connection cannot be taken over: %w", target, errBadTarget))
+		return
+	}
+	client, brw, err := hj.Hijack()
+	if err != nil {
+		_ = dest.Close()
+		s.log.Warn("connect: hijack failed", "host", target, "err", err)
+		return
+	}
+	s.relay(client, brw.Reader, dest)
+}
+
+// tunnel is one live CONNECT relay.
+type tunnel struct {
+	client, dest net.Conn
+	closeOnce    sync.Once
+
+	mu      sync.Mutex  // guards timer and stopped
+	timer   *time.Timer // idle check
+	stopped bool
+}
+
+// close closes both sides; safe to call more than once and concurrently.
+func (t *tunnel) close() {
+	t.closeOnce.Do(func() {
+		_ = t.client.Close()
+		_ = t.dest.Close()
+	})
+}
+
+// relay answers 200, writes to dest the bytes the HTTP server already read
+// past the CONNECT headers, then copies both ways until both directions end
+// (each end half-closes the other side) or one fails (both are closed). It
+// returns when both copies have returned and both connections are closed.
+func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn) {
+	t := &tunnel{client: client, dest: dest}
+	defer t.close()
+	if !s.track(t) {
+		return
+	}
+	defer s.untrack(t)
+
+	_ = client.SetDeadline(time.Time{})
+	if _, err := io.WriteString(client, connectEstablished); err != nil {
+		return
+	}
+	if n := buffered.Buffered(); n > 0 {
+		early, _ := buffered.Peek(n)
+		if _, err := dest.Write(early); err != nil {
+			return
+		}
+	}
+	s.watchIdle(t)
+	defer t.stopIdle()
+
+	// Both copies run between the raw connections: with *net.TCPConn on
+	// both sides io.Copy uses TCPConn.ReadFrom, which splices on Linux.
+	errc := make(chan error, 2)
+	go pipe(dest, client, errc)
+	go pipe(client, dest, errc)
+	if err := <-errc; err != nil {
+		t.close()
+	}
+	<-errc
+}
+
+// pipe copies src to dst, then half-closes dst so the peer sees EOF.
+func pipe(dst, src net.Conn, errc chan<- error) {
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			err = cw.CloseWrite()
+		} else {
+			err = dst.Close()
+		}
+	}
+	errc <- err
+}
+
+// track registers t so a Shutdown cut can close it; false if cutting already.
+func (s *Server) track(t *tunnel) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cutting {
+		return false
+	}
+	s.tunnels[t] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(t *tunnel) {
+	s.mu.Lock()
+	delete(s.tunnels, t)
+	s.mu.Unlock()
+}
+
+// watchIdle arms the idle check of t: every IdleTimeout at most, it asks the
+// kernel how long ago either socket last moved data and closes the tunnel if
+// that is IdleTimeout or more. (The relay splices, so no user-space code sees
+// the bytes to time them.) If the kernel cannot tell, the tunnel is treated
+// as active.
+func (s *Server) watchIdle(t *tunnel) {
+	idle := s.cfg.IdleTimeout
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.timer = time.AfterFunc(idle, func() {
+		next := idle
+		a, okA := idleFor(t.client)
+		b, okB := idleFor(t.dest)
+		if okA && okB {
+			since := min(a, b)
+			if since >= idle {
+				s.log.Info("tunnel idle, closing", "idle", since.String(),
+					"client", t.client.RemoteAddr().String(), "dest", t.dest.RemoteAddr().String())
+				t.close()
+				return
+			}
+			next = max(idle-since, 10*time.Millisecond)
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !t.stopped {
+			t.timer.Reset(next)
+		}
+	})
+}
+
+func (t *tunnel) stopIdle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}

@@ -1,0 +1,138 @@
+package exitnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Errors a destination dial fails with, besides ErrDestinationForbidden. The
+// reply table in errors.go maps them to a status and an X-Farmgate-Error.
+var (
+	errBadTarget   = errors.New("bad target")
+	errUnreachable = errors.New("destination unreachable")
+)
+
+// destDialer resolves a destination once, checks every address against the
+// policy and dials exactly a checked address, from one source address.
+type destDialer struct {
+	resolver *net.Resolver
+	allow    []netip.Prefix
+	timeout  time.Duration
+	// local is the source address to bind; invalid means the OS default.
+	local netip.Addr
+	// noPortOff disables IP_BIND_ADDRESS_NO_PORT; only tests set it, to show
+	// what the option prevents.
+	noPortOff bool
+}
+
+// parseTarget splits "host:port" into a host and a non-zero numeric port.
+// An IPv6 literal must be bracketed. The host may be a name or an IP literal.
+func parseTarget(addr string) (host string, port uint16, err error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("parse target %q: %w", addr, errBadTarget)
+	}
+	if host == "" || len(host) > 253 {
+		return "", 0, fmt.Errorf("parse target %q: bad host: %w", addr, errBadTarget)
+	}
+	p, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil || p == 0 || ps[0] == '+' {
+		return "", 0, fmt.Errorf("parse target %q: bad port: %w", addr, errBadTarget)
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c == 0x7f || c == '/' || c == '\\' || c == '@' {
+			return "", 0, fmt.Errorf("parse target %q: bad host: %w", addr, errBadTarget)
+		}
+	}
+	return host, uint16(p), nil
+}
+
+// lookup returns the addresses of host: the literal itself, or the resolver's
+// answers in order.
+func (d *destDialer) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	r := d.resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ips, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("resolve %s: no addresses: %w", host, errUnreachable)
+	}
+	return ips, nil
+}
+
+// DialContext dials addr ("host:port") for network "tcp", "tcp4" or "tcp6"
+// (the family is decided by the destination's addresses and the source
+// address). It has the signature of http.Transport.DialContext.
+func (d *destDialer) DialContext(ctx context.Context, _, addr string) (net.Conn, error) {
+	host, port, err := parseTarget(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	ips, err := d.lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	candidates := make([]netip.Addr, 0, len(ips))
+	var denied error
+	for _, ip := range ips {
+		if err := CheckAddr(ip, d.allow); err != nil {
+			if denied == nil {
+				denied = err
+			}
+			continue
+		}
+		ip = ip.Unmap()
+		if d.local.IsValid() && d.local.Is4() != ip.Is4() {
+			continue // cannot reach this family from the bound source
+		}
+		candidates = append(candidates, ip)
+	}
+	if len(candidates) == 0 {
+		if denied != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, denied)
+		}
+		return nil, fmt.Errorf("dial %s: no address of the egress family %s: %w", addr, d.local, errUnreachable)
+	}
+	nd := net.Dialer{}
+	if d.local.IsValid() {
+		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(d.local, 0))
+		if !d.noPortOff {
+			nd.Control = bindAddressNoPort
+		}
+	}
+	var lastErr error
+	for i, ip := range candidates {
+		actx := ctx
+		// Share what is left of the budget among the remaining addresses,
+		// as net.Dialer does for a name with several addresses.
+		if dl, ok := ctx.Deadline(); ok && len(candidates)-i > 1 {
+			share := time.Until(dl) / time.Duration(len(candidates)-i)
+			var c context.CancelFunc
+			actx, c = context.WithTimeout(ctx, share)
+			defer c()
+		}
+		conn, err := nd.DialContext(actx, "tcp", netip.AddrPortFrom(ip, port).String())
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("dial %s: %w", addr, lastErr)
+}

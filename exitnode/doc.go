@@ -1,0 +1,45 @@
+// Package exitnode is the forward proxy that runs on exit machines: the last
+// hop of a farmgate farm, the one whose egress IPs the origin sees.
+//
+// An exit answers only gateways that present the shared token
+// (Proxy-Authorization: Bearer <token>, compared in constant time); anything
+// else gets 407 and nothing more, so an exit is never an open proxy. For each
+// request the gateway names the egress IP in the X-Farmgate-Egress header; the
+// exit strips it, checks it is one of its own, and binds the outgoing socket to
+// it with IP_BIND_ADDRESS_NO_PORT so the source port is chosen at connect time
+// (binding first would exhaust ports held in TIME_WAIT at a few hundred closes
+// a second).
+//
+// Every destination is resolved once, every address is classified against the
+// destination policy (see CheckAddr and DefaultDeny: loopback, private,
+// link-local/metadata, CGNAT, documentation, multicast ranges and IPv4 hidden
+// in IPv6 are refused unless Config.AllowDest allows them) and only a checked
+// address is dialled: there is no second lookup a rebinding DNS could exploit.
+//
+// Two request kinds are served on one listener:
+//
+//   - CONNECT host:port. The exit takes these over itself, before goproxy:
+//     goproxy's ConnectHijack action hands over the hijacked net.Conn but not
+//     the bufio.Reader that may already hold bytes the client pipelined after
+//     the CONNECT headers, and its ConnectAccept action relays through an
+//     io.MultiReader (no splice) in goroutines nobody can stop or count. The
+//     exit's relay writes those buffered bytes first, then runs the
+//     two-goroutine io.Copy directly between the raw *net.TCPConn's so Linux
+//     splices them, half-closes each direction as it ends, and is tracked so
+//     MaxTunnels, the idle timeout and Shutdown apply to it.
+//   - Absolute-form HTTP (GET http://host/path ...). These go through a
+//     github.com/elazarl/goproxy ProxyHttpServer with one http.Transport per
+//     egress IP (a Transport pools by destination, not by source address).
+//     Bodies stream both ways; hop-by-hop headers, Proxy-Authorization and any
+//     X-Farmgate-* header are removed in both directions; nothing is added
+//     (no Via, no X-Forwarded-For, no default User-Agent).
+//
+// Errors the exit itself produces carry X-Farmgate-Error (see the reason
+// constants in errors.go); a gateway can trust an X-Farmgate-* header on a
+// response because the exit strips those headers from origin responses.
+//
+// GET /farmgate/info (origin-form, same token) answers the exit's Info as JSON
+// so a gateway can learn its metadata and egress IPs.
+//
+// The package is not a gateway: it does not know customers, pools or sessions.
+package exitnode

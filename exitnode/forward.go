@@ -1,0 +1,250 @@
+package exitnode
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// route is how the exit reaches destinations from one egress IP: a checked
+// dialer bound to it and an http.Transport whose pool holds only connections
+// from that IP.
+type route struct {
+	local     netip.Addr // invalid: OS default source
+	dialer    *destDialer
+	transport *http.Transport
+}
+
+var _ goproxy.RoundTripper = (*route)(nil)
+
+func newRoute(cfg Config, local netip.Addr) *route {
+	d := &destDialer{
+		resolver: cfg.Resolver,
+		allow:    cfg.AllowDest,
+		timeout:  cfg.DialTimeout,
+		local:    local,
+	}
+	return &route{
+		local:  local,
+		dialer: d,
+		transport: &http.Transport{
+			Proxy:                 nil, // never chain to an environment proxy
+			DialContext:           d.DialContext,
+			DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   cfg.DialTimeout,
+			ResponseHeaderTimeout: cfg.IdleTimeout,
+			ExpectContinueTimeout: time.Second,
+		},
+	}
+}
+
+// RoundTrip sends req from this route's egress IP.
+func (rt *route) RoundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+	return rt.transport.RoundTrip(req)
+}
+
+// routeKey carries the chosen *route from ServeHTTP to the goproxy handlers.
+type routeKey struct{}
+
+// newForwardProxy builds the goproxy server for absolute-form HTTP. CONNECT
+// never reaches it (see serveConnect); it rejects one should it ever.
+func (s *Server) newForwardProxy() *goproxy.ProxyHttpServer {
+	p := goproxy.NewProxyHttpServer()
+	p.Logger = goproxyLogger{s.log}
+	p.Verbose = false
+	p.KeepAcceptEncoding = true
+	p.KeepDestinationHeaders = false
+	p.ConnectDial = nil
+	p.Tr = s.allRoutes()[0].transport
+	p.OnRequest().HandleConnect(goproxy.AlwaysReject)
+	p.OnRequest().DoFunc(func(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		rt, ok := req.Context().Value(routeKey{}).(*route)
+		if !ok {
+			return req, errorResponse(req, fmt.Errorf("forward %s: no route: %w", req.Host, errBadTarget))
+		}
+		ctx.RoundTripper = rt
+		cleanRequestHeader(req.Header)
+		return req, nil
+	})
+	p.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		if resp == nil {
+			err := ctx.Error
+			if err == nil {
+				err = fmt.Errorf("forward %s: no response: %w", ctx.Req.Host, errUnreachable)
+			}
+			status, reason := reply(err)
+			s.log.Info("request refused", "reason", reason, "status", status,
+				"method", ctx.Req.Method, "host", ctx.Req.Host, "remote", ctx.Req.RemoteAddr, "err", err)
+			return errorResponse(ctx.Req, err)
+		}
+		cleanResponseHeader(resp)
+		return resp
+	})
+	return p
+}
+
+// serveForward relays one absolute-form request through goproxy from the
+// chosen egress IP.
+func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
+	if (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
+		s.refuse(w, r, fmt.Errorf("forward %s: unsupported URL: %w", r.URL.Redacted(), errBadTarget))
+		return
+	}
+	rt, err := s.pickRoute(r)
+	if err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	if err := s.acquire(); err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	defer s.release()
+	ctx := context.WithValue(r.Context(), routeKey{}, rt)
+	s.proxy.ServeHTTP(newFlushWriter(w), r.WithContext(ctx))
+}
+
+// errorResponse is the response goproxy relays when the exit refuses or fails
+// a forwarded request.
+func errorResponse(req *http.Request, err error) *http.Response {
+	status, reason := reply(err)
+	body := reason + "\n"
+	return &http.Response{
+		Status:     strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode: status,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			HeaderError:              {reason},
+			"Content-Type":           {"text/plain; charset=utf-8"},
+			"X-Content-Type-Options": {"nosniff"},
+		},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+// hopHeaders are removed in both directions (RFC 9110 section 7.6.1), as
+// net/http/httputil.ReverseProxy does.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// removeHopHeaders removes hop-by-hop headers, those named in Connection, and
+// every X-Farmgate-* header. It returns the Upgrade value when h asked for a
+// protocol upgrade, so the caller can restore it.
+func removeHopHeaders(h http.Header) (upgrade string) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				if strings.EqualFold(f, "upgrade") {
+					upgrade = h.Get("Upgrade")
+				}
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	for k := range h {
+		if len(k) >= len("X-Farmgate-") && strings.EqualFold(k[:len("X-Farmgate-")], "X-Farmgate-") {
+			delete(h, k)
+		}
+	}
+	return upgrade
+}
+
+// cleanRequestHeader prepares a forwarded request's header: hop-by-hop and
+// X-Farmgate-* headers go, "Te: trailers" and an upgrade request stay, and an
+// absent User-Agent stays absent.
+func cleanRequestHeader(h http.Header) {
+	trailers := false
+	for _, v := range h.Values("Te") {
+		if strings.Contains(strings.ToLower(v), "trailers") {
+			trailers = true
+		}
+	}
+	if up := removeHopHeaders(h); up != "" {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", up)
+	}
+	if trailers {
+		h.Set("Te", "trailers")
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // net/http then sends none
+	}
+}
+
+// cleanResponseHeader strips hop-by-hop and X-Farmgate-* headers from an
+// origin response, keeping a 101's upgrade.
+func cleanResponseHeader(resp *http.Response) {
+	up := removeHopHeaders(resp.Header)
+	if resp.StatusCode == http.StatusSwitchingProtocols && up != "" {
+		resp.Header.Set("Connection", "Upgrade")
+		resp.Header.Set("Upgrade", up)
+	}
+	for k := range resp.Trailer {
+		if len(k) >= len("X-Farmgate-") && strings.EqualFold(k[:len("X-Farmgate-")], "X-Farmgate-") {
+			delete(resp.Trailer, k)
+		}
+	}
+}
+
+// flushWriter flushes after every write so a forwarded body streams to the
+// gateway as the origin produces it. It keeps Hijack for goproxy's WebSocket
+// path.
+type flushWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newFlushWriter(w http.ResponseWriter) *flushWriter {
+	return &flushWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+func (f *flushWriter) Flush() { _ = f.rc.Flush() }
+
+func (f *flushWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return f.rc.Hijack() }
+
+func (f *flushWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// goproxyLogger sends goproxy's log lines to slog at debug level.
+type goproxyLogger struct{ l *slog.Logger }
+
+func (g goproxyLogger) Printf(format string, v ...any) {
+	g.l.Debug("goproxy: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}

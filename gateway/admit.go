@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/pool"
+)
+
+// admission is a customer let in, with what they asked for.
+type admission struct {
+	customer *auth.Customer
+	target   auth.Target
+	crit     pool.Criteria
+}
+
+// admit authenticates the Proxy-Authorization value and turns the username's
+// targeting into pool criteria. Credentials are checked before the targeting,
+// so a stranger learns nothing about the grammar's errors.
+func (g *Gateway) admit(ctx context.Context, proxyAuth string) (admission, error) {
+	user, pass, ok := parseProxyAuth(proxyAuth)
+	if !ok {
+		return admission{}, errNoCredentials
+	}
+	target, perr := auth.ParseUsername(user)
+	account := target.User
+	if perr != nil {
+		// Authenticate the account part anyway: bad credentials win over
+		// bad targeting.
+		account, _, _ = strings.Cut(user, "-")
+	}
+	cust, err := g.auth.Authenticate(ctx, account, pass)
+	if err != nil {
+		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
+	}
+	if perr != nil {
+		return admission{}, perr
+	}
+	poolName := cust.Pool(target.Zone)
+	if !cust.AllowsPool(poolName) {
+		return admission{}, fmt.Errorf("zone %q for %s: %w", poolName, cust.User, errPoolForbidden)
+	}
+	a := admission{customer: cust, target: target}
+	a.crit = pool.Criteria{
+		Pool:     poolName,
+		Country:  target.Country,
+		City:     target.City,
+		DC:       target.DC,
+		Customer: cust.User,
+		Session:  target.Session,
+		SessTime: target.SessTime,
+	}
+	if a.crit.Session != "" && a.crit.SessTime <= 0 {
+		a.crit.SessTime = 10 * time.Minute
+	}
+	return a, nil
+}

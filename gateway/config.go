@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds the gateway's settings. The zero value of a field means its
+// default; DefaultConfig spells them out.
+type Config struct {
+	// DC is the datacenter this gateway runs in; exits there are preferred.
+	DC string
+	// ExitToken authenticates this gateway to farmgate exits. Required when
+	// any exit uses the farmgate:// scheme.
+	ExitToken string
+	// ReadHeaderTimeout bounds how long a customer may take to send a
+	// request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// ExitDialTimeout bounds the TCP connect to an exit. Default 5s.
+	ExitDialTimeout time.Duration
+	// ExitReplyTimeout bounds the wait for an exit's answer to CONNECT or to
+	// a forwarded request's headers, which includes the exit's own dial of
+	// the destination. Default 15s.
+	ExitReplyTimeout time.Duration
+	// IdleTimeout closes a tunnel or a kept-alive customer connection that
+	// moved no byte in either direction for this long. Default 5m.
+	IdleTimeout time.Duration
+	// FinTimeout closes a tunnel this long after one side finished sending
+	// when the other side stays silent. Default 30s.
+	FinTimeout time.Duration
+	// MaxAttempts is how many exits a request may try before the customer
+	// gets an error; only failures before the first byte reached the
+	// customer are retried. Default 3.
+	MaxAttempts int
+	// MaxIdleExitConns is how many idle keep-alive connections to each exit
+	// are kept for absolute-form HTTP. Default 256.
+	MaxIdleExitConns int
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		ReadHeaderTimeout: 10 * time.Second,
+		ExitDialTimeout:   5 * time.Second,
+		ExitReplyTimeout:  15 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		FinTimeout:        30 * time.Second,
+		MaxAttempts:       3,
+		MaxIdleExitConns:  256,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if c.ExitDialTimeout == 0 {
+		c.ExitDialTimeout = d.ExitDialTimeout
+	}
+	if c.ExitReplyTimeout == 0 {
+		c.ExitReplyTimeout = d.ExitReplyTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.FinTimeout == 0 {
+		c.FinTimeout = d.FinTimeout
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.MaxIdleExitConns == 0 {
+		c.MaxIdleExitConns = d.MaxIdleExitConns
+	}
+	return c
+}
+
+// Validate reports the first field that is wrong.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read_header_timeout", c.ReadHeaderTimeout},
+		{"exit_dial_timeout", c.ExitDialTimeout},
+		{"exit_reply_timeout", c.ExitReplyTimeout},
+		{"idle_timeout", c.IdleTimeout},
+		{"fin_timeout", c.FinTimeout},
+	} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("gateway config: %s: must not be negative, got %s", f.name, f.d))
+		}
+	}
+	if c.MaxAttempts < 0 || c.MaxAttempts > 10 {
+		errs = append(errs, fmt.Errorf("gateway config: max_attempts: want 1..10, got %d", c.MaxAttempts))
+	}
+	if c.MaxIdleExitConns < 0 {
+		errs = append(errs, fmt.Errorf("gateway config: max_idle_exit_conns: must not be negative, got %d", c.MaxIdleExitConns))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,10 @@
+// Package gateway is the customer-facing side of farmgate: it accepts HTTP
+// CONNECT and absolute-form HTTP requests on one listener, authenticates the
+// customer, reads the targeting in their username, asks the pool for an exit and
+// tunnels the traffic through it.
+//
+// It is not where exits are chosen (package pool) nor where customers are
+// stored (package auth); it maps their errors to the customer-facing status
+// codes in one table (errors.go) and owns the data path: the relay, the
+// failover before a tunnel is up, and the header hygiene of forwarded requests.
+package gateway

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/pool"
+)
+
+// Errors the gateway itself raises; auth, pool and exit errors are mapped
+// below next to them.
+var (
+	errNoCredentials = errors.New("no proxy credentials")
+	errPoolForbidden = errors.New("pool forbidden")
+	errBadTarget     = errors.New("bad request target")
+	errShuttingDown  = errors.New("gateway shutting down")
+)
+
+// reply is what a customer is told when a request cannot be served.
+type reply struct {
+	status int
+	reason string // X-Farmgate-Error
+}
+
+// replyFor is the one table that maps errors to customer-facing statuses
+// (DESIGN.md "Errors to customers"). Anything unknown is the exit's fault.
+func replyFor(err error) reply {
+	var ee *ExitError
+	switch {
+	case errors.Is(err, errNoCredentials), errors.Is(err, auth.ErrBadCredentials):
+		return reply{http.StatusProxyAuthRequired, "auth_required"}
+	case errors.Is(err, auth.ErrBadParams):
+		return reply{http.StatusBadRequest, "bad_params"}
+	case errors.Is(err, errBadTarget):
+		return reply{http.StatusBadRequest, "bad_request"}
+	case errors.Is(err, errPoolForbidden):
+		return reply{http.StatusForbidden, "pool_forbidden"}
+	case errors.Is(err, pool.ErrNoExit), errors.Is(err, errShuttingDown):
+		return reply{http.StatusServiceUnavailable, "no_exit_available"}
+	case errors.As(err, &ee) && ee.destinationFault():
+		switch ee.Reason {
+		case "destination_forbidden":
+			return reply{http.StatusForbidden, ee.Reason}
+		case "destination_timeout":
+			return reply{http.StatusGatewayTimeout, ee.Reason}
+		default:
+			return reply{http.StatusBadGateway, "destination_unreachable"}
+		}
+	case isTimeout(err):
+		return reply{http.StatusGatewayTimeout, "exit_timeout"}
+	default:
+		return reply{http.StatusBadGateway, "exit_failed"}
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// exitFault reports whether err is the exit's fault: worth trying another
+// exit and worth a mark against this one.
+func exitFault(err error) bool {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return !ee.destinationFault()
+	}
+	return true
+}
+
+func (r reply) message() string {
+	switch r.reason {
+	case "auth_required":
+		return "proxy authentication required"
+	case "bad_params":
+		return "malformed targeting in the proxy username"
+	case "bad_request":
+		return "malformed request"
+	case "pool_forbidden":
+		return "this account may not use the requested zone"
+	case "no_exit_available":
+		return "no exit matches the requested targeting right now"
+	case "destination_forbidden":
+		return "the destination is not allowed"
+	case "destination_unreachable":
+		return "the destination could not be reached"
+	case "destination_timeout":
+		return "the destination did not answer in time"
+	case "exit_timeout":
+		return "the exit did not answer in time"
+	default:
+		return "the exit failed"
+	}
+}
+
+// writeRaw writes the reply on a connection the gateway owns (CONNECT path),
+// then the connection is closed by the caller.
+func (r reply) writeRaw(w io.Writer, detail string) error {
+	body := r.message()
+	if detail != "" {
+		body += ": " + detail
+	}
+	body += "\n"
+	var b strings.Builder
+	b.Grow(256)
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(strconv.Itoa(r.status))
+	b.WriteByte(' ')
+	b.WriteString(http.StatusText(r.status))
+	b.WriteString("\r\n")
+	if r.status == http.StatusProxyAuthRequired {
+		b.WriteString("Proxy-Authenticate: Basic realm=\"farmgate\"\r\n")
+	}
+	b.WriteString(headerError + ": ")
+	b.WriteString(r.reason)
+	b.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	b.WriteString(strconv.Itoa(len(body)))
+	b.WriteString("\r\nConnection: close\r\n\r\n")
+	b.WriteString(body)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// response builds the reply as an *http.Response for the forwarding path.
+func (r reply) response(req *http.Request, detail string) *http.Response {
+	body := r.message()
+	if detail != "" {
+		body += ": " + detail
+	}
+	body += "\n"
+	h := make(http.Header, 4)
+	h.Set(headerError, r.reason)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	if r.status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="farmgate"`)
+	}
+	return &http.Response{
+		StatusCode:    r.status,
+		Status:        strconv.Itoa(r.status) + " " + http.StatusText(r.status),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}

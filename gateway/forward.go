@@ -1,0 +1,183 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/farmgate/farmgate/pool"
+)
+
+// forwardHandler serves customer connections that did not open with CONNECT:
+// absolute-form HTTP through goproxy, and a CONNECT that arrives later on a
+// kept-alive connection.
+func (g *Gateway) forwardHandler() http.Handler {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = discardLogger{}
+	gp.Verbose = false
+	// The customer's headers arrive untouched, Accept-Encoding included.
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeReply(w, reply{http.StatusBadRequest, "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
+	})
+	gp.OnRequest().DoFunc(func(req *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"))
+		if err != nil {
+			return req, replyFor(err).response(req, "")
+		}
+		cleanRequest(req.Header)
+		pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+			return g.forward(req, &a), nil
+		})
+		return req, nil
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			g.connectOnKeptAlive(w, r)
+			return
+		}
+		gp.ServeHTTP(w, r)
+	})
+}
+
+// connectOnKeptAlive takes over the connection for a CONNECT that came
+// after other requests on it; goproxy's own hijack would drop the bytes its
+// reader already buffered.
+func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeReply(w, reply{http.StatusBadRequest, "bad_request"}, "CONNECT is not supported on this connection")
+		return
+	}
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	g.wg.Add(1)
+	defer g.wg.Done()
+	if !g.track(c) {
+		c.Close()
+		return
+	}
+	defer g.untrack(c)
+	defer c.Close()
+	r.RequestURI = r.Host
+	// rw.Reader holds what net/http read past this request's head.
+	g.serveConnect(c, rw.Reader, r)
+}
+
+// forward sends an absolute-form request through an exit, trying another
+// exit when one fails before any of the request body was sent. It always
+// returns a response: the origin's, or an error reply.
+func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
+	body := &trackedBody{rc: req.Body}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = body
+		defer body.rc.Close()
+	}
+	ctx := req.Context()
+	var tried [10]string
+	var lastErr error
+	for attempt := 0; attempt < g.cfg.MaxAttempts; attempt++ {
+		a.crit.Exclude = tried[:attempt]
+		pick, err := g.pool.Pick(ctx, a.crit)
+		if err != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			break
+		}
+		id := pick.Exit.ID
+		tried[attempt] = id
+		up, err := g.upstreamFor(pick.Exit)
+		if err != nil {
+			g.pool.Report(id, pool.ExitFailed, 0)
+			lastErr = err
+			continue
+		}
+		out := req.WithContext(withEgress(ctx, pick.Egress))
+		if up.proxyAuth != "" {
+			out.Header.Set("Proxy-Authorization", up.proxyAuth)
+		}
+		if up.farmgate && pick.Egress.IsValid() {
+			out.Header.Set(headerEgress, pick.Egress.String())
+		}
+		t0 := time.Now()
+		g.pool.TunnelOpened(id)
+		resp, err := up.transport.RoundTrip(out)
+		setup := time.Since(t0)
+		if err == nil && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
+			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(headerError)}
+			resp.Body.Close()
+		}
+		if err == nil {
+			g.pool.Report(id, pool.OK, setup)
+			resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { g.pool.TunnelClosed(id) }}
+			cleanResponse(resp.Header)
+			resp.Header.Set(headerExit, id)
+			if pick.Rebound {
+				resp.Header.Set(headerSess, "rebound")
+			}
+			return resp
+		}
+		g.pool.TunnelClosed(id)
+		if !exitFault(err) {
+			g.pool.Report(id, pool.DestFailed, setup)
+			return replyFor(err).response(req, "")
+		}
+		g.pool.Report(id, pool.ExitFailed, setup)
+		lastErr = err
+		if body.touched.Load() || ctx.Err() != nil {
+			break // bytes of the body left: never send it twice
+		}
+		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
+	}
+	return replyFor(lastErr).response(req, "")
+}
+
+// trackedBody notes whether the transport read any of the request body, and
+// keeps the transport from closing it so a retry can still send it.
+type trackedBody struct {
+	rc      io.ReadCloser
+	touched atomic.Bool // read by the transport's writer goroutine
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.touched.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *trackedBody) Close() error { return nil }
+
+// releaseBody runs release once when the response body is closed.
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+	done    bool
+}
+
+func (b *releaseBody) Close() error {
+	if !b.done {
+		b.done = true
+		b.release()
+	}
+	return b.ReadCloser.Close()
+}
+
+func writeReply(w http.ResponseWriter, r reply, detail string) {
+	w.Header().Set(headerError, r.reason)
+	if r.status == http.StatusProxyAuthRequired {
+		w.Header().Set("Proxy-Authenticate", `Basic realm="farmgate"`)
+	}
+	msg := r.message()
+	if detail != "" {
+		msg += ": " + detail
+	}
+	http.Error(w, msg, r.status)
+}
+
+var _ net.Conn = (*bufferedConn)(nil)

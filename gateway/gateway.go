@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/pool"
+)
+
+// Authenticator checks a customer's credentials.
+type Authenticator interface {
+	Authenticate(ctx context.Context, user, password string) (*auth.Customer, error)
+}
+
+// Gateway serves customers on one or more listeners.
+type Gateway struct {
+	cfg    Config
+	auth   Authenticator
+	pool   *pool.Pool
+	logger *slog.Logger
+
+	upstreams sync.Map // exit id → *upstream
+
+	ctx    context.Context // cancelled by Shutdown's deadline: cuts live tunnels
+	cancel context.CancelFunc
+
+	httpSrv *http.Server
+	httpLn  *chanListener
+
+	mu        sync.Mutex // guards listeners, conns and closing
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // connections in our own (CONNECT) path
+	closing   bool
+	wg        sync.WaitGroup // serveConn goroutines
+	bufs      sync.Pool      // *bufio.Reader for reading request heads
+}
+
+// New builds a gateway; it serves nothing until Serve is called.
+func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if a == nil || p == nil {
+		return nil, errors.New("gateway: authenticator and pool are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:       cfg.withDefaults(),
+		auth:      a,
+		pool:      p,
+		logger:    logger.With("component", "gateway"),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.bufs.New = func() any { return bufio.NewReaderSize(nil, 4096) }
+	g.httpLn = newChanListener()
+	g.httpSrv = &http.Server{
+		Handler:           g.forwardHandler(),
+		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
+		IdleTimeout:       g.cfg.IdleTimeout,
+		ErrorLog:          log.New(io.Discard, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return g.ctx },
+	}
+	go func() {
+		// Owned by the gateway: ends when Shutdown closes httpLn.
+		_ = g.httpSrv.Serve(g.httpLn)
+	}()
+	return g, nil
+}
+
+// Serve accepts customers on ln until Shutdown. It returns nil after
+// Shutdown and the accept error otherwise.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	g.listeners[ln] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.listeners, ln)
+		g.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if g.isClosing() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept customers: %w", err)
+			}
+			// EMFILE and friends: back off instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.logger.Warn("accept failed, backing off", "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if !g.track(c) {
+			c.Close()
+			return nil
+		}
+		g.wg.Add(1)
+		go g.serveConn(c)
+	}
+}
+
+func (g *Gateway) isClosing() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closing
+}
+
+func (g *Gateway) track(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+func (g *Gateway) untrack(c net.Conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}
+
+// serveConn reads the first request head. CONNECT is handled here on the raw
+// connection so the tunnel can splice; anything else goes to the HTTP server.
+func (g *Gateway) serveConn(c net.Conn) {
+	defer g.wg.Done()
+	handedOff := false
+	defer func() {
+		if r := recover(); r != nil {
+			g.logger.Error("panic serving customer", "panic", r, "remote", c.RemoteAddr().String())
+		}
+		if !handedOff {
+			c.Close()
+			g.untrack(c)
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
+	br := g.bufs.Get().(*bufio.Reader)
+	br.Reset(c)
+	head, err := br.Peek(8)
+	if err != nil {
+		g.putBuf(br)
+		return
+	}
+	if string(head) != "CONNECT " {
+		// Not ours: hand the connection, with what we buffered, to the
+		// HTTP server. It owns the connection from here.
+		handedOff = true
+		g.untrack(c)
+		c.SetReadDeadline(time.Time{})
+		if !g.httpLn.push(&bufferedConn{Conn: c, r: br}) {
+			c.Close()
+		}
+		return
+	}
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		reply{http.StatusBadRequest, "bad_request"}.writeRaw(c, "")
+		g.putBuf(br)
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	g.serveConnect(c, br, req)
+}
+
+func (g *Gateway) putBuf(br *bufio.Reader) {
+	br.Reset(nil)
+	g.bufs.Put(br)
+}
+
+// Shutdown stops accepting, lets live tunnels and requests finish until ctx
+// is done, then cuts what is left. It is idempotent.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	for ln := range g.listeners {
+		ln.Close()
+	}
+	g.mu.Unlock()
+	g.httpLn.Close()
+
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- g.httpSrv.Shutdown(ctx) }()
+	tunnelsDone := make(chan struct{})
+	go func() { g.wg.Wait(); close(tunnelsDone) }()
+
+	var err error
+	select {
+	case <-tunnelsDone:
+	case <-ctx.Done():
+		err = fmt.Errorf("drain tunnels: %w", ctx.Err())
+		g.cancel()
+		g.mu.Lock()
+		for c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
+		<-tunnelsDone
+	}
+	if herr := <-httpDone; herr != nil && err == nil {
+		err = fmt.Errorf("drain http: %w", herr)
+		g.httpSrv.Close()
+	}
+	g.cancel()
+	g.upstreams.Range(func(_, v any) bool {
+		v.(*upstream).transport.CloseIdleConnections()
+		return true
+	})
+	return err
+}
+
+// upstreamFor returns the cached way to reach e, rebuilding it when the
+// exit's address changed.
+func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
+	if v, ok := g.upstreams.Load(e.ID); ok {
+		if up := v.(*upstream); up.addr == e.Addr {
+			return up, nil
+		}
+	}
+	up, err := g.newUpstream(e.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("exit %s: %w", e.ID, err)
+	}
+	if old, loaded := g.upstreams.Swap(e.ID, up); loaded {
+		old.(*upstream).transport.CloseIdleConnections()
+	}
+	return up, nil
+}
+
+// chanListener is a net.Listener fed by serveConn with connections that are
+// plain HTTP, so net/http can serve them.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// goproxy insists on a logger; ours speaks slog.
+var _ goproxy.Logger = discardLogger{}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

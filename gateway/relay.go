@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// relay copies bytes both ways between a (the customer) and b (the exit)
+// until both directions are done or the tunnel idles out, then closes both.
+// It returns the bytes copied a→b (up) and b→a (down).
+//
+// Both conns should be the raw *net.TCPConn: io.Copy between them splices in
+// the kernel. Idle time is checked by one timer per tunnel that, when it
+// fires, interrupts both blocked reads with a deadline to collect the bytes
+// moved since the last check; no per-read bookkeeping slows the copy.
+func relay(a, b net.Conn, idle, fin time.Duration) (up, down int64) {
+	t := &tunnel{conns: [2]net.Conn{a, b}, idle: idle, fin: fin}
+	t.live = 2
+	t.timer = time.AfterFunc(idle, t.check)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		down = t.pipe(1) // b → a
+	}()
+	up = t.pipe(0) // a → b
+	wg.Wait()
+	t.timer.Stop()
+	a.Close()
+	b.Close()
+	return up, down
+}
+
+type tunnel struct {
+	conns [2]net.Conn // [0] customer, [1] exit; direction d reads conns[d]
+	idle  time.Duration
+	fin   time.Duration
+	timer *time.Timer
+
+	moved  atomic.Int64 // bytes reported since the last check
+	closed atomic.Bool
+
+	mu       sync.Mutex // guards live, pending, checking
+	live     int        // directions still copying
+	pending  int        // directions yet to answer the current check
+	checking bool
+}
+
+// pipe copies from conns[d] to conns[1-d].
+func (t *tunnel) pipe(d int) int64 {
+	src, dst := t.conns[d], t.conns[1-d]
+	var total int64
+	for {
+		n, err := io.Copy(dst, src)
+		total += n
+		t.moved.Add(n)
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !t.closed.Load() {
+			// A check interrupted us: report and carry on.
+			src.SetReadDeadline(time.Time{})
+			t.answer(false)
+			continue
+		}
+		if err == nil {
+			// Clean EOF: pass the half-close on; the other direction may
+			// still have bytes to deliver, within FinTimeout of silence.
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				t.answer(true)
+				return total
+			}
+		}
+		// An error, or a peer that cannot half-close: the tunnel is over.
+		t.shut()
+		t.answer(true)
+		return total
+	}
+}
+
+// check runs on the timer: interrupt every live direction's read so it
+// reports the bytes it moved.
+func (t *tunnel) check() {
+	t.mu.Lock()
+	if t.closed.Load() || t.live == 0 {
+		t.mu.Unlock()
+		return
+	}
+	t.checking = true
+	t.pending = t.live
+	t.mu.Unlock()
+	past := time.Unix(1, 0)
+	for _, c := range t.conns {
+		c.SetReadDeadline(past)
+	}
+}
+
+// answer is called by a direction after a check interrupted it, or when it
+// ends (done); the last one to answer a check decides.
+func (t *tunnel) answer(done bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if done {
+		t.live--
+		if t.live > 0 && !t.checking {
+			t.timer.Reset(t.fin)
+		}
+	}
+	if !t.checking {
+		return
+	}
+	t.pending--
+	if t.pending > 0 {
+		return
+	}
+	t.checking = false
+	if t.live == 0 {
+		return
+	}
+	if t.moved.Swap(0) == 0 {
+		t.shut()
+		return
+	}
+	d := t.idle
+	if t.live < 2 {
+		d = t.fin
+	}
+	t.timer.Reset(d)
+}
+
+// shut closes both sides so every blocked copy returns.
+func (t *tunnel) shut() {
+	if t.closed.Swap(true) {
+		return
+	}
+	t.conns[0].Close()
+	t.conns[1].Close()
+}

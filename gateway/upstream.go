@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/proxy"
+)
+
+// Wire protocol between a gateway and a farmgate exit. The exit strips both
+// headers; the customer's own Proxy-Authorization never leaves the gateway.
+const (
+	headerEgress = "X-Farmgate-Egress"
+	headerError  = "X-Farmgate-Error"
+	headerExit   = "X-Farmgate-Exit"
+	headerSess   = "X-Farmgate-Session"
+)
+
+// SchemeFarmgate marks an exit address as a farmgate exit node: the gateway
+// dials it with HTTP CONNECT and authenticates with its exit token. Other
+// schemes (http://user:pass@host, socks5://...) are third-party upstreams
+// reached through golang.org/x/net/proxy.
+const SchemeFarmgate = "farmgate"
+
+func init() {
+	// An HTTP CONNECT upstream is as usable an exit as a SOCKS5 one.
+	proxy.RegisterDialerType("http", newHTTPDialerFromURL)
+}
+
+// ExitError is an exit's refusal of a tunnel or request, carrying the status
+// and the X-Farmgate-Error reason the exit answered with.
+type ExitError struct {
+	Status int
+	Reason string
+}
+
+func (e *ExitError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("exit answered %d %s", e.Status, e.Reason)
+	}
+	return fmt.Sprintf("exit answered %d", e.Status)
+}
+
+// destinationFault reports whether the exit refused because of the
+// destination (forbidden, unreachable, slow), which is not the exit's fault
+// and must neither eject it nor trigger failover.
+func (e *ExitError) destinationFault() bool {
+	return strings.HasPrefix(e.Reason, "destination_")
+}
+
+type egressKey struct{}
+
+// withEgress asks the exit dialed under ctx to bind the given source IP.
+func withEgress(ctx context.Context, ip netip.Addr) context.Context {
+	if !ip.IsValid() {
+		return ctx
+	}
+	return context.WithValue(ctx, egressKey{}, ip)
+}
+
+func egressFrom(ctx context.Context) (netip.Addr, bool) {
+	ip, ok := ctx.Value(egressKey{}).(netip.Addr)
+	return ip, ok
+}
+
+// connectDialer opens tunnels through an HTTP proxy with CONNECT. It returns
+// the raw *net.TCPConn whenever the proxy sent nothing past its reply, so the
+// relay can splice.
+type connectDialer struct {
+	addr    string // proxy host:port
+	auth    string // Proxy-Authorization value, "" for none
+	forward proxy.ContextDialer
+	// replyTimeout bounds the wait for the proxy's reply to CONNECT, which
+	// includes the proxy's own dial of the destination.
+	replyTimeout time.Duration
+}
+
+var _ proxy.ContextDialer = (*connectDialer)(nil)
+
+func newHTTPDialerFromURL(u *url.URL, forward proxy.Dialer) (proxy.Dialer, error) {
+	cd, ok := forward.(proxy.ContextDialer)
+	if !ok {
+		cd = contextDialerFunc(func(_ context.Context, network, addr string) (net.Conn, error) {
+			return forward.Dial(network, addr)
+		})
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &connectDialer{addr: host, auth: basicAuth(u.User), forward: cd, replyTimeout: 15 * time.Second}, nil
+}
+
+type contextDialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f contextDialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
+func basicAuth(u *url.Userinfo) string {
+	if u == nil {
+		return ""
+	}
+	pass, _ := u.Password()
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pass))
+}
+
+func (d *connectDialer) Dial(network, addr string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, addr)
+}
+
+// errExitDial marks a failure to reach the exit itself (as opposed to a
+// refusal the exit answered with).
+var errExitDial = errors.New("exit unreachable")
+
+func (d *connectDialer) DialContext(ctx context.Context, network, target string) (net.Conn, error) {
+	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errExitDial, err)
+	}
+	deadline := time.Now().Add(d.replyTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	c.SetDeadline(deadline)
+	// Cancelling ctx must unblock the handshake.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	conn, err := d.handshake(ctx, c, target)
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string) (net.Conn, error) {
+	var b strings.Builder
+	b.Grow(128)
+	b.WriteString("CONNECT ")
+	b.WriteString(target)
+	b.WriteString(" HTTP/1.1\r\nHost: ")
+	b.WriteString(target)
+	b.WriteString("\r\n")
+	if d.auth != "" {
+		b.WriteString("Proxy-Authorization: ")
+		b.WriteString(d.auth)
+		b.WriteString("\r\n")
+	}
+	if ip, ok := egressFrom(ctx); ok {
+		b.WriteString(headerEgress + ": ")
+		b.WriteString(ip.String())
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return nil, fmt.Errorf("send CONNECT: %w", err)
+	}
+	br := bufio.NewReaderSize(c, 1024)
+	status, reason, err := readReplyHead(br)
+	if err != nil {
+		return nil, fmt.Errorf("read CONNECT reply: %w", err)
+	}
+	if status/100 != 2 {
+		return nil, &ExitError{Status: status, Reason: reason}
+	}
+	if br.Buffered() > 0 {
+		// The destination spoke first and its bytes arrived with the reply.
+		return &bufferedConn{Conn: c, r: br}, nil
+	}
+	return c, nil
+}
+
+// readReplyHead reads an HTTP response head and returns the status and the
+// X-Farmgate-Error reason. A CONNECT reply has no body worth reading.
+func readReplyHead(br *bufio.Reader) (int, string, error) {
+	tp := textproto.NewReader(br)
+	line, err := tp.ReadLine()
+	if err != nil {
+		return 0, "", err
+	}
+	proto, rest, ok := strings.Cut(line, " ")
+	if !ok || !strings.HasPrefix(proto, "HTTP/1.") || len(rest) < 3 {
+		return 0, "", fmt.Errorf("malformed status line %q", line)
+	}
+	status, err := strconv.Atoi(rest[:3])
+	if err != nil {
+		return 0, "", fmt.Errorf("malformed status line %q", line)
+	}
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return 0, "", err
+	}
+	return status, hdr.Get(headerError), nil
+}
+
+// bufferedConn is a net.Conn whose first reads come from a buffer.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// upstream is how the gateway reaches one exit: a dialer for tunnels and a
+// transport (with its own connection pool) for absolute-form HTTP.
+type upstream struct {
+	addr      string // the exit's URL, to notice a changed address
+	dialer    proxy.ContextDialer
+	transport *http.Transport
+	// proxyAuth is set on forwarded absolute-form requests; "" for SOCKS5.
+	proxyAuth string
+	// farmgate: the exit is ours and takes the egress IP header.
+	farmgate bool
+}
+
+func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse exit address: %w", err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("exit address %q has no host", rawURL)
+	}
+	nd := &net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: 30 * time.Second}
+	up := &upstream{addr: rawURL}
+	tr := &http.Transport{
+		DialContext:           nd.DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   g.cfg.MaxIdleExitConns,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: g.cfg.ExitReplyTimeout,
+		ExpectContinueTimeout: time.Second,
+		// The customer's Accept-Encoding travels untouched and the body
+		// comes back as the origin sent it.
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}
+	switch u.Scheme {
+	case SchemeFarmgate, "http":
+		var cd *connectDialer
+		if u.Scheme == SchemeFarmgate {
+			cd = &connectDialer{addr: u.Host, auth: "Bearer " + g.cfg.ExitToken, forward: nd}
+		} else {
+			// Third-party HTTP upstreams go through x/net/proxy like SOCKS5 ones.
+			d, err := proxy.FromURL(u, nd)
+			if err != nil {
+				return nil, fmt.Errorf("exit address %q: %w", rawURL, err)
+			}
+			cd = d.(*connectDialer)
+		}
+		cd.replyTimeout = g.cfg.ExitReplyTimeout
+		up.dialer = cd
+		up.farmgate = u.Scheme == SchemeFarmgate
+		auth := cd.auth
+		up.proxyAuth = auth
+		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
+		tr.Proxy = http.ProxyURL(proxyURL)
+		tr.GetProxyConnectHeader = func(ctx context.Context, _ *url.URL, _ string) (http.Header, error) {
+			h := http.Header{}
+			if auth != "" {
+				h.Set("Proxy-Authorization", auth)
+			}
+			if ip, ok := egressFrom(ctx); ok {
+				h.Set(headerEgress, ip.String())
+			}
+			return h, nil
+		}
+	case "socks5", "socks5h":
+		d, err := proxy.FromURL(u, nd)
+		if err != nil {
+			return nil, fmt.Errorf("exit address %q: %w", rawURL, err)
+		}
+		cd, ok := d.(proxy.ContextDialer)
+		if !ok {
+			return nil, fmt.Errorf("exit address %q: dialer cannot take a context", rawURL)
+		}
+		up.dialer = cd
+		tr.DialContext = cd.DialContext
+	default:
+		return nil, fmt.Errorf("exit address %q: unsupported scheme %q (want farmgate, http or socks5)", rawURL, u.Scheme)
+	}
+	up.transport = tr
+	return up, nil
+}

@@ -1,0 +1,254 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Run drives health until ctx is done: a round of active probes (when
+// Config.Probe is set) and a sweep of ejections and panic mode every
+// ProbeInterval with jitter, the first at once. It returns when ctx is done
+// and every probe it started has returned. Call it once per pool, usually in
+// its own goroutine; a second concurrent call logs an error and returns.
+func (p *Pool) Run(ctx context.Context) {
+	if !p.running.CompareAndSwap(false, true) {
+		p.log.Error("pool Run called while already running")
+		return
+	}
+	defer p.running.Store(false)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		p.round(ctx)
+		timer.Reset(p.jittered())
+	}
+}
+
+// round is one ProbeOnce that survives a panic.
+func (p *Pool) round(ctx context.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("health round panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	p.ProbeOnce(ctx)
+}
+
+// jittered returns ProbeInterval moved by up to ±ProbeJitter of itself.
+func (p *Pool) jittered() time.Duration {
+	d := float64(p.cfg.ProbeInterval)
+	d += d * p.cfg.ProbeJitter * (2*p.rng.Float64() - 1)
+	return time.Duration(d)
+}
+
+// ProbeOnce runs one round of what Run does: it probes every exit once (when
+// Config.Probe is set), at most ProbeConcurrency at a time, each within
+// ProbeTimeout, applies the results (Fall failures mark an exit down, Rise
+// successes bring it up), then logs ejections that ended and updates panic
+// mode. It returns when every probe has returned.
+func (p *Pool) ProbeOnce(ctx context.Context) {
+	s := p.snap.Load()
+	if p.cfg.Probe != nil && len(s.sorted) > 0 {
+		work := make(chan *member)
+		var wg sync.WaitGroup
+		for range min(p.cfg.ProbeConcurrency, len(s.sorted)) {
+			wg.Go(func() {
+				for m := range work {
+					p.applyProbe(m, p.probe(ctx, m))
+				}
+			})
+		}
+	feed:
+		for _, m := range s.sorted {
+			select {
+			case work <- m:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		close(work)
+		wg.Wait()
+	}
+	p.sweep()
+}
+
+// probe runs Config.Probe for one exit under ProbeTimeout; a panic counts as
+// a failure.
+func (p *Pool) probe(ctx context.Context, m *member) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("probe panicked", "exit", m.exit.ID, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("probe panicked: %v", r)
+		}
+	}()
+	return p.cfg.Probe(ctx, m.exit)
+}
+
+// applyProbe folds one probe result into the exit's rise/fall counters. A
+// probe cut short because the pool is shutting down is not counted.
+func (p *Pool) applyProbe(m *member, err error) {
+	st := m.st
+	st.mu.Lock()
+	changed := false
+	if err == nil {
+		st.probeFails = 0
+		st.probeOKs++
+		if st.down.Load() && st.probeOKs >= p.cfg.Rise {
+			st.down.Store(false)
+			st.downReason = ""
+			changed = true
+		}
+	} else {
+		st.probeOKs = 0
+		st.probeFails++
+		if !st.down.Load() && st.probeFails >= p.cfg.Fall {
+			st.down.Store(true)
+			st.downReason = fmt.Sprintf("%d consecutive probe failures: %v", st.probeFails, err)
+			changed = true
+		}
+	}
+	st.mu.Unlock()
+	if changed {
+		p.stateChanged(m)
+	}
+}
+
+// Report records the outcome of one attempt to set up a tunnel through exit
+// id, once per attempt, with the time the set-up took. OK feeds the latency
+// EWMA and clears the failure streak; ExitFailed extends it and, at
+// ConsecutiveFailures, ejects the exit (unless MaxEjectedPercent of its pool
+// is already ejected); DestFailed is neutral. Unknown ids are ignored.
+func (p *Pool) Report(id string, o Outcome, setup time.Duration) {
+	m := p.snap.Load().byID[id]
+	if m == nil {
+		return
+	}
+	switch o {
+	case OK:
+		m.st.fails.Store(0)
+		m.st.observeLatency(setup, p.cfg.LatencyAlpha)
+	case ExitFailed:
+		if int(m.st.fails.Add(1)) >= p.cfg.ConsecutiveFailures {
+			p.eject(m)
+		}
+	}
+}
+
+// eject ejects m if it is not ejected already and its pool's ejection budget
+// allows.
+func (p *Pool) eject(m *member) {
+	s := p.snap.Load()
+	v := s.pools[m.exit.Pool]
+	if v == nil {
+		return
+	}
+	v.ps.mu.Lock()
+	now := p.now()
+	nowNS := now.UnixNano()
+	st := m.st
+	if st.ejectedUntil.Load() > nowNS {
+		st.fails.Store(0) // failures of tunnels opened before the ejection
+		v.ps.mu.Unlock()
+		return
+	}
+	ejected := 0
+	for _, o := range v.members {
+		if o.st.ejectedUntil.Load() > nowNS {
+			ejected++
+		}
+	}
+	if limit := len(v.members) * p.cfg.MaxEjectedPercent / 100; ejected >= limit {
+		v.ps.mu.Unlock()
+		p.log.Debug("exit not ejected: pool ejection budget spent", "exit", m.exit.ID, "pool", m.exit.Pool, "ejected", ejected)
+		return
+	}
+	st.mu.Lock()
+	n := int(st.fails.Swap(0))
+	st.ejections++
+	d := min(p.cfg.BaseEjection*time.Duration(st.ejections), p.cfg.MaxEjection)
+	st.ejectedUntil.Store(now.Add(d).UnixNano())
+	st.ejectReason = fmt.Sprintf("%d consecutive exit failures (ejection %d, %v)", n, st.ejections, d)
+	st.mu.Unlock()
+	v.ps.mu.Unlock()
+	p.stateChanged(m)
+}
+
+// stateChanged logs m's state if it changed and updates its pool's panic mode.
+func (p *Pool) stateChanged(m *member) {
+	now := p.nowNS()
+	p.observe(m, now)
+	s := p.snap.Load()
+	if v := s.pools[m.exit.Pool]; v != nil {
+		p.updatePanic(v.ps, v.members, now)
+	}
+}
+
+// observe logs one line if m's state differs from the one last logged.
+func (p *Pool) observe(m *member, now int64) {
+	st := m.st
+	st.mu.Lock()
+	state, reason := st.stateLocked(now)
+	from := st.logged
+	st.logged = state
+	st.mu.Unlock()
+	if state == from {
+		return
+	}
+	args := []any{"exit", m.exit.ID, "pool", m.exit.Pool, "dc", m.exit.DC, "from", from, "to", state}
+	if reason != "" {
+		args = append(args, "reason", reason)
+	}
+	if state == StateEjected {
+		args = append(args, "until", time.Unix(0, st.ejectedUntil.Load()))
+	}
+	p.log.Info("exit state changed", args...)
+}
+
+// sweep logs state changes that happen with time (ejections ending) and
+// updates every pool's panic mode.
+func (p *Pool) sweep() {
+	s := p.snap.Load()
+	now := p.nowNS()
+	for _, m := range s.sorted {
+		p.observe(m, now)
+	}
+	for _, v := range s.pools {
+		p.updatePanic(v.ps, v.members, now)
+	}
+}
+
+// updatePanic sets ps.panic when more than PanicThreshold percent of the
+// pool's non-draining exits are down or ejected, logging each transition.
+func (p *Pool) updatePanic(ps *poolState, members []*member, now int64) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	total, bad := 0, 0
+	for _, m := range members {
+		if m.st.draining.Load() {
+			continue
+		}
+		total++
+		if m.st.unhealthy(now) {
+			bad++
+		}
+	}
+	panicking := total > 0 && bad*100 > total*p.cfg.PanicThreshold
+	if ps.panic.Swap(panicking) == panicking {
+		return
+	}
+	if panicking {
+		p.log.Warn("pool in panic mode: picking among all exits regardless of health", "pool", ps.name, "unhealthy", bad, "exits", total)
+	} else {
+		p.log.Info("pool left panic mode", "pool", ps.name, "unhealthy", bad, "exits", total)
+	}
+}

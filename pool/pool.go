@@ -1,0 +1,197 @@
+package pool
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Registry is how whoever discovers exits (static configuration, the
+// cluster) feeds them into a pool. Methods may be called from any goroutine;
+// each builds a new snapshot and never blocks picks.
+type Registry interface {
+	// Set replaces the whole set of exits.
+	Set(exits []Exit)
+	// Upsert adds an exit or updates the one with the same ID.
+	Upsert(e Exit)
+	// Remove forgets an exit; unknown ids are ignored.
+	Remove(id string)
+}
+
+var _ Registry = (*Pool)(nil)
+
+// Pool knows the exits and picks one per tunnel. Create it with [New]; drive
+// its health with [Pool.Run]. All methods are safe for concurrent use.
+type Pool struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	rng      *rng
+	sessions SessionStore
+
+	snap atomic.Pointer[snapshot]
+
+	mu     sync.Mutex // guards exits, states, pools and serialises snapshot builds
+	exits  map[string]*Exit
+	states map[string]*exitState
+	pools  map[string]*poolState
+
+	running atomic.Bool // Run is active
+}
+
+// poolState is a pool's lasting state across snapshots.
+type poolState struct {
+	name  string
+	panic atomic.Bool // more than PanicThreshold% unhealthy: ignore health
+
+	mu sync.Mutex // serialises ejection decisions and panic updates of this pool
+}
+
+// New returns an empty pool. logger may be nil (slog.Default).
+func New(cfg Config, logger *slog.Logger) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating pool: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p := &Pool{
+		cfg:      cfg,
+		log:      logger.With("component", "pool"),
+		now:      cfg.Now,
+		rng:      newRNG(cfg.Seed),
+		sessions: cfg.Sessions,
+		exits:    make(map[string]*Exit),
+		states:   make(map[string]*exitState),
+		pools:    make(map[string]*poolState),
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.sessions == nil {
+		p.sessions = NewMemorySessions(p.now)
+	}
+	p.snap.Store(&snapshot{
+		byID:   map[string]*member{},
+		groups: map[groupKey]*group{},
+		pools:  map[string]*poolView{},
+	})
+	return p, nil
+}
+
+// policyFor returns the policy configured for pool.
+func (p *Pool) policyFor(pool string) policy {
+	name := p.cfg.DefaultPolicy
+	if n, ok := p.cfg.Policies[pool]; ok {
+		name = n
+	}
+	return parsePolicy(name)
+}
+
+// validExit checks an exit after normalise.
+func validExit(e *Exit) error {
+	switch {
+	case e.ID == "":
+		return fmt.Errorf("exit ID: empty")
+	case e.Pool == "":
+		return fmt.Errorf("exit %s: Pool: empty", e.ID)
+	case e.Weight < 0:
+		return fmt.Errorf("exit %s: Weight %d: negative", e.ID, e.Weight)
+	case e.Capacity < 0:
+		return fmt.Errorf("exit %s: Capacity %d: negative", e.ID, e.Capacity)
+	}
+	return nil
+}
+
+// Set replaces the whole set of exits. Exits that stay keep their state
+// (health, ejections, tunnels, drain); invalid exits are logged and skipped.
+func (p *Pool) Set(exits []Exit) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := make(map[string]*Exit, len(exits))
+	for i := range exits {
+		e := exits[i]
+		normalise(&e)
+		if err := validExit(&e); err != nil {
+			p.log.Warn("exit skipped", "err", err)
+			continue
+		}
+		next[e.ID] = &e
+	}
+	added, removed := 0, 0
+	for id := range p.exits {
+		if _, ok := next[id]; !ok {
+			delete(p.states, id)
+			removed++
+		}
+	}
+	for id := range next {
+		if _, ok := p.states[id]; !ok {
+			p.states[id] = newExitState()
+			added++
+		}
+	}
+	p.exits = next
+	p.rebuildLocked()
+	p.log.Info("exits set", "exits", len(next), "added", added, "removed", removed)
+}
+
+// Upsert adds an exit or updates the one with the same ID, keeping its state.
+// An invalid exit is logged and ignored.
+func (p *Pool) Upsert(e Exit) {
+	normalise(&e)
+	if err := validExit(&e); err != nil {
+		p.log.Warn("exit skipped", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, known := p.exits[e.ID]
+	p.exits[e.ID] = &e
+	if !known {
+		p.states[e.ID] = newExitState()
+	}
+	p.rebuildLocked()
+	if known {
+		p.log.Info("exit updated", "exit", e.ID, "pool", e.Pool, "dc", e.DC)
+	} else {
+		p.log.Info("exit added", "exit", e.ID, "pool", e.Pool, "dc", e.DC, "country", e.Country)
+	}
+}
+
+// Remove forgets an exit and its state; unknown ids are ignored. Tunnels
+// already open through it are the caller's to finish.
+func (p *Pool) Remove(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.exits[id]
+	if !ok {
+		return
+	}
+	delete(p.exits, id)
+	delete(p.states, id)
+	p.rebuildLocked()
+	p.log.Info("exit removed", "exit", id, "pool", e.Pool, "dc", e.DC)
+}
+
+// rebuildLocked builds and publishes a snapshot of p.exits. p.mu must be held.
+func (p *Pool) rebuildLocked() {
+	exits := make([]*Exit, 0, len(p.exits))
+	for _, e := range p.exits {
+		exits = append(exits, e)
+		if p.pools[e.Pool] == nil {
+			p.pools[e.Pool] = &poolState{name: e.Pool}
+		}
+	}
+	slices.SortFunc(exits, func(a, b *Exit) int { return cmp.Compare(a.ID, b.ID) })
+	s := buildSnapshot(exits, p.states, p.pools, p.policyFor, p.cfg.LocalDC)
+	p.snap.Store(s)
+	now := p.now().UnixNano()
+	for name, v := range s.pools {
+		p.updatePanic(v.ps, s.pools[name].members, now)
+	}
+}
