@@ -297,3 +297,5 @@ func blackhole(t testing.TB) string {
 	})
 	return fd.addr
 }
+
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
