@@ -115,7 +115,12 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.release()
 	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	s.proxy.ServeHTTP(newFlushWriter(w), r.WithContext(ctx))
+	fw := newFlushWriter(w)
+	// Let the origin's response stream back while the request body is
+	// still arriving (net/http otherwise stops reading the body once the
+	// response starts).
+	_ = fw.rc.EnableFullDuplex()
+	s.proxy.ServeHTTP(fw, r.WithContext(ctx))
 }
 
 // errorResponse is the response goproxy relays when the exit refuses or fails
@@ -234,6 +239,15 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		err = f.rc.Flush()
 	}
 	return n, err
+}
+
+// WriteHeader sends the response head at once, so the gateway sees it as
+// soon as the origin answered even if the body is slow to come.
+func (f *flushWriter) WriteHeader(code int) {
+	f.ResponseWriter.WriteHeader(code)
+	if code >= 200 {
+		_ = f.rc.Flush()
+	}
 }
 
 func (f *flushWriter) Flush() { _ = f.rc.Flush() }
