@@ -148,6 +148,10 @@ func TestErrorsReachTheCustomer(t *testing.T) {
   - user: narrow
     password: demo
     pools: [dc]
+  - user: fenced
+    password: demo
+    pools: [resi]
+    allow_ips: [10.0.0.0/8]
 `
 		c.Gateway.ExitReplyTimeout = 700 * time.Millisecond
 	})
@@ -166,6 +170,7 @@ func TestErrorsReachTheCustomer(t *testing.T) {
 		{"wrong password", "http://demo:nope@" + f.GatewayAddr, origin, 407, "auth_required"},
 		{"unknown user", "http://mallory:demo@" + f.GatewayAddr, origin, 407, "auth_required"},
 		{"wrong password beats bad targeting", "http://demo-bogus-1:nope@" + f.GatewayAddr, origin, 407, "auth_required"},
+		{"client outside the IP allowlist", "http://fenced:demo@" + f.GatewayAddr, origin, 407, "auth_required"},
 		{"unknown key", proxyURL(f, "demo-bogus-1"), origin, 400, "bad_params"},
 		{"malformed country", proxyURL(f, "demo-country-usa"), origin, 400, "bad_params"},
 		{"malformed session", proxyURL(f, "demo-session-a.b"), origin, 400, "bad_params"},

@@ -18,3 +18,14 @@ func DialFrom(ctx context.Context, local netip.Addr, allow []netip.Prefix, addr 
 }
 
 var ParseTarget = parseTarget
+
+// EgressFor runs the X-Farmgate-Egress check on header values.
+func (s *Server) EgressFor(vals []string) (netip.Addr, error) {
+	rt, err := s.routeFor(vals)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return rt.local, nil
+}
+
+var ErrBadEgress = errBadEgress

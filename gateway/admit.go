@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ type admission struct {
 // admit authenticates the Proxy-Authorization value and turns the username's
 // targeting into pool criteria. Credentials are checked before the targeting,
 // so a stranger learns nothing about the grammar's errors.
-func (g *Gateway) admit(ctx context.Context, proxyAuth string) (admission, error) {
+func (g *Gateway) admit(ctx context.Context, proxyAuth string, client netip.Addr) (admission, error) {
 	user, pass, ok := parseProxyAuth(proxyAuth)
 	if !ok {
 		return admission{}, errNoCredentials
@@ -35,6 +36,9 @@ func (g *Gateway) admit(ctx context.Context, proxyAuth string) (admission, error
 	cust, err := g.auth.Authenticate(ctx, account, pass)
 	if err != nil {
 		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
+	}
+	if !cust.AllowsIP(client) {
+		return admission{}, fmt.Errorf("customer %s from %s: not in the IP allowlist: %w", account, client, auth.ErrBadCredentials)
 	}
 	if perr != nil {
 		return admission{}, perr
@@ -57,4 +61,13 @@ func (g *Gateway) admit(ctx context.Context, proxyAuth string) (admission, error
 		a.crit.SessTime = 10 * time.Minute
 	}
 	return a, nil
+}
+
+// remoteIP is the customer's address, for the IP allowlist.
+func remoteIP(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

@@ -23,7 +23,7 @@ func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request) 
 	target, err := connectTarget(req)
 	if err == nil {
 		var a admission
-		a, err = g.admit(ctx, req.Header.Get("Proxy-Authorization"))
+		a, err = g.admit(ctx, req.Header.Get("Proxy-Authorization"), remoteIP(c.RemoteAddr().String()))
 		if err == nil {
 			g.tunnel(ctx, c, br, a, target, start)
 			return

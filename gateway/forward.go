@@ -25,7 +25,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 		writeReply(w, reply{http.StatusBadRequest, "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
 	})
 	gp.OnRequest().DoFunc(func(req *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"))
+		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
 		if err != nil {
 			return req, replyFor(err).response(req, "")
 		}

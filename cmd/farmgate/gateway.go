@@ -65,7 +65,9 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	if *customers == "" {
 		return usageError{errors.New("--customers: required")}
 	}
-	store, err := auth.LoadFile(*customers)
+	acfg := auth.DefaultConfig()
+	acfg.Logger = logger
+	store, err := auth.LoadFileConfig(*customers, acfg)
 	if err != nil {
 		return usageError{fmt.Errorf("--customers: %w", err)}
 	}

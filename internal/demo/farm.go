@@ -136,7 +136,9 @@ func Start(cfg Config) (_ *Farm, err error) {
 		}
 	}
 
-	store, err := auth.ParseFile([]byte(cfg.Customers), "demo customers")
+	acfg := auth.DefaultConfig()
+	acfg.Logger = logger
+	store, err := auth.ParseFileConfig([]byte(cfg.Customers), "demo customers", acfg)
 	if err != nil {
 		return nil, err
 	}
