@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmgate/farmgate/internal/demo"
+)
+
+// echoServer echoes every connection until the peer half-closes, then
+// closes. It runs until the test ends.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dialTunnel opens a CONNECT tunnel through the gateway, sending early
+// bytes in the same write as the request head, and returns the connection
+// positioned after the 200 reply.
+func dialTunnel(t testing.TB, f *demo.Farm, user, target string, early string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", f.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cred := base64.StdEncoding.EncodeToString([]byte(user + ":demo"))
+	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Basic " + cred + "\r\n\r\n" + early
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatalf("read CONNECT reply: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %s (%s)", resp.Status, resp.Header.Get("X-Farmgate-Error"))
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, br
+}
+
+func TestTunnelDeliversPipelinedBytesFirstAndHalfCloses(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	c, br := dialTunnel(t, f, "demo", echo, "early-bytes|")
+	if _, err := c.Write([]byte("later")); err != nil {
+		t.Fatal(err)
+	}
+	// Half-close: the echo server sees EOF, sends back what it has, closes.
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("read echo: %v", err)
+	}
+	if string(got) != "early-bytes|later" {
+		t.Fatalf("echo %q, want %q", got, "early-bytes|later")
+	}
+}
+
+// A customer that leaves takes its tunnel with it: the exit side is closed
+// at once, not at the idle timeout.
+func TestTunnelClosesWhenCustomerLeaves(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	// A destination that never closes on its own and never reads to EOF.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	closed := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// Keep sending until the write fails: the tunnel is gone.
+		for {
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write([]byte("tick\n")); err != nil {
+				close(closed)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	c, br := dialTunnel(t, f, "demo-country-de", ln.Addr().String(), "")
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("destination still connected 5s after the customer closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Exits[0].Server.ActiveTunnels() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("exit eu-1 still has %d tunnels", f.Exits[0].Server.ActiveTunnels())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestIdleTunnelIsClosedButASlowStreamIsNot(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, func(c *demo.Config) { c.Gateway.IdleTimeout = 300 * time.Millisecond })
+	echo := echoServer(t)
+
+	idle, ibr := dialTunnel(t, f, "demo", echo, "")
+	// Slow stream: one byte every 100ms in one direction only (the echo
+	// sends it back, so both directions move).
+	slow, sbr := dialTunnel(t, f, "demo", echo, "")
+	start := time.Now()
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	idleErr := make(chan error, 1)
+	go func() {
+		_, err := ibr.ReadByte()
+		idleErr <- err
+	}()
+	for time.Since(start) < 1500*time.Millisecond {
+		if _, err := slow.Write([]byte{'x'}); err != nil {
+			t.Fatalf("slow stream cut after %s: %v", time.Since(start), err)
+		}
+		slow.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := sbr.ReadByte(); err != nil {
+			t.Fatalf("slow stream cut after %s: %v", time.Since(start), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case err := <-idleErr:
+		if err != io.EOF && !strings.Contains(err.Error(), "reset") {
+			t.Fatalf("idle tunnel: %v, want EOF", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle tunnel still open")
+	}
+}
+
+func TestShutdownDrainsLiveTunnels(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	c, br := dialTunnel(t, f, "demo", echo, "")
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.Gateway.Shutdown(ctx)
+	}()
+	// New customers are turned away once shutdown started...
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		nc, err := net.DialTimeout("tcp", f.GatewayAddr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("gateway still accepting 2s into shutdown")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...while the live tunnel keeps working.
+	if _, err := c.Write([]byte("still here\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := br.ReadString('\n'); err != nil || line != "still here\n" {
+		t.Fatalf("tunnel during drain: %q %v", line, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("shutdown returned (%v) with a live tunnel", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not return after the last tunnel closed")
+	}
+}
+
+func TestShutdownDeadlineCutsTunnels(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	_, br := dialTunnel(t, f, "demo", echo, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := f.Gateway.Shutdown(ctx); err == nil {
+		t.Error("shutdown with a live tunnel past its deadline returned nil")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("shutdown took %s", d)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("tunnel still open after the drain deadline")
+	}
+}
