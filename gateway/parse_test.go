@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestParseProxyAuth(t *testing.T) {
+	t.Parallel()
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	tests := []struct {
+		name, header, user, pass string
+		ok                       bool
+	}{
+		{"basic", "Basic " + b64("alice:secret"), "alice", "secret", true},
+		{"scheme is case-insensitive", "basic " + b64("alice:secret"), "alice", "secret", true},
+		{"colon in the password", "Basic " + b64("alice:a:b"), "alice", "a:b", true},
+		{"empty password", "Basic " + b64("alice:"), "alice", "", true},
+		{"targeting in the user", "Basic " + b64("alice-country-us-session-x:pw"), "alice-country-us-session-x", "pw", true},
+		{"no colon", "Basic " + b64("alice"), "", "", false},
+		{"not base64", "Basic !!!", "", "", false},
+		{"bearer", "Bearer abc", "", "", false},
+		{"empty", "", "", "", false},
+		{"long credentials", "Basic " + b64(strings.Repeat("u", 300)+":"+strings.Repeat("p", 300)), strings.Repeat("u", 300), strings.Repeat("p", 300), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, p, ok := parseProxyAuth(tc.header)
+			if ok != tc.ok || u != tc.user || p != tc.pass {
+				t.Errorf("parseProxyAuth(%q) = %q, %q, %v; want %q, %q, %v", tc.header, u, p, ok, tc.user, tc.pass, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseProxyAuth(f *testing.F) {
+	f.Add("alice", "secret")
+	f.Add("a-zone-x", "p:q")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, user, pass string) {
+		if strings.Contains(user, ":") {
+			return
+		}
+		h := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+		u, p, ok := parseProxyAuth(h)
+		if !ok || u != user || p != pass {
+			t.Fatalf("round trip of %q:%q gave %q:%q %v", user, pass, u, p, ok)
+		}
+		parseProxyAuth(user) // arbitrary input must not panic
+		parseProxyAuth("Basic " + pass)
+	})
+}
+
+func TestConnectTarget(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		uri string
+		ok  bool
+	}{
+		{"example.com:443", true},
+		{"127.0.0.1:8080", true},
+		{"[::1]:443", true},
+		{"example.com", false},
+		{"example.com:0", false},
+		{"example.com:65536", false},
+		{"example.com:https", false},
+		{":443", false},
+		{"user@example.com:443", false},
+		{"/path", false},
+		{"http://example.com:80", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.uri, func(t *testing.T) {
+			_, err := connectTarget(&http.Request{RequestURI: tc.uri})
+			if (err == nil) != tc.ok {
+				t.Errorf("connectTarget(%q) = %v, want ok=%v", tc.uri, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, errBadTarget) {
+				t.Errorf("error %v does not wrap errBadTarget", err)
+			}
+		})
+	}
+}
+
+func FuzzConnectTarget(f *testing.F) {
+	f.Add("example.com:443")
+	f.Add("[::1]:80")
+	f.Fuzz(func(t *testing.T, uri string) {
+		target, err := connectTarget(&http.Request{RequestURI: uri})
+		if err == nil && strings.ContainsAny(target, " \r\n@/") {
+			t.Fatalf("accepted %q", target)
+		}
+	})
+}
+
+func TestErrorTableCoversEveryReason(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err    error
+		status int
+		reason string
+	}{
+		{errNoCredentials, 407, "auth_required"},
+		{&ExitError{Status: 403, Reason: "destination_forbidden"}, 403, "destination_forbidden"},
+		{&ExitError{Status: 502, Reason: "destination_unreachable"}, 502, "destination_unreachable"},
+		{&ExitError{Status: 504, Reason: "destination_timeout"}, 504, "destination_timeout"},
+		{&ExitError{Status: 503, Reason: "exit_busy"}, 502, "exit_failed"},
+		{&ExitError{Status: 407, Reason: "unauthorized"}, 502, "exit_failed"},
+		{errPoolForbidden, 403, "pool_forbidden"},
+		{errBadTarget, 400, "bad_request"},
+	}
+	for _, tc := range tests {
+		r := replyFor(tc.err)
+		if r.status != tc.status || r.reason != tc.reason {
+			t.Errorf("replyFor(%v) = %d %s, want %d %s", tc.err, r.status, r.reason, tc.status, tc.reason)
+		}
+	}
+}
