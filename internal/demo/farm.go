@@ -70,8 +70,10 @@ type Config struct {
 	// Gateway settings; Gateway.ExitToken is generated when empty.
 	Gateway gateway.Config
 	// Pool settings; default pool.DefaultConfig with LocalDC "eu".
-	Pool   *pool.Config
-	Logger *slog.Logger
+	Pool *pool.Config
+	// NoProbes turns the active health probes off.
+	NoProbes bool
+	Logger   *slog.Logger
 }
 
 // Farm is a running demo farm.
@@ -147,15 +149,18 @@ func Start(cfg Config) (_ *Farm, err error) {
 	if cfg.Pool != nil {
 		pcfg = *cfg.Pool
 	}
+	if pcfg.Probe == nil && !cfg.NoProbes {
+		// Every gateway probes every exit by fetching the demo origin
+		// through it, as a customer would.
+		probeURL := "http://" + f.Origin.HTTPAddr + "/ip"
+		pcfg.Probe = func(ctx context.Context, e *pool.Exit) error {
+			return f.Gateway.Probe(ctx, e, probeURL)
+		}
+	}
 	f.Pool, err = pool.New(pcfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		f.Pool.Run(ctx)
-	}()
 	for _, e := range f.Exits {
 		if err := f.learn(ctx, e); err != nil {
 			return nil, err
@@ -165,6 +170,11 @@ func Start(cfg Config) (_ *Farm, err error) {
 	if err != nil {
 		return nil, err
 	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		f.Pool.Run(ctx)
+	}()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen gateway %s: %w", cfg.Listen, err)
