@@ -51,7 +51,9 @@ type Config struct {
 	// addresses together). Default 10s.
 	DialTimeout time.Duration
 	// IdleTimeout closes a tunnel that moved no byte in either direction for
-	// this long, and idle keep-alive connections from gateways. Default 5m.
+	// this long (measured by the kernel, see watchIdle), closes idle
+	// keep-alive connections from gateways, and bounds the wait for a
+	// forwarded request's response headers. Default 5m.
 	IdleTimeout time.Duration
 
 	// Resolver resolves destination names. Default nil: net.DefaultResolver.

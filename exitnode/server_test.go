@@ -185,3 +185,25 @@ func TestShutdownRefusesNewRequestsOnOpenConnections(t *testing.T) {
 	}
 	checkErrorReply(t, resp2, 503, "exit_busy")
 }
+
+func TestReadHeaderTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.ReadHeaderTimeout = 200 * time.Millisecond
+	_, exit := startExit(t, cfg)
+	c, err := net.Dial("tcp", exit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, _ = io.WriteString(c, "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n") // never finished
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err = io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection with unfinished headers still open after 3s")
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("closed after %v, want about 200ms", d)
+	}
+}
