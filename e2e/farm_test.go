@@ -39,3 +39,5 @@ func startFarm(t testing.TB, mod func(*demo.Config)) *demo.Farm {
 func proxyURL(f *demo.Farm, user string) string {
 	return fmt.Sprintf("http://%s:demo@%s", user, f.GatewayAddr)
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

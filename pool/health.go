@@ -53,7 +53,8 @@ func (p *Pool) jittered() time.Duration {
 // Config.Probe is set), at most ProbeConcurrency at a time, each within
 // ProbeTimeout, applies the results (Fall failures mark an exit down, Rise
 // successes bring it up), then logs ejections that ended and updates panic
-// mode. It returns when every probe has returned.
+// mode. It returns when every probe has returned; probes cut short by ctx
+// are not counted.
 func (p *Pool) ProbeOnce(ctx context.Context) {
 	s := p.snap.Load()
 	if p.cfg.Probe != nil && len(s.sorted) > 0 {
@@ -62,7 +63,11 @@ func (p *Pool) ProbeOnce(ctx context.Context) {
 		for range min(p.cfg.ProbeConcurrency, len(s.sorted)) {
 			wg.Go(func() {
 				for m := range work {
-					p.applyProbe(m, p.probe(ctx, m))
+					err := p.probe(ctx, m)
+					if ctx.Err() != nil {
+						continue // shutting down: not the exit's fault
+					}
+					p.applyProbe(m, err)
 				}
 			})
 		}
@@ -94,8 +99,7 @@ func (p *Pool) probe(ctx context.Context, m *member) (err error) {
 	return p.cfg.Probe(ctx, m.exit)
 }
 
-// applyProbe folds one probe result into the exit's rise/fall counters. A
-// probe cut short because the pool is shutting down is not counted.
+// applyProbe folds one probe result into the exit's rise/fall counters.
 func (p *Pool) applyProbe(m *member, err error) {
 	st := m.st
 	st.mu.Lock()

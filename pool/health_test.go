@@ -399,3 +399,23 @@ func TestRunProbesUntilCancelled(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+func TestProbesCutByShutdownAreNotCounted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	f := newPool(t, func(c *pool.Config) {
+		c.Probe = func(pctx context.Context, e *pool.Exit) error {
+			cancel()
+			<-pctx.Done()
+			return pctx.Err()
+		}
+	}, mkExits(2, "e", "eu", "DE")...)
+	for range 5 {
+		f.p.ProbeOnce(ctx)
+	}
+	for _, st := range f.p.Exits() {
+		if st.State != pool.StateHealthy {
+			t.Errorf("%s: %s after probes cut by shutdown, want healthy", st.ID, st.State)
+		}
+	}
+}

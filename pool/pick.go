@@ -37,14 +37,16 @@ type Pick struct {
 	Rebound bool
 }
 
-// Pick chooses an exit for one tunnel. It returns an error wrapping ErrNoExit,
-// naming what was asked, when no exit matches or none can take a tunnel. On
-// the non-sticky path it takes no lock and allocates nothing (except for the
-// error). The sticky path calls the SessionStore; a store error is logged and
+// Pick chooses an exit for one tunnel. It returns an error wrapping
+// ErrNoExit, naming what was asked, when no exit matches or none can take a
+// tunnel. Pool, City and DC are compared in lower case and Country in upper
+// case. On the non-sticky path it takes no lock and allocates nothing (except
+// for the error, or to change the case of a Pool, City or DC not given in
+// lower case). The sticky path calls the SessionStore; a store error is logged and
 // the pick falls back to rendezvous hashing without storing.
 func (p *Pool) Pick(ctx context.Context, c Criteria) (Pick, error) {
 	c.Pool = strings.ToLower(c.Pool)
-	c.Country = strings.ToUpper(c.Country)
+	c.Country = upperCountry(c.Country)
 	c.City = strings.ToLower(c.City)
 	c.DC = strings.ToLower(c.DC)
 	s := p.snap.Load()
@@ -75,6 +77,27 @@ func (p *Pool) choose(g *group, c *Criteria, f *filter) *member {
 		return g.pol.choose(g.remote, f, p.rng)
 	}
 	return g.pol.choose(g.all, f, p.rng)
+}
+
+// countryCodes holds every two-letter upper-case code, so that upper-casing
+// a country code (usernames carry them in lower case) does not allocate.
+var countryCodes = func() (t [26 * 26]string) {
+	for i := range t {
+		t[i] = string([]byte{'A' + byte(i/26), 'A' + byte(i%26)})
+	}
+	return t
+}()
+
+// upperCountry upper-cases a country code without allocating when it is two
+// ASCII letters.
+func upperCountry(s string) string {
+	if len(s) == 2 {
+		a, b := s[0]|0x20, s[1]|0x20 // lower-case if a letter
+		if a >= 'a' && a <= 'z' && b >= 'a' && b <= 'z' {
+			return countryCodes[int(a-'a')*26+int(b-'a')]
+		}
+	}
+	return strings.ToUpper(s)
 }
 
 // randomEgress picks one of m's egress IPs uniformly (rotation per request).

@@ -8,13 +8,14 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// farm returns n exits over 2 DCs and 10 countries in pool "resi".
+// farm returns n exits in pool "resi": a third in DC us, the rest in eu, over
+// 10 countries, with weights 1..5.
 func farm(n int) []pool.Exit {
 	exits := make([]pool.Exit, 0, n)
 	countries := []string{"US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "AU", "NL"}
 	for i := range n {
 		dc := "eu"
-		if i%2 == 1 {
+		if i%3 == 0 {
 			dc = "us"
 		}
 		e := mkExits(1, fmt.Sprintf("x%05d", i), dc, countries[i%len(countries)])[0]
@@ -24,17 +25,17 @@ func farm(n int) []pool.Exit {
 	return exits
 }
 
+// TestPickAllocatesNothing is not parallel: testing.AllocsPerRun refuses to
+// run in parallel tests.
 func TestPickAllocatesNothing(t *testing.T) {
-	t.Parallel()
 	policies := []string{pool.PolicyLeastLatency, pool.PolicyRoundRobin, pool.PolicyWeighted, pool.PolicyLeastConn, pool.PolicyRandom}
 	criteria := []pool.Criteria{
 		{Pool: "resi"},
 		{Pool: "resi", Country: "DE"},
-		{Pool: "resi", Country: "us", DC: "us", Exclude: []string{"x00001-0000"}},
+		{Pool: "resi", Country: "us", DC: "us", Exclude: []string{"x00000-0000"}},
 	}
 	for _, pol := range policies {
 		t.Run(pol, func(t *testing.T) {
-			t.Parallel()
 			f := newPool(t, func(c *pool.Config) {
 				c.LocalDC = "eu"
 				c.DefaultPolicy = pol
@@ -101,4 +102,27 @@ func TestConcurrentPicksAndChanges(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+func TestApplyBatch(t *testing.T) {
+	t.Parallel()
+	f := newPool(t, nil, mkExits(3, "e", "eu", "DE")...)
+	if err := f.p.Drain("e-0001", true); err != nil {
+		t.Fatal(err)
+	}
+	upd := mkExits(2, "e", "us", "US")[1] // e-0001 moves to us/US, keeps its state
+	f.p.Apply([]pool.Exit{upd, {ID: "new", Pool: "resi"}, {ID: "", Pool: "resi"}}, []string{"e-0000", "unknown"})
+	var ids []string
+	for _, s := range f.p.Exits() {
+		ids = append(ids, s.ID)
+	}
+	if fmt.Sprint(ids) != "[e-0001 e-0002 new]" {
+		t.Fatalf("exits %v, want [e-0001 e-0002 new]", ids)
+	}
+	if st := stateOf(t, f.p, "e-0001"); st.State != pool.StateDraining || st.DC != "us" || st.Country != "US" {
+		t.Errorf("e-0001 = %+v, want draining in us/US", st)
+	}
+	if f.logs.Count("exit skipped") != 1 {
+		t.Errorf("invalid exit not logged:\n%s", f.logs)
+	}
 }

@@ -209,4 +209,3 @@ func TestPickErrorNamesCriteria(t *testing.T) {
 		}
 	}
 }
-

@@ -1,0 +1,285 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// farm is the set of processes under test: four exits and one gateway, each
+// its own process so its memory and CPU are its own.
+type farm struct {
+	dir     string // scratch directory: token, customers file, logs
+	token   string // gateway↔exit token
+	gateway *child
+	exits   []*child
+}
+
+// child is one farmgate process.
+type child struct {
+	name string
+	addr string // host:port it listens on
+	cmd  *exec.Cmd
+	log  string // path of its combined stdout/stderr
+	done chan struct{}
+}
+
+const (
+	numExits     = 4
+	loadUser     = "load"
+	loadPassword = "load"
+	loadPool     = "resi"
+)
+
+// buildFarmgate builds ./cmd/farmgate of the module that holds the current
+// directory into dir and returns the binary's path.
+func buildFarmgate(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("find module root: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("find module root: not inside the farmgate module; run from the repo root or pass --farmgate")
+	}
+	bin := filepath.Join(dir, "farmgate")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/farmgate")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/farmgate: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// startFarm starts the exits, then the gateway in front of them, and waits
+// until each exit listens and a tunnel through the gateway works.
+func startFarm(ctx context.Context, bin, dir string, o *origins) (*farm, error) {
+	f := &farm{dir: dir}
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	f.token = hex.EncodeToString(tok)
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(f.token+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write token file: %w", err)
+	}
+	customers := filepath.Join(dir, "customers.yaml")
+	yaml := fmt.Sprintf("customers:\n  - user: %s\n    password: %s\n    pools: [%s]\n", loadUser, loadPassword, loadPool)
+	if err := os.WriteFile(customers, []byte(yaml), 0o600); err != nil {
+		return nil, fmt.Errorf("write customers file: %w", err)
+	}
+
+	var exitFlags []string
+	for i := range numExits {
+		id := fmt.Sprintf("e%d", i+1)
+		var egress []string
+		for j := 1; j <= 4; j++ {
+			egress = append(egress, fmt.Sprintf("127.0.%d.%d", 11+i, j))
+		}
+		c, err := f.start(ctx, bin, id, "exit", "--id", id, "--dc", "eu", "--pool", loadPool, "--country", "de",
+			"--egress", strings.Join(egress, ","), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8",
+			"--drain-timeout", "1s")
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		f.exits = append(f.exits, c)
+		exitFlags = append(exitFlags, "--exit", id+"="+c.addr)
+	}
+	args := append([]string{"gateway", "--admin", "", "--dc", "eu", "--customers", customers,
+		"--token-file", tokenFile, "--drain-timeout", "1s"}, exitFlags...)
+	c, err := f.start(ctx, bin, "gateway", args...)
+	if err != nil {
+		f.stop()
+		return nil, err
+	}
+	f.gateway = c
+	if err := f.waitGateway(ctx, o); err != nil {
+		f.stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// start runs `bin args... --listen 127.0.0.1:PORT` on a free port and waits
+// until it accepts connections (at most 10s).
+func (f *farm) start(ctx context.Context, bin, name string, args ...string) (*child, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("pick a port for %s: %w", name, err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logPath := filepath.Join(f.dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create %s log: %w", name, err)
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	args = append(args[:1:1], append([]string{"--listen", addr}, args[1:]...)...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If farmload dies without cleaning up, the kernel kills the child.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, addr: addr, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return c, nil
+		}
+		select {
+		case <-c.done:
+			return nil, fmt.Errorf("%s exited at start (%s):\n%s", name, cmd.ProcessState, tail(logPath))
+		case <-ctx.Done():
+			c.kill()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.kill()
+			return nil, fmt.Errorf("%s does not listen on %s after 10s:\n%s", name, addr, tail(logPath))
+		}
+	}
+}
+
+// waitGateway waits (at most 20s) until tunnels through the gateway work
+// and have reached every exit: the gateway learns the exits' metadata
+// asynchronously.
+func (f *farm) waitGateway(ctx context.Context, o *origins) error {
+	cl := newClient(f.gatewayProxy())
+	seen := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	var lastErr error
+	// Stop when every exit has carried a tunnel, or after 200 successes:
+	// the default policy may prefer some exits, and LearnExits adds them
+	// all within milliseconds of the first.
+	for ok := 0; len(seen) < numExits && ok < 200; {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("gateway not ready after 20s (exits seen %v): %v\n%s", seen, lastErr, tail(f.gateway.log))
+		}
+		_, exit, err := cl.tunnelOnce(ctx, o.echo.next())
+		if err != nil {
+			lastErr = err
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		ok++
+		seen[exit] = true
+	}
+	return nil
+}
+
+// gatewayProxy is how a customer talks to the gateway.
+func (f *farm) gatewayProxy() proxyTarget {
+	return proxyTarget{addr: f.gateway.addr, auth: basicAuth(loadUser, loadPassword)}
+}
+
+// directProxy is how the gateway talks to the first exit.
+func (f *farm) directProxy() proxyTarget {
+	return proxyTarget{addr: f.exits[0].addr, auth: "Bearer " + f.token}
+}
+
+// stop kills every process the farm started and waits for them.
+func (f *farm) stop() {
+	var all []*child
+	if f.gateway != nil {
+		all = append(all, f.gateway)
+	}
+	all = append(all, f.exits...)
+	for _, c := range all {
+		c.kill()
+	}
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// rssKiB reads VmRSS of pid from /proc.
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("read status of pid %d: %w", pid, err)
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			f := strings.Fields(string(v))
+			if len(f) < 1 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no VmRSS in /proc status", pid)
+}
+
+// tail is the end of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// cpuSeconds is the user+system CPU time the pids have used, from
+// /proc/PID/stat.
+func cpuSeconds(pids ...int) (float64, error) {
+	var sum float64
+	for _, pid := range pids {
+		s, err := cpuSecondsOf(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
+}
+
+func cpuSecondsOf(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3 of the stat line, utime 14 and stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("pid %d: short /proc stat", pid)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("pid %d: bad /proc stat", pid)
+	}
+	return float64(u+s) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
