@@ -110,6 +110,11 @@ func (p *Pool) applyProbe(m *member, err error) {
 		if st.down.Load() && st.probeOKs >= p.cfg.Rise {
 			st.down.Store(false)
 			st.downReason = ""
+			// The probes saw the exit die and come back: an ejection it
+			// earned while it was dead is settled, so a restarted exit is
+			// back in seconds rather than at the end of its ejection.
+			st.ejectedUntil.Store(0)
+			st.fails.Store(0)
 			changed = true
 		}
 	} else {

@@ -419,3 +419,39 @@ func TestProbesCutByShutdownAreNotCounted(t *testing.T) {
 		}
 	}
 }
+
+// A restarted exit is back as soon as the probes see it up, not at the end
+// of the ejection it earned while it was dead; an exit that fails traffic
+// while passing probes stays ejected.
+func TestProbeRecoverySettlesEjection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		probes string // rounds after the ejection: f = fail, o = ok
+		want   string
+	}{
+		{name: "died and came back", probes: "fffoo", want: pool.StateHealthy},
+		{name: "died and still down", probes: "fffo", want: pool.StateDown},
+		{name: "never seen down by probes", probes: "ooooo", want: pool.StateEjected},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sp := &scriptedProbe{}
+			f := newPool(t, func(c *pool.Config) { c.Probe = sp.probe }, mkExits(4, "e", "eu", "DE")...)
+			for range 5 {
+				f.p.Report("e-0000", pool.ExitFailed, 10*time.Millisecond)
+			}
+			if st := stateOf(t, f.p, "e-0000"); st.State != pool.StateEjected {
+				t.Fatalf("state %s after 5 exit failures, want ejected", st.State)
+			}
+			for _, r := range tc.probes {
+				sp.set("e-0000", r == 'f')
+				f.p.ProbeOnce(context.Background())
+			}
+			if st := stateOf(t, f.p, "e-0000"); st.State != tc.want {
+				t.Fatalf("state %s (%s), want %s", st.State, st.Reason, tc.want)
+			}
+		})
+	}
+}
