@@ -236,3 +236,37 @@ func TestShutdownDeadlineCutsTunnels(t *testing.T) {
 		t.Error("tunnel still open after the drain deadline")
 	}
 }
+
+// A client may send CONNECT after plain requests on the same kept-alive
+// connection; the tunnel works the same, early bytes included.
+func TestConnectAfterRequestOnKeptAliveConnection(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	c, err := net.Dial("tcp", f.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	cred := "Basic " + base64.StdEncoding.EncodeToString([]byte("demo:demo"))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET http://"+f.Origin.HTTPAddr+"/ip HTTP/1.1\r\nHost: "+f.Origin.HTTPAddr+"\r\nProxy-Authorization: "+cred+"\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	io.WriteString(c, "CONNECT "+echo+" HTTP/1.1\r\nHost: "+echo+"\r\nProxy-Authorization: "+cred+"\r\n\r\nearly|")
+	resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	io.WriteString(c, "late")
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(br)
+	if err != nil || string(got) != "early|late" {
+		t.Fatalf("echo %q %v, want %q", got, err, "early|late")
+	}
+}

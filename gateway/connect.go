@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -13,40 +15,35 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// serveConnect runs one CONNECT tunnel on a connection the gateway owns. br
-// holds what was read past the request head; it is flushed to the exit
-// before the relay starts and then returned to the pool.
-func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, req *http.Request) {
-	ctx, cancel := context.WithCancel(g.ctx)
-	defer cancel()
+// serveConnect sets up one CONNECT tunnel on a connection the gateway owns.
+// br holds what was read past the request head; it is flushed to the exit
+// before the relay starts and then returned to the pool. It reports whether
+// the relay took the connection over; if not, the caller closes it.
+func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string) bool {
 	start := time.Now()
-	target, err := connectTarget(req)
+	a, err := g.admit(g.ctx, proxyAuth, remoteIP(c.RemoteAddr().String()))
 	if err == nil {
-		var a admission
-		a, err = g.admit(ctx, req.Header.Get("Proxy-Authorization"), remoteIP(c.RemoteAddr().String()))
-		if err == nil {
-			g.tunnel(ctx, c, br, a, target, start)
-			return
-		}
+		return g.tunnel(c, br, a, target, start)
 	}
 	r := replyFor(err)
-	g.logger.Debug("connect refused", "remote", c.RemoteAddr().String(), "status", r.status, "reason", r.reason, "err", err)
+	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
+		g.logger.Debug("connect refused", "remote", c.RemoteAddr().String(), "status", r.status, "reason", r.reason, "err", err)
+	}
 	r.writeRaw(c, "")
 	g.putBuf(br)
+	return false
 }
 
-func (g *Gateway) tunnel(ctx context.Context, c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) {
-	exitConn, pick, err := g.dialExit(ctx, &a.crit, target)
+func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) bool {
+	exitConn, pick, err := g.dialExit(g.ctx, &a.crit, target)
 	if err != nil {
 		r := replyFor(err)
 		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "status", r.status, "reason", r.reason, "err", err)
 		r.writeRaw(c, "")
 		g.putBuf(br)
-		return
+		return false
 	}
 	id := pick.Exit.ID
-	g.pool.TunnelOpened(id)
-	defer g.pool.TunnelClosed(id)
 
 	var b strings.Builder
 	b.Grow(96)
@@ -57,10 +54,10 @@ func (g *Gateway) tunnel(ctx context.Context, c net.Conn, br *bufio.Reader, a ad
 		b.WriteString(headerSess + ": rebound\r\n")
 	}
 	b.WriteString("\r\n")
-	if _, err := c.Write([]byte(b.String())); err != nil {
+	if _, err := io.WriteString(c, b.String()); err != nil {
 		exitConn.Close()
 		g.putBuf(br)
-		return
+		return false
 	}
 	// Bytes the customer sent right behind the CONNECT head go first.
 	if n := br.Buffered(); n > 0 {
@@ -68,16 +65,26 @@ func (g *Gateway) tunnel(ctx context.Context, c net.Conn, br *bufio.Reader, a ad
 		if _, err := exitConn.Write(buf); err != nil {
 			exitConn.Close()
 			g.putBuf(br)
-			return
+			return false
 		}
 	}
 	g.putBuf(br)
-	stop := context.AfterFunc(g.ctx, func() { c.Close(); exitConn.Close() })
-	up, down := relay(c, exitConn, g.cfg.IdleTimeout, g.cfg.FinTimeout)
-	stop()
-	g.logger.Debug("tunnel closed", "customer", a.customer.User, "pool", a.crit.Pool, "exit", id,
-		"egress", pick.Egress.String(), "target", target, "bytes_up", up, "bytes_down", down,
-		"duration", time.Since(start).String())
+
+	g.pool.TunnelOpened(id)
+	g.track(exitConn)
+	g.wg.Add(1)
+	relay(c, exitConn, g.cfg.IdleTimeout, g.cfg.FinTimeout, func(up, down int64) {
+		defer g.wg.Done()
+		g.untrack(c)
+		g.untrack(exitConn)
+		g.pool.TunnelClosed(id)
+		if g.logger.Enabled(g.ctx, slog.LevelDebug) {
+			g.logger.Debug("tunnel closed", "customer", a.customer.User, "pool", a.crit.Pool, "exit", id,
+				"egress", pick.Egress.String(), "target", target, "bytes_up", up, "bytes_down", down,
+				"duration", time.Since(start).String())
+		}
+	})
+	return true
 }
 
 // dialExit picks an exit and opens a tunnel through it to target, trying
@@ -125,9 +132,65 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 	return nil, pool.Pick{}, lastErr
 }
 
+// readConnectHead reads a CONNECT request head from br and returns its
+// authority-form target and Proxy-Authorization value. Other headers are
+// read and dropped: nothing of a CONNECT head goes further than the gateway.
+func readConnectHead(br *bufio.Reader) (target, proxyAuth string, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return "", "", fmt.Errorf("read CONNECT line: %w: %w", errBadTarget, err)
+	}
+	rest, ok := bytes.CutPrefix(trimEOL(line), []byte("CONNECT "))
+	if !ok {
+		return "", "", fmt.Errorf("CONNECT line %q: %w", clip(line), errBadTarget)
+	}
+	uri, proto, ok := bytes.Cut(rest, []byte(" "))
+	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
+		return "", "", fmt.Errorf("CONNECT line %q: %w", clip(line), errBadTarget)
+	}
+	if target, err = connectTarget(string(uri)); err != nil {
+		return "", "", err
+	}
+	for i := 0; ; i++ {
+		if i == maxHeaderLines {
+			return "", "", fmt.Errorf("CONNECT head: more than %d header lines: %w", maxHeaderLines, errBadTarget)
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", "", fmt.Errorf("read CONNECT head: %w: %w", errBadTarget, err)
+		}
+		line = trimEOL(line)
+		if len(line) == 0 {
+			return target, proxyAuth, nil
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return "", "", fmt.Errorf("CONNECT head: malformed header line: %w", errBadTarget)
+		}
+		if len(k) == len("Proxy-Authorization") && strings.EqualFold(string(k), "Proxy-Authorization") {
+			proxyAuth = string(bytes.TrimSpace(v))
+		}
+	}
+}
+
+// maxHeaderLines bounds a CONNECT head; each line is bounded by the reader's
+// buffer (4 KiB).
+const maxHeaderLines = 100
+
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+func clip(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
 // connectTarget validates a CONNECT request's authority-form target.
-func connectTarget(req *http.Request) (string, error) {
-	t := req.RequestURI
+func connectTarget(t string) (string, error) {
 	host, port, err := net.SplitHostPort(t)
 	if err != nil || host == "" {
 		return "", fmt.Errorf("CONNECT target %q: %w", t, errBadTarget)

@@ -57,17 +57,23 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	g.wg.Add(1)
-	defer g.wg.Done()
 	if !g.track(c) {
 		c.Close()
 		return
 	}
-	defer g.untrack(c)
-	defer c.Close()
-	r.RequestURI = r.Host
-	// rw.Reader holds what net/http read past this request's head.
-	g.serveConnect(c, rw.Reader, r)
+	target := r.Host
+	if r.URL != nil && r.URL.Host != "" {
+		target = r.URL.Host
+	}
+	if t, err := connectTarget(target); err != nil {
+		replyFor(err).writeRaw(c, "")
+	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization")) {
+		// rw.Reader held what net/http read past this request's head; the
+		// relay owns the connection now.
+		return
+	}
+	c.Close()
+	g.untrack(c)
 }
 
 // forward sends an absolute-form request through an exit, trying another

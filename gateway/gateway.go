@@ -151,7 +151,7 @@ func (g *Gateway) untrack(c net.Conn) {
 // connection so the tunnel can splice; anything else goes to the HTTP server.
 func (g *Gateway) serveConn(c net.Conn) {
 	defer g.wg.Done()
-	handedOff := false
+	handedOff := false // to the HTTP server or to a tunnel's relay
 	defer func() {
 		if r := recover(); r != nil {
 			g.logger.Error("panic serving customer", "panic", r, "remote", c.RemoteAddr().String())
@@ -180,14 +180,14 @@ func (g *Gateway) serveConn(c net.Conn) {
 		}
 		return
 	}
-	req, err := http.ReadRequest(br)
+	target, proxyAuth, err := readConnectHead(br)
 	if err != nil {
-		reply{http.StatusBadRequest, "bad_request"}.writeRaw(c, "")
+		replyFor(err).writeRaw(c, "")
 		g.putBuf(br)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	g.serveConnect(c, br, req)
+	handedOff = g.serveConnect(c, br, target, proxyAuth)
 }
 
 func (g *Gateway) putBuf(br *bufio.Reader) {

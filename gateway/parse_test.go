@@ -1,9 +1,9 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/base64"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -74,7 +74,7 @@ func TestConnectTarget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.uri, func(t *testing.T) {
-			_, err := connectTarget(&http.Request{RequestURI: tc.uri})
+			_, err := connectTarget(tc.uri)
 			if (err == nil) != tc.ok {
 				t.Errorf("connectTarget(%q) = %v, want ok=%v", tc.uri, err, tc.ok)
 			}
@@ -89,7 +89,7 @@ func FuzzConnectTarget(f *testing.F) {
 	f.Add("example.com:443")
 	f.Add("[::1]:80")
 	f.Fuzz(func(t *testing.T, uri string) {
-		target, err := connectTarget(&http.Request{RequestURI: uri})
+		target, err := connectTarget(uri)
 		if err == nil && strings.ContainsAny(target, " \r\n@/") {
 			t.Fatalf("accepted %q", target)
 		}
@@ -118,4 +118,47 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 			t.Errorf("replyFor(%v) = %d %s, want %d %s", tc.err, r.status, r.reason, tc.status, tc.reason)
 		}
 	}
+}
+
+func TestReadConnectHead(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, head, target, auth string
+		ok                       bool
+	}{
+		{"minimal", "CONNECT a.example:443 HTTP/1.1\r\n\r\n", "a.example:443", "", true},
+		{"with auth", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\nproxy-authorization:  Basic eA==\r\n\r\n", "a.example:443", "Basic eA==", true},
+		{"bare LF", "CONNECT a.example:443 HTTP/1.0\nProxy-Authorization: Basic eA==\n\n", "a.example:443", "Basic eA==", true},
+		{"not CONNECT", "GET / HTTP/1.1\r\n\r\n", "", "", false},
+		{"no protocol", "CONNECT a.example:443\r\n\r\n", "", "", false},
+		{"HTTP/2", "CONNECT a.example:443 HTTP/2\r\n\r\n", "", "", false},
+		{"no port", "CONNECT a.example HTTP/1.1\r\n\r\n", "", "", false},
+		{"header without colon", "CONNECT a.example:443 HTTP/1.1\r\nbogus\r\n\r\n", "", "", false},
+		{"cut short", "CONNECT a.example:443 HTTP/1.1\r\nHost: x", "", "", false},
+		{"too many headers", "CONNECT a.example:443 HTTP/1.1\r\n" + strings.Repeat("X: y\r\n", 101) + "\r\n", "", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			target, auth, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(tc.head), 4096))
+			if (err == nil) != tc.ok || target != tc.target || auth != tc.auth {
+				t.Errorf("got %q %q %v; want %q %q ok=%v", target, auth, err, tc.target, tc.auth, tc.ok)
+			}
+			if err != nil && !errors.Is(err, errBadTarget) {
+				t.Errorf("error %v does not wrap errBadTarget", err)
+			}
+		})
+	}
+}
+
+func FuzzReadConnectHead(f *testing.F) {
+	f.Add("CONNECT a.example:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n")
+	f.Add("CONNECT [::1]:80 HTTP/1.0\n\n")
+	f.Fuzz(func(t *testing.T, head string) {
+		target, _, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(head), 4096))
+		if err == nil {
+			if _, err := connectTarget(target); err != nil {
+				t.Fatalf("accepted target %q that connectTarget refuses", target)
+			}
+		}
+	})
 }

@@ -11,29 +11,34 @@ import (
 )
 
 // relay copies bytes both ways between a (the customer) and b (the exit)
-// until both directions are done or the tunnel idles out, then closes both.
-// It returns the bytes copied a→b (up) and b→a (down).
+// until both directions are done or the tunnel idles out, then closes both
+// and calls done with the bytes copied a→b (up) and b→a (down).
+//
+// It returns at once: the copy runs in two new goroutines, so an idle tunnel
+// holds two small stacks and not the one that parsed, authenticated and
+// dialled (which goes back to the runtime for the next customer).
 //
 // Both conns should be the raw *net.TCPConn: io.Copy between them splices in
 // the kernel. Idle time is checked by one timer per tunnel that, when it
 // fires, interrupts both blocked reads with a deadline to collect the bytes
 // moved since the last check; no per-read bookkeeping slows the copy.
-func relay(a, b net.Conn, idle, fin time.Duration) (up, down int64) {
-	t := &tunnel{conns: [2]net.Conn{a, b}, idle: idle, fin: fin}
-	t.live = 2
+func relay(a, b net.Conn, idle, fin time.Duration, done func(up, down int64)) {
+	t := &tunnel{conns: [2]net.Conn{a, b}, idle: idle, fin: fin, live: 2, done: done}
 	t.timer = time.AfterFunc(idle, t.check)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		down = t.pipe(1) // b → a
-	}()
-	up = t.pipe(0) // a → b
-	wg.Wait()
+	go t.run(0)
+	go t.run(1)
+}
+
+// run is one direction's goroutine; the last one to finish closes up.
+func (t *tunnel) run(d int) {
+	n := t.pipe(d)
+	t.bytes[d].Store(n)
+	if t.finished.Add(1) < 2 {
+		return
+	}
 	t.timer.Stop()
-	a.Close()
-	b.Close()
-	return up, down
+	t.shut()
+	t.done(t.bytes[0].Load(), t.bytes[1].Load())
 }
 
 type tunnel struct {
@@ -42,8 +47,11 @@ type tunnel struct {
 	fin   time.Duration
 	timer *time.Timer
 
-	moved  atomic.Int64 // bytes reported since the last check
-	closed atomic.Bool
+	moved    atomic.Int64 // bytes reported since the last check
+	closed   atomic.Bool
+	bytes    [2]atomic.Int64 // per direction, once it ended
+	finished atomic.Int32    // directions that ended
+	done     func(up, down int64)
 
 	mu       sync.Mutex // guards live, pending, checking
 	live     int        // directions still copying
@@ -66,6 +74,11 @@ func (t *tunnel) pipe(d int) int64 {
 			continue
 		}
 		if err == nil {
+			if t.otherDone() {
+				// Both sides said all they had to say: closing is enough.
+				t.answer(true)
+				return total
+			}
 			// Clean EOF: pass the half-close on; the other direction may
 			// still have bytes to deliver, within FinTimeout of silence.
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
@@ -78,6 +91,13 @@ func (t *tunnel) pipe(d int) int64 {
 		t.answer(true)
 		return total
 	}
+}
+
+// otherDone reports whether the other direction already ended.
+func (t *tunnel) otherDone() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.live < 2
 }
 
 // check runs on the timer: interrupt every live direction's read so it

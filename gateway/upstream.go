@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/proxy"
@@ -170,20 +171,27 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 	if _, err := c.Write([]byte(b.String())); err != nil {
 		return nil, fmt.Errorf("send CONNECT: %w", err)
 	}
-	br := bufio.NewReaderSize(c, 1024)
+	br := replyBufs.Get().(*bufio.Reader)
+	br.Reset(c)
 	status, reason, err := readReplyHead(br)
+	if err == nil && status/100 == 2 && br.Buffered() > 0 {
+		// The destination spoke first and its bytes arrived with the
+		// reply: the reader goes with the connection.
+		return &bufferedConn{Conn: c, r: br}, nil
+	}
+	br.Reset(nil)
+	replyBufs.Put(br)
 	if err != nil {
 		return nil, fmt.Errorf("read CONNECT reply: %w", err)
 	}
 	if status/100 != 2 {
 		return nil, &ExitError{Status: status, Reason: reason}
 	}
-	if br.Buffered() > 0 {
-		// The destination spoke first and its bytes arrived with the reply.
-		return &bufferedConn{Conn: c, r: br}, nil
-	}
 	return c, nil
 }
+
+// replyBufs holds readers for exits' CONNECT replies, which are short.
+var replyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
 
 // readReplyHead reads an HTTP response head and returns the status and the
 // X-Farmgate-Error reason. A CONNECT reply has no body worth reading.

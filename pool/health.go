@@ -115,6 +115,8 @@ func (p *Pool) applyProbe(m *member, err error) {
 			// back in seconds rather than at the end of its ejection.
 			st.ejectedUntil.Store(0)
 			st.fails.Store(0)
+			// Its latency from before it died says nothing now.
+			st.latency.Store(0)
 			changed = true
 		}
 	} else {

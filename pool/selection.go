@@ -202,14 +202,17 @@ func leastConn(cs *candidates, f *filter, r *rng) *member {
 }
 
 // leastLatency compares two random members by the EWMA of their set-up time
-// (power of two choices); a member without a sample yet wins, and ties go to
-// the one with fewer open tunnels.
+// times their open tunnels plus one (power of two choices, "peak EWMA"
+// style): a fast exit that is already busy loses to a slower idle one, so
+// no exit starves on an old sample. A member without a sample yet wins, and
+// ties go to the one with fewer open tunnels.
 func leastLatency(cs *candidates, f *filter, r *rng) *member {
 	a, b := two(cs, f, r)
 	if b == nil {
 		return a
 	}
-	la, lb := a.st.latencyNS(), b.st.latencyNS()
+	la := a.st.latencyNS() * float64(a.st.active.Load()+1)
+	lb := b.st.latencyNS() * float64(b.st.active.Load()+1)
 	switch {
 	case la < lb:
 		return a

@@ -209,3 +209,21 @@ func TestPickErrorNamesCriteria(t *testing.T) {
 		}
 	}
 }
+
+// least_latency weighs latency by load, so a fast exit that is busy yields
+// to a slower idle one and no exit starves on an old sample.
+func TestLeastLatencyDoesNotStarveASlowerExit(t *testing.T) {
+	t.Parallel()
+	f := newPool(t, func(c *pool.Config) { c.DefaultPolicy = pool.PolicyLeastLatency }, mkExits(2, "e", "eu", "DE")...)
+	f.p.Report("e-0000", pool.OK, 10*time.Millisecond)
+	f.p.Report("e-0001", pool.OK, 20*time.Millisecond)
+	if got := pickN(t, f.p, pool.Criteria{Pool: "resi"}, 100); got["e-0000"] != 100 {
+		t.Fatalf("idle exits: picks %v, want all on the faster e-0000", got)
+	}
+	for range 3 {
+		f.p.TunnelOpened("e-0000")
+	}
+	if got := pickN(t, f.p, pool.Criteria{Pool: "resi"}, 100); got["e-0001"] != 100 {
+		t.Fatalf("e-0000 busy with 3 tunnels (cost 40ms) vs idle e-0001 (20ms): picks %v, want all on e-0001", got)
+	}
+}
