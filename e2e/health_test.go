@@ -184,6 +184,19 @@ func TestDeadExitIsEvictedAndComesBack(t *testing.T) {
 			}
 		}()
 	}
+	// Watch when the gateway stops considering x2 (ejected or down).
+	evicted := make(chan time.Time, 1)
+	go func() {
+		for ctx.Err() == nil {
+			for _, e := range f.pool.Exits() {
+				if e.ID == "x2" && e.State != pool.StateHealthy {
+					evicted <- time.Now()
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	time.Sleep(2 * time.Second)
 	killedAt := time.Now()
 	f.kill("x2")
@@ -227,6 +240,16 @@ func TestDeadExitIsEvictedAndComesBack(t *testing.T) {
 		t.Errorf("x2 back in rotation %s after restart, want ≤ 6s", d)
 	} else {
 		t.Logf("x2 back in rotation %s after its restart", d.Round(time.Millisecond))
+	}
+	select {
+	case at := <-evicted:
+		d := at.Sub(killedAt)
+		t.Logf("x2 out of rotation %s after SIGKILL", d.Round(time.Millisecond))
+		if d > 6*time.Second {
+			t.Errorf("x2 still in rotation %s after it died, want ≤ 6s", d)
+		}
+	default:
+		t.Errorf("x2 never left rotation after it died")
 	}
 	for _, e := range f.pool.Exits() {
 		t.Logf("exit %s: state %s, ejections %d", e.ID, e.State, e.Ejections)

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/farmgate/farmgate/gateway/admin"
+)
+
+func TestAdminExitsAndDrain(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	srv := httptest.NewServer(admin.Handler(f.Pool))
+	t.Cleanup(srv.Close)
+
+	getExits := func() map[string]map[string]any {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/api/exits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var list []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]map[string]any{}
+		for _, e := range list {
+			out[e["id"].(string)] = e
+		}
+		return out
+	}
+	exits := getExits()
+	if len(exits) != 4 {
+		t.Fatalf("/api/exits lists %d exits, want 4", len(exits))
+	}
+	for _, field := range []string{"id", "dc", "pool", "country", "state", "active_tunnels", "latency_ms", "ejections"} {
+		if _, ok := exits["eu-1"][field]; !ok {
+			t.Errorf("exit object has no %q: %v", field, exits["eu-1"])
+		}
+	}
+	if exits["us-2"]["pool"] != "dc" || exits["eu-2"]["country"] != "FR" || exits["us-1"]["dc"] != "us" {
+		t.Errorf("metadata wrong: %v", exits)
+	}
+
+	// Drain eu-1: the customers of pool resi in DC eu all land on eu-2.
+	resp, err := http.Post(srv.URL+"/api/exits/eu-1/drain", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("drain: %v %v", resp, err)
+	}
+	if st := getExits()["eu-1"]["state"]; st != "draining" {
+		t.Fatalf("eu-1 state %v after drain", st)
+	}
+	for range 10 {
+		r := curl(t, proxyURL(f, "demo"), "http://"+f.Origin.HTTPAddr+"/ip")
+		if got := r.header.Get("X-Farmgate-Exit"); r.status != 200 || got != "eu-2" {
+			t.Fatalf("while eu-1 drains: status %d via %q, want eu-2", r.status, got)
+		}
+	}
+	resp, _ = http.Post(srv.URL+"/api/exits/eu-1/undrain", "", nil)
+	if resp.StatusCode != 200 || getExits()["eu-1"]["state"] != "healthy" {
+		t.Fatalf("undrain: %d %v", resp.StatusCode, getExits()["eu-1"]["state"])
+	}
+	resp, _ = http.Post(srv.URL+"/api/exits/nope/drain", "", nil)
+	if resp.StatusCode != 404 {
+		t.Errorf("drain of an unknown exit: %d, want 404", resp.StatusCode)
+	}
+	resp, _ = http.Get(srv.URL + "/healthz")
+	if b := new(strings.Builder); resp.StatusCode != 200 {
+		t.Errorf("/healthz %d %s", resp.StatusCode, b)
+	}
+}
