@@ -13,7 +13,7 @@ import (
 func TestAdminExitsAndDrain(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, nil)
-	srv := httptest.NewServer(admin.Handler(f.Pool))
+	srv := httptest.NewServer(admin.Handler(admin.Config{Pool: f.Pool, Gatherer: f.Metrics}))
 	t.Cleanup(srv.Close)
 
 	getExits := func() map[string]map[string]any {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config holds the gateway's settings. The zero value of a field means its
@@ -36,6 +38,15 @@ type Config struct {
 	// MaxIdleExitConns is how many idle keep-alive connections to each exit
 	// are kept for absolute-form HTTP. Default 256.
 	MaxIdleExitConns int
+	// CheckInterval is how often live tunnels are metered and checked for
+	// idleness and quota; a tunnel over quota is cut within this. Default 1s.
+	CheckInterval time.Duration
+
+	// Meter counts traffic and enforces quotas. Default nil: no metering.
+	Meter Meter
+	// Metrics is where the gateway's Prometheus series are registered.
+	// Default nil: counted but not exported.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -48,6 +59,7 @@ func DefaultConfig() Config {
 		FinTimeout:        30 * time.Second,
 		MaxAttempts:       3,
 		MaxIdleExitConns:  256,
+		CheckInterval:     time.Second,
 	}
 }
 
@@ -72,6 +84,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = d.CheckInterval
+	}
 	if c.MaxIdleExitConns == 0 {
 		c.MaxIdleExitConns = d.MaxIdleExitConns
 	}
@@ -90,6 +105,7 @@ func (c Config) Validate() error {
 		{"exit_reply_timeout", c.ExitReplyTimeout},
 		{"idle_timeout", c.IdleTimeout},
 		{"fin_timeout", c.FinTimeout},
+		{"check_interval", c.CheckInterval},
 	} {
 		if f.d < 0 {
 			errs = append(errs, fmt.Errorf("gateway config: %s: must not be negative, got %s", f.name, f.d))

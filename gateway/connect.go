@@ -25,22 +25,30 @@ func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth s
 	if err == nil {
 		return g.tunnel(c, br, a, target, start)
 	}
-	r := replyFor(err)
-	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
-		g.logger.Debug("connect refused", "remote", c.RemoteAddr().String(), "status", r.status, "reason", r.reason, "err", err)
-	}
-	r.writeRaw(c, "")
-	g.putBuf(br)
+	g.refuse(c, br, err, "")
 	return false
 }
 
+// refuse answers a CONNECT with the error's reply; the caller closes c.
+func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, err error, pool string) {
+	r := replyFor(err)
+	g.metrics.refused(r, pool)
+	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
+		g.logger.Debug("connect refused", "remote", c.RemoteAddr().String(), "pool", pool, "status", r.status, "reason", r.reason, "err", err)
+	}
+	r.writeRaw(c, "")
+	g.putBuf(br)
+}
+
 func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) bool {
-	exitConn, pick, err := g.dialExit(g.ctx, &a.crit, target)
+	if g.meter != nil && g.meter.OverQuota(a.customer) {
+		g.refuse(c, br, fmt.Errorf("customer %s: %w", a.customer.User, errQuotaExceeded), a.crit.Pool)
+		return false
+	}
+	exitConn, pick, setup, err := g.dialExit(g.ctx, &a.crit, target)
 	if err != nil {
-		r := replyFor(err)
-		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "status", r.status, "reason", r.reason, "err", err)
-		r.writeRaw(c, "")
-		g.putBuf(br)
+		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
+		g.refuse(c, br, err, a.crit.Pool)
 		return false
 	}
 	id := pick.Exit.ID
@@ -60,8 +68,9 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 		return false
 	}
 	// Bytes the customer sent right behind the CONNECT head go first.
-	if n := br.Buffered(); n > 0 {
-		buf, _ := br.Peek(n)
+	early := int64(br.Buffered())
+	if early > 0 {
+		buf, _ := br.Peek(int(early))
 		if _, err := exitConn.Write(buf); err != nil {
 			exitConn.Close()
 			g.putBuf(br)
@@ -71,26 +80,31 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	g.putBuf(br)
 
 	g.pool.TunnelOpened(id)
+	g.metrics.tunnelOpened("connect", a.crit.Pool, pick.Exit.DC, id, setup)
 	g.track(exitConn)
 	g.wg.Add(1)
-	relay(c, exitConn, g.cfg.IdleTimeout, g.cfg.FinTimeout, func(up, down int64) {
+	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
+	t.done = func(up, down int64) {
 		defer g.wg.Done()
+		g.settle(t, up+early, down)
 		g.untrack(c)
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
+		g.metrics.tunnelClosed(a.crit.Pool, id)
 		if g.logger.Enabled(g.ctx, slog.LevelDebug) {
 			g.logger.Debug("tunnel closed", "customer", a.customer.User, "pool", a.crit.Pool, "exit", id,
-				"egress", pick.Egress.String(), "target", target, "bytes_up", up, "bytes_down", down,
+				"egress", pick.Egress.String(), "target", target, "bytes_up", up+early, "bytes_down", down,
 				"duration", time.Since(start).String())
 		}
-	})
+	}
+	g.relay(t)
 	return true
 }
 
 // dialExit picks an exit and opens a tunnel through it to target, trying
 // other exits when one fails for its own reasons. Nothing has been sent to
 // the customer yet, so a retry is invisible to them.
-func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target string) (net.Conn, pool.Pick, error) {
+func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target string) (net.Conn, pool.Pick, time.Duration, error) {
 	var tried [10]string
 	var lastErr error
 	for attempt := 0; attempt < g.cfg.MaxAttempts; attempt++ {
@@ -98,9 +112,9 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 		pick, err := g.pool.Pick(ctx, *crit)
 		if err != nil {
 			if lastErr != nil {
-				return nil, pool.Pick{}, lastErr
+				return nil, pool.Pick{}, 0, lastErr
 			}
-			return nil, pool.Pick{}, err
+			return nil, pool.Pick{}, 0, err
 		}
 		id := pick.Exit.ID
 		tried[attempt] = id
@@ -115,12 +129,12 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 		setup := time.Since(t0)
 		if err == nil {
 			g.pool.Report(id, pool.OK, setup)
-			return conn, pick, nil
+			return conn, pick, setup, nil
 		}
 		err = fmt.Errorf("tunnel through exit %s: %w", id, err)
 		if !exitFault(err) {
 			g.pool.Report(id, pool.DestFailed, setup)
-			return nil, pool.Pick{}, err
+			return nil, pool.Pick{}, 0, err
 		}
 		g.pool.Report(id, pool.ExitFailed, setup)
 		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
@@ -129,7 +143,7 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 			break
 		}
 	}
-	return nil, pool.Pick{}, lastErr
+	return nil, pool.Pick{}, 0, lastErr
 }
 
 // readConnectHead reads a CONNECT request head from br and returns its

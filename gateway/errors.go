@@ -20,6 +20,7 @@ var (
 	errPoolForbidden = errors.New("pool forbidden")
 	errBadTarget     = errors.New("bad request target")
 	errShuttingDown  = errors.New("gateway shutting down")
+	errQuotaExceeded = errors.New("quota exceeded")
 )
 
 // reply is what a customer is told when a request cannot be served.
@@ -39,6 +40,8 @@ func replyFor(err error) reply {
 		return reply{http.StatusBadRequest, "bad_params"}
 	case errors.Is(err, errBadTarget):
 		return reply{http.StatusBadRequest, "bad_request"}
+	case errors.Is(err, errQuotaExceeded):
+		return reply{http.StatusPaymentRequired, "quota_exceeded"}
 	case errors.Is(err, errPoolForbidden):
 		return reply{http.StatusForbidden, "pool_forbidden"}
 	case errors.Is(err, pool.ErrNoExit), errors.Is(err, errShuttingDown):
@@ -87,6 +90,8 @@ func (r reply) message() string {
 		return "malformed request"
 	case "pool_forbidden":
 		return "this account may not use the requested zone"
+	case "quota_exceeded":
+		return "the account's traffic quota is used up"
 	case "no_exit_available":
 		return "no exit matches the requested targeting right now"
 	case "destination_forbidden":

@@ -27,7 +27,9 @@ func (g *Gateway) forwardHandler() http.Handler {
 	gp.OnRequest().DoFunc(func(req *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
 		if err != nil {
-			return req, replyFor(err).response(req, "")
+			r := replyFor(err)
+			g.metrics.refused(r, "")
+			return req, r.response(req, "")
 		}
 		cleanRequest(req.Header)
 		pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
@@ -80,6 +82,11 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 // exit when one fails before any of the request body was sent. It always
 // returns a response: the origin's, or an error reply.
 func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
+	if g.meter != nil && g.meter.OverQuota(a.customer) {
+		r := replyFor(errQuotaExceeded)
+		g.metrics.refused(r, a.crit.Pool)
+		return r.response(req, "")
+	}
 	body := &trackedBody{rc: req.Body}
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = body
@@ -122,7 +129,18 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		if err == nil {
 			g.pool.Report(id, pool.OK, setup)
-			resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { g.pool.TunnelClosed(id) }}
+			g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
+			rb := &releaseBody{ReadCloser: resp.Body}
+			rb.release = func() {
+				g.pool.TunnelClosed(id)
+				g.metrics.tunnelClosed(a.crit.Pool, id)
+				up, down := body.n.Load(), rb.n
+				if g.meter != nil {
+					g.meter.Add(a.customer.User, a.crit.Pool, up, down)
+				}
+				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+			}
+			resp.Body = rb
 			cleanResponse(resp.Header)
 			resp.Header.Set(headerExit, id)
 			if pick.Rebound {
@@ -133,7 +151,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		g.pool.TunnelClosed(id)
 		if !exitFault(err) {
 			g.pool.Report(id, pool.DestFailed, setup)
-			return replyFor(err).response(req, "")
+			r := replyFor(err)
+			g.metrics.refused(r, a.crit.Pool)
+			return r.response(req, "")
 		}
 		g.pool.Report(id, pool.ExitFailed, setup)
 		lastErr = err
@@ -142,28 +162,42 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
 	}
-	return replyFor(lastErr).response(req, "")
+	r := replyFor(lastErr)
+	g.metrics.refused(r, a.crit.Pool)
+	g.logger.Info("request failed", "customer", a.customer.User, "pool", a.crit.Pool, "reason", r.reason, "err", lastErr)
+	return r.response(req, "")
 }
 
 // trackedBody notes whether the transport read any of the request body, and
 // keeps the transport from closing it so a retry can still send it.
 type trackedBody struct {
 	rc      io.ReadCloser
-	touched atomic.Bool // read by the transport's writer goroutine
+	touched atomic.Bool  // read by the transport's writer goroutine
+	n       atomic.Int64 // bytes read
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.touched.Store(true)
-	return b.rc.Read(p)
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 func (b *trackedBody) Close() error { return nil }
 
-// releaseBody runs release once when the response body is closed.
+// releaseBody counts the response body and runs release once when it is
+// closed.
 type releaseBody struct {
 	io.ReadCloser
 	release func()
 	done    bool
+	n       int64
+}
+
+func (b *releaseBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 func (b *releaseBody) Close() error {

@@ -32,6 +32,12 @@ type Gateway struct {
 	logger *slog.Logger
 
 	upstreams sync.Map // exit id → *upstream
+	tunnels   sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
+	meter     Meter
+	metrics   *metrics
+	watchStop chan struct{}
+	watchDone chan struct{}
+	stopOnce  sync.Once
 
 	ctx    context.Context // cancelled by Shutdown's deadline: cuts live tunnels
 	cancel context.CancelFunc
@@ -66,6 +72,9 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 	}
+	g.meter = g.cfg.Meter
+	g.metrics = newMetrics(g.cfg.Metrics)
+	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.bufs.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.httpLn = newChanListener()
@@ -80,6 +89,7 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		// Owned by the gateway: ends when Shutdown closes httpLn.
 		_ = g.httpSrv.Serve(g.httpLn)
 	}()
+	go g.watch() // owned by the gateway: ends in Shutdown
 	return g, nil
 }
 
@@ -229,6 +239,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.httpSrv.Close()
 	}
 	g.cancel()
+	g.stopOnce.Do(func() { close(g.watchStop) })
+	<-g.watchDone
 	g.upstreams.Range(func(_, v any) bool {
 		v.(*upstream).transport.CloseIdleConnections()
 		return true

@@ -90,7 +90,11 @@ type ExitStatus struct {
 	// the first sample.
 	LatencyMS float64 `json:"latency_ms"`
 	// Ejections counts passive ejections since the exit joined.
-	Ejections int          `json:"ejections"`
-	Egress    []netip.Addr `json:"egress"`
-	Weight    int          `json:"weight"`
+	Ejections int `json:"ejections"`
+	// ProbesOK and ProbesFailed count active probe results since the exit
+	// joined.
+	ProbesOK     uint64       `json:"probes_ok"`
+	ProbesFailed uint64       `json:"probes_failed"`
+	Egress       []netip.Addr `json:"egress"`
+	Weight       int          `json:"weight"`
 }

@@ -105,6 +105,7 @@ func (p *Pool) applyProbe(m *member, err error) {
 	st.mu.Lock()
 	changed := false
 	if err == nil {
+		st.probesOK.Add(1)
 		st.probeFails = 0
 		st.probeOKs++
 		if st.down.Load() && st.probeOKs >= p.cfg.Rise {
@@ -120,6 +121,7 @@ func (p *Pool) applyProbe(m *member, err error) {
 			changed = true
 		}
 	} else {
+		st.probesFailed.Add(1)
 		st.probeOKs = 0
 		st.probeFails++
 		if !st.down.Load() && st.probeFails >= p.cfg.Fall {

@@ -20,6 +20,9 @@ type exitState struct {
 	latency      atomic.Uint64
 	// Written by Report.
 	fails atomic.Int32 // consecutive ExitFailed reports
+	// Written by the probes, read by operators.
+	probesOK     atomic.Uint64
+	probesFailed atomic.Uint64
 
 	mu          sync.Mutex // guards the fields below
 	probeFails  int        // consecutive failed probes

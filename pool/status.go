@@ -64,6 +64,8 @@ func (p *Pool) Exits() []ExitStatus {
 			ActiveTunnels: int(st.active.Load()),
 			LatencyMS:     st.latencyNS() / float64(time.Millisecond),
 			Ejections:     ejections,
+			ProbesOK:      st.probesOK.Load(),
+			ProbesFailed:  st.probesFailed.Load(),
 			Egress:        append([]netip.Addr{}, e.Egress...),
 			Weight:        max(1, e.Weight),
 		}

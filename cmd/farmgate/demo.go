@@ -40,7 +40,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 		farm.Shutdown(context.Background())
 		return fmt.Errorf("--admin: %w", err)
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(farm.Pool), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(admin.Config{Pool: farm.Pool, Gatherer: farm.Metrics}), ReadHeaderTimeout: 5 * time.Second}
 	go adminSrv.Serve(aln)
 
 	gw, o := farm.GatewayAddr, farm.Origin

@@ -71,4 +71,3 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	logger.Info("exit stopped", "id", cfg.ID, "err", err)
 	return nil
 }
-

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/farmgate/farmgate/auth"
@@ -110,6 +112,9 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		p.Upsert(pool.Exit{ID: u.ID, Addr: u.URL, DC: strings.ToLower(u.DC), Pool: strings.ToLower(u.Pool),
 			Country: strings.ToUpper(u.Country), City: strings.ToLower(u.City), Weight: u.Weight})
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.NewPoolCollector(p))
+	gcfg.Metrics = reg
 	gw, err = gateway.New(gcfg, store, p, logger)
 	if err != nil {
 		return usageError{err}
@@ -133,7 +138,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 			ln.Close()
 			return fmt.Errorf("--admin: %w", err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(p), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{Pool: p, Gatherer: reg}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}
 	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", *adminAddr, "dc", *dc, "exits", len(static)+len(upstreams))

@@ -1,27 +1,90 @@
 // Package admin is the operator's HTTP surface of a gateway: the state of the
-// farm as JSON and the actions an operator takes on it. It serves on its own
-// listener, never on the customer one.
+// farm as JSON, Prometheus metrics, health checks for load balancers, the
+// dashboard, and the actions an operator takes (drain an exit). It serves on
+// its own listener, never on the customer one.
 package admin
 
 import (
+	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/farmgate/farmgate/pool"
 )
 
-// Handler returns the admin API over p:
+// Config wires the admin API to the gateway's parts. Only Pool is required.
+type Config struct {
+	// Pool is the gateway's exit pool.
+	Pool *pool.Pool
+	// Gatherer serves /metrics. Default nil: no /metrics.
+	Gatherer prometheus.Gatherer
+	// Token, when set, is required as "Authorization: Bearer TOKEN" from
+	// clients that are not on loopback. Default "": only loopback clients
+	// are served, everyone else gets 401.
+	Token string
+	// Drain drains (or undrains) an exit. Default nil: Pool.Drain, on this
+	// gateway only; the cluster sets one that spreads over gossip.
+	Drain func(id string, draining bool) error
+	// Usage returns a customer's usage as a JSON-encodable value, or an
+	// error wrapping ErrNotFound. Default nil: /api/customers/{user}/usage
+	// answers 404.
+	Usage func(ctx context.Context, user string) (any, error)
+	// Customers lists customers as a JSON-encodable value. Default nil: 404.
+	Customers func(ctx context.Context) (any, error)
+	// Members lists the cluster's members. Default nil: /api/cluster
+	// answers an empty list.
+	Members func() any
+	// Ready reports whether the gateway should get traffic (/readyz).
+	// Default nil: ready once serving.
+	Ready func() error
+}
+
+// ErrNotFound marks an unknown customer or exit.
+var ErrNotFound = errors.New("not found")
+
+// Handler returns the admin API:
 //
-//	GET  /healthz                   200 "ok"
-//	GET  /api/exits                 every exit with its state and load
-//	POST /api/exits/{id}/drain      stop sending new tunnels to the exit
-//	POST /api/exits/{id}/undrain    take it back into rotation
-func Handler(p *pool.Pool) http.Handler {
+//	GET  /healthz                        200 while the process serves
+//	GET  /readyz                         200 when it should get traffic, else 503
+//	GET  /metrics                        Prometheus text format
+//	GET  /api/exits                      every exit with its state and load
+//	GET  /api/exits/{id}                 one exit
+//	POST /api/exits/{id}/drain           stop sending new tunnels to the exit
+//	POST /api/exits/{id}/undrain         take it back into rotation
+//	GET  /api/customers                  customers
+//	GET  /api/customers/{user}/usage     a customer's usage
+//	GET  /api/cluster                    gossip members
+//	GET  /                               the dashboard
+func Handler(cfg Config) http.Handler {
+	p := cfg.Pool
+	drainFn := cfg.Drain
+	if drainFn == nil {
+		drainFn = p.Drain
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Ready != nil {
+			if err := cfg.Ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
 	mux.HandleFunc("GET /api/exits", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.Exits())
 	})
@@ -33,17 +96,17 @@ func Handler(p *pool.Pool) http.Handler {
 				return
 			}
 		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown exit " + id})
+		writeError(w, http.StatusNotFound, "unknown exit "+id)
 	})
 	drain := func(on bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			id := r.PathValue("id")
-			if err := p.Drain(id, on); err != nil {
+			if err := drainFn(id, on); err != nil {
 				status := http.StatusInternalServerError
-				if errors.Is(err, pool.ErrUnknownExit) {
+				if errors.Is(err, pool.ErrUnknownExit) || errors.Is(err, ErrNotFound) {
 					status = http.StatusNotFound
 				}
-				writeJSON(w, status, map[string]string{"error": err.Error()})
+				writeError(w, status, err.Error())
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"id": id, "draining": on})
@@ -51,13 +114,80 @@ func Handler(p *pool.Pool) http.Handler {
 	}
 	mux.HandleFunc("POST /api/exits/{id}/drain", drain(true))
 	mux.HandleFunc("POST /api/exits/{id}/undrain", drain(false))
-	return mux
+	mux.HandleFunc("GET /api/customers", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Customers == nil {
+			writeError(w, http.StatusNotFound, "no customer store")
+			return
+		}
+		v, err := cfg.Customers(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+	mux.HandleFunc("GET /api/customers/{user}/usage", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Usage == nil {
+			writeError(w, http.StatusNotFound, "no usage accounting")
+			return
+		}
+		v, err := cfg.Usage(r.Context(), r.PathValue("user"))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			writeError(w, http.StatusNotFound, err.Error())
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	})
+	mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Members == nil {
+			writeJSON(w, http.StatusOK, []any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, cfg.Members())
+	})
+	mux.Handle("GET /{$}", dashboard())
+	return guard(cfg.Token, mux)
+}
+
+// guard requires the bearer token from clients not on loopback.
+func guard(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fromLoopback(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got := []byte(r.Header.Get("Authorization"))
+		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="farmgate-admin"`)
+			writeError(w, http.StatusUnauthorized, "admin API: bearer token required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(strings.TrimPrefix(host, "::ffff:"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
 }

@@ -16,9 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/exitnode"
 	"github.com/farmgate/farmgate/gateway"
+	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -83,6 +86,8 @@ type Farm struct {
 	Gateway     *gateway.Gateway
 	Pool        *pool.Pool
 	Exits       []*Exit
+	// Metrics holds the gateway's and the pool's Prometheus series.
+	Metrics *prometheus.Registry
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -165,6 +170,11 @@ func Start(cfg Config) (_ *Farm, err error) {
 		if err := f.learn(ctx, e); err != nil {
 			return nil, err
 		}
+	}
+	f.Metrics = prometheus.NewRegistry()
+	f.Metrics.MustRegister(admin.NewPoolCollector(f.Pool))
+	if cfg.Gateway.Metrics == nil {
+		cfg.Gateway.Metrics = f.Metrics
 	}
 	f.Gateway, err = gateway.New(cfg.Gateway, store, f.Pool, logger)
 	if err != nil {

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/tcpinfo"
+)
+
+// Meter counts customers' traffic and knows their quotas. The gateway hands
+// it the bytes of every tunnel and request; it must not block.
+type Meter interface {
+	// Add counts bytes sent by the customer (up) and to the customer (down).
+	Add(user, pool string, up, down int64)
+	// OverQuota reports whether the customer has used up their quota.
+	OverQuota(c *auth.Customer) bool
+}
+
+// watch runs until Shutdown: every CheckInterval it reads each live
+// tunnel's customer connection from the kernel, meters the bytes moved
+// since the last look, and closes tunnels that idled out or whose customer
+// ran out of quota.
+func (g *Gateway) watch() {
+	defer close(g.watchDone)
+	// Jitter the first tick so gateways started together do not align.
+	first := time.NewTimer(time.Duration(rand.Int64N(int64(g.cfg.CheckInterval))) + time.Millisecond)
+	defer first.Stop()
+	select {
+	case <-g.watchStop:
+		return
+	case <-first.C:
+	}
+	tick := time.NewTicker(g.cfg.CheckInterval)
+	defer tick.Stop()
+	for {
+		g.watchOnce()
+		select {
+		case <-g.watchStop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (g *Gateway) watchOnce() {
+	defer func() {
+		if r := recover(); r != nil {
+			g.logger.Error("panic watching tunnels", "panic", r)
+		}
+	}()
+	g.tunnels.Range(func(k, _ any) bool {
+		g.check(k.(*tunnel))
+		return true
+	})
+}
+
+// check meters one tunnel and closes it if it idled out or is over quota.
+func (g *Gateway) check(t *tunnel) {
+	info, ok := tcpinfo.Read(t.conns[0])
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	if !t.final {
+		up := int64(info.BytesReceived - t.base.BytesReceived)
+		down := int64(info.BytesAcked - t.base.BytesAcked)
+		g.count(t, up-t.reported[0], down-t.reported[1])
+		t.reported = [2]int64{max(up, t.reported[0]), max(down, t.reported[1])}
+	}
+	t.mu.Unlock()
+
+	limit := g.cfg.IdleTimeout
+	if t.halfClosed.Load() {
+		limit = g.cfg.FinTimeout
+	}
+	switch {
+	case info.Idle() >= limit:
+		g.logger.Debug("tunnel idle, closing", "customer", t.customer.User, "exit", t.exit, "idle", info.Idle().String())
+		t.shut()
+	case g.meter != nil && g.meter.OverQuota(t.customer):
+		g.logger.Info("customer over quota, cutting tunnel", "customer", t.customer.User, "exit", t.exit)
+		t.shut()
+	}
+}
+
+// settle hands the meter what the watcher has not yet counted, from the
+// exact totals the copy returned. It runs once, when the tunnel ends.
+func (g *Gateway) settle(t *tunnel, up, down int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g.count(t, up-t.reported[0], down-t.reported[1])
+	t.reported = [2]int64{up, down}
+	t.final = true
+}
+
+func (g *Gateway) count(t *tunnel, up, down int64) {
+	up, down = max(up, 0), max(down, 0)
+	if up == 0 && down == 0 {
+		return
+	}
+	if g.meter != nil {
+		g.meter.Add(t.customer.User, t.pool, up, down)
+	}
+	g.metrics.bytes(t.pool, t.customer.User, up, down)
+}
