@@ -71,3 +71,13 @@ func remoteIP(addr string) netip.Addr {
 	}
 	return ap.Addr().Unmap()
 }
+
+// targeting is the username's targeting without the user, for the access
+// log: "zone-resi-country-US-session-s1".
+func (a *admission) targeting() string {
+	t := a.target.String()
+	if i := strings.IndexByte(t, '-'); i >= 0 {
+		return t[i+1:]
+	}
+	return ""
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,9 @@ type Config struct {
 
 	// Meter counts traffic and enforces quotas. Default nil: no metering.
 	Meter Meter
+	// AccessLog gets one line per tunnel or request when it ends (or is
+	// refused). Default nil: no access log.
+	AccessLog *slog.Logger
 	// Metrics is where the gateway's Prometheus series are registered.
 	// Default nil: counted but not exported.
 	Metrics prometheus.Registerer

@@ -26,6 +26,8 @@ func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth s
 		return g.tunnel(c, br, a, target, start)
 	}
 	g.refuse(c, br, err, "")
+	r := replyFor(err)
+	g.access(accessEvent{kind: "connect", dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
 	return false
 }
 
@@ -43,12 +45,17 @@ func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, err error, pool string) {
 func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) bool {
 	if g.meter != nil && g.meter.OverQuota(a.customer) {
 		g.refuse(c, br, fmt.Errorf("customer %s: %w", a.customer.User, errQuotaExceeded), a.crit.Pool)
+		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+			status: 402, reason: "quota_exceeded", total: time.Since(start)})
 		return false
 	}
 	exitConn, pick, setup, err := g.dialExit(g.ctx, &a.crit, target)
 	if err != nil {
 		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
 		g.refuse(c, br, err, a.crit.Pool)
+		r := replyFor(err)
+		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+			status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
 	id := pick.Exit.ID
@@ -91,11 +98,9 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
 		g.metrics.tunnelClosed(a.crit.Pool, id)
-		if g.logger.Enabled(g.ctx, slog.LevelDebug) {
-			g.logger.Debug("tunnel closed", "customer", a.customer.User, "pool", a.crit.Pool, "exit", id,
-				"egress", pick.Egress.String(), "target", target, "bytes_up", up+early, "bytes_down", down,
-				"duration", time.Since(start).String())
-		}
+		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down,
+			setup: setup, total: time.Since(start)})
 	}
 	g.relay(t)
 	return true

@@ -29,6 +29,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 		if err != nil {
 			r := replyFor(err)
 			g.metrics.refused(r, "")
+			g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
 			return req, r.response(req, "")
 		}
 		cleanRequest(req.Header)
@@ -82,9 +83,12 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 // exit when one fails before any of the request body was sent. It always
 // returns a response: the origin's, or an error reply.
 func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
+	start := time.Now()
 	if g.meter != nil && g.meter.OverQuota(a.customer) {
 		r := replyFor(errQuotaExceeded)
 		g.metrics.refused(r, a.crit.Pool)
+		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+			dest: req.URL.Host, status: r.status, reason: r.reason})
 		return r.response(req, "")
 	}
 	body := &trackedBody{rc: req.Body}
@@ -131,6 +135,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			g.pool.Report(id, pool.OK, setup)
 			g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
 			rb := &releaseBody{ReadCloser: resp.Body}
+			status := resp.StatusCode
 			rb.release = func() {
 				g.pool.TunnelClosed(id)
 				g.metrics.tunnelClosed(a.crit.Pool, id)
@@ -139,6 +144,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 					g.meter.Add(a.customer.User, a.crit.Pool, up, down)
 				}
 				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+				g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+					exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
+					setup: setup, total: time.Since(start)})
 			}
 			resp.Body = rb
 			cleanResponse(resp.Header)
@@ -153,6 +161,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			g.pool.Report(id, pool.DestFailed, setup)
 			r := replyFor(err)
 			g.metrics.refused(r, a.crit.Pool)
+			g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+				exit: id, egress: egressString(pick), dest: req.URL.Host, status: r.status, reason: r.reason,
+				setup: setup, total: time.Since(start)})
 			return r.response(req, "")
 		}
 		g.pool.Report(id, pool.ExitFailed, setup)
@@ -164,6 +175,8 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	}
 	r := replyFor(lastErr)
 	g.metrics.refused(r, a.crit.Pool)
+	g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+		dest: req.URL.Host, status: r.status, reason: r.reason, total: time.Since(start)})
 	g.logger.Info("request failed", "customer", a.customer.User, "pool", a.crit.Pool, "reason", r.reason, "err", lastErr)
 	return r.response(req, "")
 }
