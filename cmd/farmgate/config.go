@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"sort"
@@ -167,4 +168,17 @@ func readToken(path string) (string, error) {
 		return "", usageError{fmt.Errorf("--token-file: %s is empty", path)}
 	}
 	return t, nil
+}
+
+// newAccessLog builds the access logger for --access-log.
+func newAccessLog(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "off", "":
+		return nil, nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	}
+	return nil, usageError{fmt.Errorf("--access-log: want off, json or text, got %q", format)}
 }

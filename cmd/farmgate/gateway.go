@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	exitReply := fs.Duration("exit-reply-timeout", d.ExitReplyTimeout, "wait for an exit's reply to CONNECT or a request")
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
+	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
 	extra, err := parseFlags(fs, args, "exits")
 	if err != nil {
 		return err
@@ -115,6 +117,9 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.NewPoolCollector(p))
 	gcfg.Metrics = reg
+	if gcfg.AccessLog, err = newAccessLog(*accessLog, os.Stdout); err != nil {
+		return err
+	}
 	gw, err = gateway.New(gcfg, store, p, logger)
 	if err != nil {
 		return usageError{err}
