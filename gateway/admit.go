@@ -33,7 +33,7 @@ func (g *Gateway) admit(ctx context.Context, proxyAuth string, client netip.Addr
 		// bad targeting.
 		account, _, _ = strings.Cut(user, "-")
 	}
-	cust, err := g.auth.Authenticate(ctx, account, pass)
+	cust, err := (*g.authn.Load()).Authenticate(ctx, account, pass)
 	if err != nil {
 		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
 	}
@@ -80,4 +80,10 @@ func (a *admission) targeting() string {
 		return t[i+1:]
 	}
 	return ""
+}
+
+// SetAuthenticator replaces the customer store (a configuration reload);
+// requests already admitted keep the customer they were admitted as.
+func (g *Gateway) SetAuthenticator(a Authenticator) {
+	g.authn.Store(&a)
 }

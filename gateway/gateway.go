@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -27,7 +28,7 @@ type Authenticator interface {
 // Gateway serves customers on one or more listeners.
 type Gateway struct {
 	cfg    Config
-	auth   Authenticator
+	authn  atomic.Pointer[Authenticator]
 	pool   *pool.Pool
 	logger *slog.Logger
 
@@ -66,12 +67,12 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	}
 	g := &Gateway{
 		cfg:       cfg.withDefaults(),
-		auth:      a,
 		pool:      p,
 		logger:    logger.With("component", "gateway"),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 	}
+	g.authn.Store(&a)
 	g.meter = g.cfg.Meter
 	g.metrics = newMetrics(g.cfg.Metrics)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})

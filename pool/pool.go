@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -237,4 +238,22 @@ func sameExit(a, b *Exit) bool {
 	return a.ID == b.ID && a.DC == b.DC && a.Pool == b.Pool && a.Country == b.Country &&
 		a.City == b.City && a.Weight == b.Weight && a.Capacity == b.Capacity &&
 		a.Addr == b.Addr && slices.Equal(a.Egress, b.Egress)
+}
+
+// SetPolicies changes the selection policies (a configuration reload):
+// picks use them from the next snapshot on, which is built at once. The
+// exits' state (health, tunnels, latency) is kept.
+func (p *Pool) SetPolicies(defaultPolicy string, perPool map[string]string) error {
+	c := DefaultConfig()
+	c.DefaultPolicy, c.Policies = defaultPolicy, perPool
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.DefaultPolicy = defaultPolicy
+	p.cfg.Policies = maps.Clone(perPool)
+	p.rebuildLocked()
+	p.log.Info("selection policies changed", "default", defaultPolicy, "per_pool", len(perPool))
+	return nil
 }

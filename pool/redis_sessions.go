@@ -87,12 +87,15 @@ func (s *RedisSessions) Get(ctx context.Context, key string, ttl time.Duration) 
 }
 
 // bindScript sets the binding if absent (NX) and returns the binding in
-// force, in one round trip.
+// force, in one round trip (the script is atomic: SET NX semantics).
 var bindScript = redis.NewScript(`
-local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-if ok then return ARGV[1] end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('GET', KEYS[1])`)
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return cur
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]`)
 
 // Bind implements SessionStore: the binding already in force wins (and
 // its TTL is refreshed).

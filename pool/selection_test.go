@@ -227,3 +227,22 @@ func TestLeastLatencyDoesNotStarveASlowerExit(t *testing.T) {
 		t.Fatalf("e-0000 busy with 3 tunnels (cost 40ms) vs idle e-0001 (20ms): picks %v, want all on e-0001", got)
 	}
 }
+
+func TestSetPoliciesTakesEffectAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newPool(t, func(c *pool.Config) { c.DefaultPolicy = pool.PolicyLeastLatency }, mkExits(2, "e", "eu", "DE")...)
+	f.p.Report("e-0000", pool.OK, time.Millisecond)
+	f.p.Report("e-0001", pool.OK, 50*time.Millisecond)
+	if got := pickN(t, f.p, pool.Criteria{Pool: "resi"}, 100); got["e-0000"] != 100 {
+		t.Fatalf("least_latency: %v", got)
+	}
+	if err := f.p.SetPolicies(pool.PolicyLeastLatency, map[string]string{"resi": pool.PolicyRoundRobin}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pickN(t, f.p, pool.Criteria{Pool: "resi"}, 100); got["e-0000"] != 50 || got["e-0001"] != 50 {
+		t.Fatalf("round_robin after reload: %v", got)
+	}
+	if err := f.p.SetPolicies("fastest", nil); err == nil {
+		t.Fatal("unknown policy accepted")
+	}
+}

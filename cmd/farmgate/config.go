@@ -33,25 +33,72 @@ func parseFlags(fs *flag.FlagSet, args []string, extra ...string) (map[string]*y
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	out := map[string]*yaml.Node{}
-	if *configPath == "" {
-		return out, nil
-	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	data, err := os.ReadFile(*configPath)
+	if *configPath != "" {
+		if err := applyFile(fs, *configPath, set, extra, out); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyEnv(fs, set); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EnvPrefix names the environment variables that override the config file:
+// --exit-dial-timeout is FARMGATE_EXIT_DIAL_TIMEOUT.
+const EnvPrefix = "FARMGATE_"
+
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets flags not given on the command line from FARMGATE_*
+// variables. A repeatable flag takes a comma-separated list.
+func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] || f.Name == "config" {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if l, isList := f.Value.(*listFlag); isList {
+			*l = nil
+			for item := range strings.SplitSeq(v, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					l.Set(item)
+				}
+			}
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = usageError{fmt.Errorf("%s: %w", envName(f.Name), serr)}
+		}
+	})
+	return err
+}
+
+// applyFile sets flags not given on the command line from the YAML file;
+// keys in extra are returned as nodes in out.
+func applyFile(fs *flag.FlagSet, configPath string, set map[string]bool, extra []string, out map[string]*yaml.Node) error {
+	data, err := os.ReadFile(configPath)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("read config: %w", err)}
+		return usageError{fmt.Errorf("read config: %w", err)}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, usageError{fmt.Errorf("%s: %w", *configPath, err)}
+		return usageError{fmt.Errorf("%s: %w", configPath, err)}
 	}
 	if len(doc.Content) == 0 {
-		return out, nil
+		return nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, usageError{fmt.Errorf("%s: want a mapping of settings", *configPath)}
+		return usageError{fmt.Errorf("%s: want a mapping of settings", configPath)}
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, val := root.Content[i].Value, root.Content[i+1]
@@ -61,7 +108,7 @@ func parseFlags(fs *flag.FlagSet, args []string, extra ...string) (map[string]*y
 		}
 		f := fs.Lookup(key)
 		if f == nil || key == "config" {
-			return nil, usageError{fmt.Errorf("%s:%d: %s: unknown setting (known: %s)", *configPath, root.Content[i].Line, key, known(fs, extra))}
+			return usageError{fmt.Errorf("%s:%d: %s: unknown setting (known: %s)", configPath, root.Content[i].Line, key, known(fs, extra))}
 		}
 		if set[key] {
 			continue
@@ -73,23 +120,23 @@ func parseFlags(fs *flag.FlagSet, args []string, extra ...string) (map[string]*y
 		case yaml.SequenceNode:
 			for _, n := range val.Content {
 				if n.Kind != yaml.ScalarNode {
-					return nil, usageError{fmt.Errorf("%s:%d: %s: want a list of values", *configPath, n.Line, key)}
+					return usageError{fmt.Errorf("%s:%d: %s: want a list of values", configPath, n.Line, key)}
 				}
 				vals = append(vals, n.Value)
 			}
 		default:
-			return nil, usageError{fmt.Errorf("%s:%d: %s: want a value or a list", *configPath, val.Line, key)}
+			return usageError{fmt.Errorf("%s:%d: %s: want a value or a list", configPath, val.Line, key)}
 		}
 		if _, repeatable := f.Value.(*listFlag); !repeatable {
 			vals = []string{strings.Join(vals, ",")}
 		}
 		for _, v := range vals {
 			if err := f.Value.Set(v); err != nil {
-				return nil, usageError{fmt.Errorf("%s:%d: %s: %w", *configPath, val.Line, key, err)}
+				return usageError{fmt.Errorf("%s:%d: %s: %w", configPath, val.Line, key, err)}
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,97 +36,159 @@ type upstreamConfig struct {
 	Weight  int    `yaml:"weight"`
 }
 
-func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+// gatewaySettings is everything `farmgate gateway` reads from its flags,
+// environment and config file, validated.
+type gatewaySettings struct {
+	listen, admin, adminTokenFile string
+	dc                            string
+	customersFile                 string
+	token                         string
+	static                        []gateway.StaticExit
+	upstreams                     []pool.Exit
+	policy                        string
+	policies                      map[string]string
+	probeURL                      string
+	gw                            gateway.Config
+	drain                         time.Duration
+	accessLog                     string
+}
+
+// gatewayFlags declares the gateway's flags on fs; the returned func reads
+// them (and the YAML-only keys) into settings after parsing.
+func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 	d := gateway.DefaultConfig()
-	listen := fs.String("listen", "127.0.0.1:8080", "customer listener")
-	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API); empty disables it")
+	listen := fs.String("listen", "127.0.0.1:8080", "customer listener (HTTP CONNECT and absolute-form HTTP)")
+	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API, /metrics, dashboard); empty disables it")
+	adminToken := fs.String("admin-token-file", "", "file holding the bearer token the admin API requires from non-loopback clients")
 	dc := fs.String("dc", "", "datacenter of this gateway; its exits are preferred")
-	customers := fs.String("customers", "", "YAML customer file (required)")
+	customers := fs.String("customers", "", "YAML customer file (required; reloaded on SIGHUP)")
 	tokenFile := fs.String("token-file", "", "file holding the gateway↔exit token (required)")
 	var exits listFlag
-	fs.Var(&exits, "exit", "a farmgate exit as ID=HOST:PORT (repeatable)")
-	policy := fs.String("policy", pool.DefaultConfig().DefaultPolicy, "exit selection policy: round_robin, weighted, least_conn, least_latency, random")
+	fs.Var(&exits, "exit", "a farmgate exit as ID=HOST:PORT (repeatable; reloaded on SIGHUP)")
+	policy := fs.String("policy", pool.DefaultConfig().DefaultPolicy, "exit selection policy: round_robin, weighted, least_conn, least_latency, random (reloaded on SIGHUP)")
 	probeURL := fs.String("probe-url", "", "URL fetched through each exit to probe its health; empty disables active probes")
 	readHeader := fs.Duration("read-header-timeout", d.ReadHeaderTimeout, "customer request header timeout")
 	exitDial := fs.Duration("exit-dial-timeout", d.ExitDialTimeout, "TCP connect timeout to an exit")
 	exitReply := fs.Duration("exit-reply-timeout", d.ExitReplyTimeout, "wait for an exit's reply to CONNECT or a request")
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
+	fin := fs.Duration("fin-timeout", d.FinTimeout, "how long a half-closed tunnel may stay silent")
+	attempts := fs.Int("max-attempts", d.MaxAttempts, "exits a request may try before the customer gets an error")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
-	extra, err := parseFlags(fs, args, "exits")
-	if err != nil {
-		return err
-	}
-	var upstreams []upstreamConfig
-	if n := extra["exits"]; n != nil {
-		if err := decodeStrict(n, &upstreams); err != nil {
-			return usageError{fmt.Errorf("config: exits: %w", err)}
+	return func(extra map[string]*yaml.Node) (gatewaySettings, error) {
+		s := gatewaySettings{
+			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
+			customersFile: *customers, policy: *policy, probeURL: *probeURL, drain: *drain, accessLog: *accessLog,
 		}
+		var err error
+		if s.token, err = readToken(*tokenFile); err != nil {
+			return s, err
+		}
+		if s.customersFile == "" {
+			return s, usageError{errors.New("--customers: required")}
+		}
+		for _, e := range exits {
+			se, err := gateway.ParseStaticExit(e)
+			if err != nil {
+				return s, usageError{fmt.Errorf("--exit: %w", err)}
+			}
+			s.static = append(s.static, se)
+		}
+		if n := extra["exits"]; n != nil {
+			var ups []upstreamConfig
+			if err := decodeStrict(n, &ups); err != nil {
+				return s, usageError{fmt.Errorf("config: exits: %w", err)}
+			}
+			for i, u := range ups {
+				if u.ID == "" || u.URL == "" || u.Pool == "" {
+					return s, usageError{fmt.Errorf("config: exits[%d]: id, url and pool are required", i)}
+				}
+				s.upstreams = append(s.upstreams, pool.Exit{ID: u.ID, Addr: u.URL, DC: strings.ToLower(u.DC), Pool: strings.ToLower(u.Pool),
+					Country: strings.ToUpper(u.Country), City: strings.ToLower(u.City), Weight: u.Weight})
+			}
+		}
+		if len(s.static) == 0 && len(s.upstreams) == 0 {
+			return s, usageError{errors.New("--exit: name at least one exit (or exits: in the config)")}
+		}
+		if n := extra["policies"]; n != nil {
+			if err := decodeStrict(n, &s.policies); err != nil {
+				return s, usageError{fmt.Errorf("config: policies: %w", err)}
+			}
+		}
+		pc := pool.DefaultConfig()
+		pc.DefaultPolicy, pc.Policies = s.policy, s.policies
+		if err := pc.Validate(); err != nil {
+			return s, usageError{fmt.Errorf("--policy/policies: %w", err)}
+		}
+		s.gw = d
+		s.gw.DC, s.gw.ExitToken = s.dc, s.token
+		s.gw.ReadHeaderTimeout, s.gw.ExitDialTimeout, s.gw.ExitReplyTimeout = *readHeader, *exitDial, *exitReply
+		s.gw.IdleTimeout, s.gw.FinTimeout, s.gw.MaxAttempts = *idle, *fin, *attempts
+		if err := s.gw.Validate(); err != nil {
+			return s, usageError{err}
+		}
+		if _, err := newAccessLog(s.accessLog, nil); err != nil {
+			return s, err
+		}
+		return s, nil
 	}
-	token, err := readToken(*tokenFile)
+}
+
+// yaml-only keys of the gateway's config file.
+var gatewayExtraKeys = []string{"exits", "policies"}
+
+func loadGatewaySettings(args []string) (gatewaySettings, error) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	read := gatewayFlags(fs)
+	extra, err := parseFlags(fs, args, gatewayExtraKeys...)
+	if err != nil {
+		return gatewaySettings{}, err
+	}
+	return read(extra)
+}
+
+func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
+	s, err := loadGatewaySettings(args)
 	if err != nil {
 		return err
-	}
-	if *customers == "" {
-		return usageError{errors.New("--customers: required")}
 	}
 	acfg := auth.DefaultConfig()
 	acfg.Logger = logger
-	store, err := auth.LoadFileConfig(*customers, acfg)
+	store, err := auth.LoadFileConfig(s.customersFile, acfg)
 	if err != nil {
 		return usageError{fmt.Errorf("--customers: %w", err)}
 	}
-	var static []gateway.StaticExit
-	for _, e := range exits {
-		se, err := gateway.ParseStaticExit(e)
-		if err != nil {
-			return usageError{fmt.Errorf("--exit: %w", err)}
+	var adminToken string
+	if s.adminTokenFile != "" {
+		if adminToken, err = readToken(s.adminTokenFile); err != nil {
+			return usageError{fmt.Errorf("--admin-token-file: %w", errors.Unwrap(err))}
 		}
-		static = append(static, se)
-	}
-	if len(static) == 0 && len(upstreams) == 0 {
-		return usageError{errors.New("--exit: name at least one exit (or exits: in the config)")}
 	}
 
-	gcfg := d
-	gcfg.DC, gcfg.ExitToken = *dc, token
-	gcfg.ReadHeaderTimeout, gcfg.ExitDialTimeout, gcfg.ExitReplyTimeout, gcfg.IdleTimeout = *readHeader, *exitDial, *exitReply, *idle
-	if err := gcfg.Validate(); err != nil {
-		return usageError{err}
-	}
 	pcfg := pool.DefaultConfig()
-	pcfg.LocalDC = strings.ToLower(*dc)
-	pcfg.DefaultPolicy = *policy
+	pcfg.LocalDC = s.dc
+	pcfg.DefaultPolicy, pcfg.Policies = s.policy, s.policies
 	var gw *gateway.Gateway
-	if *probeURL != "" {
-		pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return gw.Probe(ctx, e, *probeURL) }
-	}
-	if err := pcfg.Validate(); err != nil {
-		return usageError{fmt.Errorf("--policy: %w", err)}
+	if s.probeURL != "" {
+		probeURL := s.probeURL
+		pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return gw.Probe(ctx, e, probeURL) }
 	}
 	p, err := pool.New(pcfg, logger)
 	if err != nil {
 		return usageError{err}
 	}
-	for i, u := range upstreams {
-		if u.ID == "" || u.URL == "" || u.Pool == "" {
-			return usageError{fmt.Errorf("config: exits[%d]: id, url and pool are required", i)}
-		}
-		p.Upsert(pool.Exit{ID: u.ID, Addr: u.URL, DC: strings.ToLower(u.DC), Pool: strings.ToLower(u.Pool),
-			Country: strings.ToUpper(u.Country), City: strings.ToLower(u.City), Weight: u.Weight})
+	for _, u := range s.upstreams {
+		p.Upsert(u)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.NewPoolCollector(p))
+	gcfg := s.gw
 	gcfg.Metrics = reg
-	if gcfg.AccessLog, err = newAccessLog(*accessLog, os.Stdout); err != nil {
-		return err
-	}
-	gw, err = gateway.New(gcfg, store, p, logger)
-	if err != nil {
+	gcfg.AccessLog, _ = newAccessLog(s.accessLog, os.Stdout)
+	if gw, err = gateway.New(gcfg, store, p, logger); err != nil {
 		return usageError{err}
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
@@ -132,29 +196,51 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); p.Run(runCtx) }()
-	go func() { defer wg.Done(); gateway.LearnExits(runCtx, p, static, token, logger) }()
+	learn := func(exits []gateway.StaticExit) {
+		wg.Add(1)
+		go func() { defer wg.Done(); gateway.LearnExits(runCtx, p, exits, s.token, logger) }()
+	}
+	learn(s.static)
 
 	var adminSrv *http.Server
-	if *adminAddr != "" {
-		aln, err := net.Listen("tcp", *adminAddr)
+	if s.admin != "" {
+		aln, err := net.Listen("tcp", s.admin)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("--admin: %w", err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{Pool: p, Gatherer: reg}), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{Pool: p, Gatherer: reg, Token: adminToken}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}
-	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", *adminAddr, "dc", *dc, "exits", len(static)+len(upstreams))
+	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- gw.Serve(ln) }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
+	current := s
+loop:
+	for {
+		select {
+		case err = <-errc:
+			break loop
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			next, added, err := reloadGateway(args, current, gw, p, acfg, logger)
+			if err != nil {
+				logger.Error("reload failed, keeping the running configuration", "err", err)
+				continue
+			}
+			learn(added)
+			current = next
+		}
 	}
-	logger.Info("gateway draining", "deadline", drain.String())
-	sctx, scancel := context.WithTimeout(context.Background(), *drain)
+	logger.Info("gateway draining", "deadline", s.drain.String())
+	sctx, scancel := context.WithTimeout(context.Background(), s.drain)
 	defer scancel()
 	serr := gw.Shutdown(sctx)
 	if adminSrv != nil {
@@ -164,6 +250,48 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	wg.Wait()
 	logger.Info("gateway stopped", "err", serr)
 	return err
+}
+
+// reloadGateway re-reads the configuration and the customer file and applies
+// what can change live: customers, exits, selection policies. Nothing is
+// applied unless everything is valid. It returns the exits to learn.
+func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, acfg auth.Config, logger *slog.Logger) (gatewaySettings, []gateway.StaticExit, error) {
+	next, err := loadGatewaySettings(args)
+	if err != nil {
+		return cur, nil, err
+	}
+	store, err := auth.LoadFileConfig(next.customersFile, acfg)
+	if err != nil {
+		return cur, nil, fmt.Errorf("--customers: %w", err)
+	}
+	if err := p.SetPolicies(next.policy, next.policies); err != nil {
+		return cur, nil, err
+	}
+	gw.SetAuthenticator(store)
+
+	keep := map[string]bool{}
+	for _, u := range next.upstreams {
+		keep[u.ID] = true
+		p.Upsert(u)
+	}
+	var added []gateway.StaticExit
+	had := map[string]string{}
+	for _, se := range cur.static {
+		had[se.ID] = se.Addr
+	}
+	for _, se := range next.static {
+		keep[se.ID] = true
+		if had[se.ID] != se.Addr {
+			added = append(added, se)
+		}
+	}
+	for _, e := range p.Exits() {
+		if !keep[e.ID] {
+			p.Remove(e.ID)
+		}
+	}
+	logger.Info("configuration reloaded", "customers", next.customersFile, "exits", len(keep), "policy", next.policy)
+	return next, added, nil
 }
 
 func decodeStrict(n *yaml.Node, v any) error {

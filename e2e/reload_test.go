@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/farmgate/farmgate/internal/demo"
+)
+
+// SIGHUP reloads customers without dropping tunnels; a bad reload keeps the
+// old configuration and says which field is wrong.
+func TestSighupReloadsCustomersLive(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("reload-token"), 0o600)
+	customers := filepath.Join(dir, "customers.yaml")
+	write := func(s string) {
+		tmp := customers + ".tmp"
+		os.WriteFile(tmp, []byte(s), 0o600)
+		os.Rename(tmp, customers)
+	}
+	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi]\n")
+	origin, err := demo.StartOrigin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	echo := echoServer(t)
+
+	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "exit", "--listen", exitA, "--id", "r-resi", "--pool", "resi", "--egress", "127.0.21.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--listen", exitB, "--id", "r-dc", "--pool", "dc", "--egress", "127.0.22.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	g := start(t, "gateway", "--listen", gw, "--admin", "", "--customers", customers, "--token-file", token,
+		"--exit", "r-resi="+exitA, "--exit", "r-dc="+exitB)
+	waitListening(t, gw)
+	get := func(user string) curlResult {
+		return curl(t, "http://"+user+":demo@"+gw, "http://"+origin.HTTPAddr+"/ip")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get("demo").status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway never served; log:\n%s", g.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := get("demo-zone-dc"); r.status != 403 {
+		t.Fatalf("zone dc before reload: %d, want 403", r.status)
+	}
+	// A live tunnel must survive the reloads.
+	f := &demo.Farm{GatewayAddr: gw}
+	live, br := dialTunnel(t, f, "demo", echo, "")
+
+	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi, dc]\n")
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		r := get("demo-zone-dc")
+		if r.status == 200 && strings.HasPrefix(strings.TrimSpace(r.body), "127.0.22.") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zone dc after reload: %d; log:\n%s", r.status, g.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A broken file: the old customers stay, the log names the field.
+	write("customers:\n  - user: demo\n    password: demo\n    pools: []\n")
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.output(), "reload failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload error logged; log:\n%s", g.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(g.output(), "pools") {
+		t.Errorf("the reload error does not name the field:\n%s", g.output())
+	}
+	if r := get("demo-zone-dc"); r.status != 200 {
+		t.Errorf("after a bad reload: %d, want the old customers (200)", r.status)
+	}
+	if _, err := live.Write([]byte("still\n")); err != nil {
+		t.Fatal(err)
+	}
+	live.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := br.ReadString('\n'); err != nil || line != "still\n" {
+		t.Fatalf("tunnel across reloads: %q %v", line, err)
+	}
+}

@@ -1,0 +1,124 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// needRedis returns a client of the Redis at 127.0.0.1:6379 and a key
+// prefix of this test's own, deleted at cleanup. Without Redis it skips,
+// or fails when CI=true.
+func needRedis(t *testing.T) (redis.UniversalClient, string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis at 127.0.0.1:6379 unreachable (CI=true, so this fails): %v", err)
+		}
+		t.Skipf("redis at 127.0.0.1:6379 unreachable (start redis-server to run this test): %v", err)
+	}
+	prefix := fmt.Sprintf("fg-test-%08x:", rand.Uint32())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		rdb.Close()
+	})
+	return rdb, prefix
+}
+
+func TestRedisSessionsSharedByGateways(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := needRedis(t)
+	ctx := t.Context()
+	a := NewRedisSessions(rdb, prefix, time.Second)
+	b := NewRedisSessions(rdb, prefix, time.Second)
+	first := Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}
+	second := Binding{ExitID: "us-1", Egress: netip.MustParseAddr("2001:db8::7")}
+
+	got, err := a.Bind(ctx, "alice|s1", first, time.Minute)
+	if err != nil || got != first {
+		t.Fatalf("a.Bind = %+v, %v; want %+v", got, err, first)
+	}
+	got, err = b.Bind(ctx, "alice|s1", second, time.Minute)
+	if err != nil || got != first {
+		t.Fatalf("b.Bind lost the race but got %+v, %v; want the winner %+v", got, err, first)
+	}
+	if got, ok, err := b.Get(ctx, "alice|s1", time.Minute); err != nil || !ok || got != first {
+		t.Fatalf("b.Get = %+v, %v, %v", got, ok, err)
+	}
+	if err := b.Rebind(ctx, "alice|s1", second, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, _ := a.Get(ctx, "alice|s1", time.Minute); !ok || got != second {
+		t.Fatalf("a.Get after b.Rebind = %+v, %v", got, ok)
+	}
+	// A gateway restart: a new store on the same Redis keeps the binding.
+	restarted := NewRedisSessions(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}), prefix, time.Second)
+	if got, ok, _ := restarted.Get(ctx, "alice|s1", time.Minute); !ok || got != second {
+		t.Fatalf("after a restart Get = %+v, %v", got, ok)
+	}
+	// No egress IP.
+	if got, _ := a.Bind(ctx, "bob|s", Binding{ExitID: "x"}, time.Minute); got != (Binding{ExitID: "x"}) {
+		t.Fatalf("binding without egress = %+v", got)
+	}
+}
+
+func TestRedisSessionsTTLSlides(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := needRedis(t)
+	ctx := t.Context()
+	s := NewRedisSessions(rdb, prefix, time.Second)
+	b := Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}
+	const ttl = 300 * time.Millisecond
+	if _, err := s.Bind(ctx, "k", b, ttl); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // 4 x 150ms = 600ms > ttl: alive only because Get slides it
+		time.Sleep(150 * time.Millisecond)
+		if _, ok, err := s.Get(ctx, "k", ttl); !ok || err != nil {
+			t.Fatalf("binding expired although used: %v", err)
+		}
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, ok, _ := s.Get(ctx, "k", ttl); ok {
+		t.Fatal("binding outlived its idle TTL")
+	}
+}
+
+func TestDecodeBinding(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Binding
+		ok   bool
+	}{
+		{"eu-1|198.51.100.1", Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}, true},
+		{"a|b|2001:db8::1", Binding{ExitID: "a|b", Egress: netip.MustParseAddr("2001:db8::1")}, true},
+		{"eu-1|", Binding{ExitID: "eu-1"}, true},
+		{"|1.2.3.4", Binding{}, false},
+		{"noseparator", Binding{}, false},
+		{"eu-1|not-an-ip", Binding{}, false},
+	} {
+		got, err := decodeBinding(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("decodeBinding(%q) = %+v, %v", tc.in, got, err)
+		}
+		if tc.ok && encodeBinding(got) != tc.in {
+			t.Errorf("encodeBinding(decodeBinding(%q)) = %q", tc.in, encodeBinding(got))
+		}
+	}
+}
