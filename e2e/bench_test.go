@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"testing"
 )
 
@@ -63,4 +64,45 @@ func tunnelEcho(proxy, auth, target string) error {
 		return fmt.Errorf("echo %q: %v", line, err)
 	}
 	return nil
+}
+
+// BenchmarkRequest sends keep-alive absolute-form GETs through the gateway
+// and directly to one exit (the load tool's requests/s, in one process).
+func BenchmarkRequest(b *testing.B) {
+	f := startFarm(b, func(c *demo.Config) { c.NoProbes = true })
+	url := "http://" + f.Origin.HTTPAddr + "/ip"
+	for _, mode := range []struct {
+		name, proxy, auth string
+	}{
+		{"direct", "http://" + f.Exits[0].Addr, "Bearer " + f.Token()},
+		{"gateway", "http://" + f.GatewayAddr, "Basic " + base64.StdEncoding.EncodeToString([]byte("demo-country-de:demo"))},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			proxyURL, _ := neturl.Parse(mode.proxy)
+			client := &http.Client{Transport: &http.Transport{
+				Proxy:               http.ProxyURL(proxyURL),
+				MaxIdleConnsPerHost: 64,
+			}}
+			defer client.CloseIdleConnections()
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodGet, url, nil)
+					req.Header.Set("Proxy-Authorization", mode.auth)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
+	}
 }
