@@ -3,6 +3,7 @@ package exitnode
 import (
 	"errors"
 	"fmt"
+	"github.com/farmgate/farmgate/internal/wire"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -179,13 +180,4 @@ func isAlpha(s string) bool {
 }
 
 // Info is what an exit reports about itself to gateways (GET /farmgate/info).
-type Info struct {
-	ID         string       `json:"id"`
-	DC         string       `json:"dc"`
-	Pool       string       `json:"pool"`
-	Country    string       `json:"country"`
-	City       string       `json:"city"`
-	Egress     []netip.Addr `json:"egress"`
-	MaxTunnels int          `json:"max_tunnels"`
-	Version    string       `json:"version"`
-}
+type Info = wire.Info

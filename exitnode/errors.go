@@ -5,24 +5,27 @@ import (
 	"errors"
 	"net"
 	"net/http"
+
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
-// Reasons the exit puts in X-Farmgate-Error. The gateway relies on them.
+// Reasons the exit puts in X-Farmgate-Error (internal/wire is where both
+// sides of the protocol take them from).
 const (
-	ReasonUnauthorized           = "unauthorized"
-	ReasonBadEgress              = "bad_egress"
-	ReasonBadRequest             = "bad_request"
-	ReasonDestinationForbidden   = "destination_forbidden"
-	ReasonDestinationUnreachable = "destination_unreachable"
-	ReasonDestinationTimeout     = "destination_timeout"
-	ReasonExitBusy               = "exit_busy"
+	ReasonUnauthorized           = wire.ReasonUnauthorized
+	ReasonBadEgress              = wire.ReasonBadEgress
+	ReasonBadRequest             = wire.ReasonBadRequest
+	ReasonDestinationForbidden   = wire.ReasonDestinationForbidden
+	ReasonDestinationUnreachable = wire.ReasonDestinationUnreachable
+	ReasonDestinationTimeout     = wire.ReasonDestinationTimeout
+	ReasonExitBusy               = wire.ReasonExitBusy
 )
 
 // HeaderError carries the reason of an error the exit itself produced.
-const HeaderError = "X-Farmgate-Error"
+const HeaderError = wire.HeaderError
 
 // HeaderEgress is the request header naming the egress IP to use.
-const HeaderEgress = "X-Farmgate-Egress"
+const HeaderEgress = wire.HeaderEgress
 
 // errBusy means MaxTunnels is reached or the exit is shutting down.
 var errBusy = errors.New("exit busy")

@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/farmgate/farmgate/internal/wire"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -145,44 +145,9 @@ func errorResponse(req *http.Request, err error) *http.Response {
 	}
 }
 
-// hopHeaders are removed in both directions (RFC 9110 section 7.6.1), as
-// net/http/httputil.ReverseProxy does.
-var hopHeaders = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-}
-
 // removeHopHeaders removes hop-by-hop headers, those named in Connection, and
-// every X-Farmgate-* header. It returns the Upgrade value when h asked for a
-// protocol upgrade, so the caller can restore it.
-func removeHopHeaders(h http.Header) (upgrade string) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				if strings.EqualFold(f, "upgrade") {
-					upgrade = h.Get("Upgrade")
-				}
-				h.Del(f)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
-	for k := range h {
-		if len(k) >= len("X-Farmgate-") && strings.EqualFold(k[:len("X-Farmgate-")], "X-Farmgate-") {
-			delete(h, k)
-		}
-	}
-	return upgrade
-}
+// every X-Farmgate-* header; it returns an Upgrade asked for.
+func removeHopHeaders(h http.Header) (upgrade string) { return wire.RemoveHop(h) }
 
 // cleanRequestHeader prepares a forwarded request's header: hop-by-hop and
 // X-Farmgate-* headers go, "Te: trailers" and an upgrade request stay, and an

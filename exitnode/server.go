@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/farmgate/farmgate/internal/wire"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -21,7 +22,7 @@ import (
 
 // InfoPath is the origin-form path a gateway GETs (with its token) to learn
 // the exit's Info.
-const InfoPath = "/farmgate/info"
+const InfoPath = wire.InfoPath
 
 // Server is one exit node. Create it with New, run it with Serve, stop it with
 // Shutdown. It is an http.Handler; Serve wires it into an http.Server.

@@ -2,61 +2,16 @@ package gateway
 
 import (
 	"net/http"
-	"net/textproto"
-	"strings"
-)
 
-// hopHeaders are hop-by-hop (RFC 9110 §7.6.1) or proxy-only and never cross
-// the gateway. Proxy-Authorization is removed by goproxy before forwarding
-// and replaced with the exit's credentials.
-var hopHeaders = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-}
+	"github.com/farmgate/farmgate/internal/wire"
+)
 
 // cleanRequest removes what the origin must not see: hop-by-hop headers,
 // headers the customer's Connection header nominates, and any X-Farmgate-*.
-// The customer's other headers pass untouched.
-func cleanRequest(h http.Header) {
-	removeHop(h)
-	for k := range h {
-		if isFarmgate(k) {
-			delete(h, k)
-		}
-	}
-}
+// The customer's other headers pass untouched. (goproxy drops the
+// customer's Proxy-Authorization; the exit's credentials replace it.)
+func cleanRequest(h http.Header) { wire.RemoveHop(h) }
 
 // cleanResponse removes hop-by-hop headers from an exit's response and any
 // X-Farmgate-* the exit used to talk to us.
-func cleanResponse(h http.Header) {
-	removeHop(h)
-	for k := range h {
-		if isFarmgate(k) {
-			delete(h, k)
-		}
-	}
-}
-
-func removeHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				h.Del(f)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-}
-
-func isFarmgate(k string) bool {
-	return len(k) >= 11 && strings.EqualFold(k[:11], "X-Farmgate-")
-}
+func cleanResponse(h http.Header) { wire.RemoveHop(h) }

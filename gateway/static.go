@@ -9,30 +9,21 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 
 // ExitInfo is what a farmgate exit says about itself at /farmgate/info.
-type ExitInfo struct {
-	ID         string       `json:"id"`
-	DC         string       `json:"dc"`
-	Pool       string       `json:"pool"`
-	Country    string       `json:"country"`
-	City       string       `json:"city"`
-	Egress     []netip.Addr `json:"egress"`
-	MaxTunnels int          `json:"max_tunnels"`
-	Version    string       `json:"version"`
-}
+type ExitInfo = wire.Info
 
 // FetchExitInfo asks the farmgate exit at addr (host:port) about itself,
 // authenticating with token.
 func FetchExitInfo(ctx context.Context, addr, token string) (ExitInfo, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/farmgate/info", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+wire.InfoPath, nil)
 	if err != nil {
 		return ExitInfo{}, fmt.Errorf("ask exit %s: %w", addr, err)
 	}

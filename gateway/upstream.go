@@ -17,15 +17,17 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // Wire protocol between a gateway and a farmgate exit. The exit strips both
 // headers; the customer's own Proxy-Authorization never leaves the gateway.
 const (
-	headerEgress = "X-Farmgate-Egress"
-	headerError  = "X-Farmgate-Error"
-	headerExit   = "X-Farmgate-Exit"
-	headerSess   = "X-Farmgate-Session"
+	headerEgress = wire.HeaderEgress
+	headerError  = wire.HeaderError
+	headerExit   = wire.HeaderExit
+	headerSess   = wire.HeaderSession
 )
 
 // SchemeFarmgate marks an exit address as a farmgate exit node: the gateway

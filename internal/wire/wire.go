@@ -1,0 +1,101 @@
+// Package wire is the protocol between farmgate gateways and farmgate exits,
+// in one place so both sides agree: the header names, the error reasons an
+// exit answers with, the document an exit describes itself with, and the
+// hop-by-hop header hygiene both apply to forwarded HTTP.
+//
+// A gateway authenticates to an exit with "Proxy-Authorization: Bearer
+// TOKEN" and names the egress IP in HeaderEgress; the exit strips both. An
+// exit's own errors carry HeaderError; it strips X-Farmgate-* from origin
+// responses, so a gateway can trust that header.
+package wire
+
+import (
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"strings"
+)
+
+// Header names.
+const (
+	// HeaderEgress names the egress IP the exit must bind (gateway → exit).
+	HeaderEgress = "X-Farmgate-Egress"
+	// HeaderError carries the reason of an error (exit → gateway, and
+	// gateway → customer).
+	HeaderError = "X-Farmgate-Error"
+	// HeaderExit names the exit that served a customer (gateway → customer).
+	HeaderExit = "X-Farmgate-Exit"
+	// HeaderSession says a sticky session moved: "rebound".
+	HeaderSession = "X-Farmgate-Session"
+)
+
+// InfoPath is where an exit describes itself (origin-form GET, same token).
+const InfoPath = "/farmgate/info"
+
+// Reasons an exit puts in HeaderError.
+const (
+	ReasonUnauthorized           = "unauthorized"
+	ReasonBadEgress              = "bad_egress"
+	ReasonBadRequest             = "bad_request"
+	ReasonDestinationForbidden   = "destination_forbidden"
+	ReasonDestinationUnreachable = "destination_unreachable"
+	ReasonDestinationTimeout     = "destination_timeout"
+	ReasonExitBusy               = "exit_busy"
+)
+
+// Info is what an exit reports about itself at InfoPath.
+type Info struct {
+	ID         string       `json:"id"`
+	DC         string       `json:"dc"`
+	Pool       string       `json:"pool"`
+	Country    string       `json:"country"`
+	City       string       `json:"city"`
+	Egress     []netip.Addr `json:"egress"`
+	MaxTunnels int          `json:"max_tunnels"`
+	Version    string       `json:"version"`
+}
+
+// hopHeaders never cross a proxy (RFC 9110 section 7.6.1), as
+// net/http/httputil.ReverseProxy has it.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// RemoveHop removes hop-by-hop headers, those named in Connection, and every
+// X-Farmgate-* header. It returns the Upgrade value when h asked for a
+// protocol upgrade, so a caller that supports upgrades can restore it.
+func RemoveHop(h http.Header) (upgrade string) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				if strings.EqualFold(f, "upgrade") {
+					upgrade = h.Get("Upgrade")
+				}
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	for k := range h {
+		if IsFarmgate(k) {
+			delete(h, k)
+		}
+	}
+	return upgrade
+}
+
+// IsFarmgate reports whether k is an X-Farmgate-* header name.
+func IsFarmgate(k string) bool {
+	const p = "X-Farmgate-"
+	return len(k) >= len(p) && strings.EqualFold(k[:len(p)], p)
+}
