@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,9 +90,18 @@ const cacheShards = 32
 
 // credCache remembers verified (user, password) pairs until they expire.
 // Lookups take one shard's read lock; nothing global.
+//
+// An entry is fresh for ttl after it was put; then it is stale, and kept for
+// stale more (RedisStore honours stale entries while Redis is unreachable;
+// FileStore uses stale = 0).
 type credCache struct {
-	ttl    time.Duration
-	now    func() time.Time
+	ttl   time.Duration
+	stale time.Duration
+	now   func() time.Time
+	// gen is the generation of the cache: entries put in an older one are
+	// stale. staleAll bumps it when invalidation messages may have been
+	// missed.
+	gen    atomic.Uint64
 	shards [cacheShards]cacheShard
 }
 
@@ -101,13 +111,26 @@ type cacheShard struct {
 	_  [40]byte // keep shards on separate cache lines
 }
 
+// cacheEntry is one verified pair.
 type cacheEntry struct {
-	c       *Customer
-	expires int64 // unix nanoseconds
+	c      *Customer
+	gen    uint64 // credCache.gen when put
+	fp     uint64 // fingerprint of the stored password (hash) it was verified against
+	fresh  int64  // fresh until, unix nanoseconds
+	expire int64  // dropped from, unix nanoseconds
 }
 
-func newCredCache(ttl time.Duration, now func() time.Time) *credCache {
-	cc := &credCache{ttl: ttl, now: now}
+// cacheState is what get found.
+type cacheState int
+
+const (
+	cacheMiss cacheState = iota
+	cacheFresh
+	cacheStale
+)
+
+func newCredCache(ttl, stale time.Duration, now func() time.Time) *credCache {
+	cc := &credCache{ttl: ttl, stale: stale, now: now}
 	for i := range cc.shards {
 		cc.shards[i].m = make(map[credKey]cacheEntry)
 	}
@@ -118,32 +141,57 @@ func (cc *credCache) shard(k credKey) *cacheShard {
 	return &cc.shards[k[0]%cacheShards]
 }
 
-// get returns the customer cached under k, if not expired at now. It does
-// not allocate.
-func (cc *credCache) get(k credKey, now time.Time) (*Customer, bool) {
+// get returns the entry cached under k and whether it is fresh or stale at
+// now. It does not allocate.
+func (cc *credCache) get(k credKey, now time.Time) (cacheEntry, cacheState) {
 	s := cc.shard(k)
 	s.mu.RLock()
 	e, ok := s.m[k]
 	s.mu.RUnlock()
-	if !ok || now.UnixNano() >= e.expires {
-		return nil, false
+	n := now.UnixNano()
+	switch {
+	case !ok || n >= e.expire:
+		return cacheEntry{}, cacheMiss
+	case n >= e.fresh || e.gen != cc.gen.Load():
+		return e, cacheStale
 	}
-	return e.c, true
+	return e, cacheFresh
 }
 
-// put caches c under k for the TTL and drops the shard's expired entries.
-// It runs after a slow verification, so the sweep costs nothing noticeable.
-func (cc *credCache) put(k credKey, c *Customer) {
+// put caches c (verified against a password with fingerprint fp) under k
+// and drops the shard's expired entries. It runs after a slow
+// verification, so the sweep costs nothing noticeable.
+func (cc *credCache) put(k credKey, c *Customer, fp uint64) {
 	now := cc.now().UnixNano()
 	s := cc.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, e := range s.m {
-		if now >= e.expires {
+		if now >= e.expire {
 			delete(s.m, key)
 		}
 	}
-	s.m[k] = cacheEntry{c: c, expires: now + int64(cc.ttl)}
+	s.m[k] = cacheEntry{c: c, gen: cc.gen.Load(), fp: fp, fresh: now + int64(cc.ttl), expire: now + int64(cc.ttl+cc.stale)}
+}
+
+// dropUser deletes every entry of user.
+func (cc *credCache) dropUser(user string) {
+	for i := range cc.shards {
+		s := &cc.shards[i]
+		s.mu.Lock()
+		for key, e := range s.m {
+			if e.c.User == user {
+				delete(s.m, key)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// staleAll makes every entry stale (kept for fail-static, but checked with
+// the store before it is used again).
+func (cc *credCache) staleAll() {
+	cc.gen.Add(1)
 }
 
 // len returns the number of entries, expired or not.

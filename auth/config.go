@@ -8,12 +8,14 @@ import (
 )
 
 // Config tunes a credential store. The zero value is usable: every zero
-// field takes its default.
+// field takes its default. Fields marked "RedisStore" mean nothing to a
+// FileStore.
 type Config struct {
 	// CacheTTL is how long a verified (user, password) pair is trusted
-	// without hashing the password again. A change to a customer (disabled,
-	// expired) is seen at once; a changed password after at most CacheTTL.
-	// Default: 1 minute.
+	// without asking the store again. A FileStore sees a change to a
+	// customer (disabled, expired) at once and a changed password after at
+	// most CacheTTL; a RedisStore sees every change within about a second
+	// through pub/sub and CacheTTL is the backstop. Default: 1 minute.
 	CacheTTL time.Duration
 
 	// MaxVerifies bounds how many slow password verifications (argon2id:
@@ -21,24 +23,54 @@ type Config struct {
 	// wait. Default: runtime.GOMAXPROCS(0).
 	MaxVerifies int
 
+	// MaxFailedLogins is how many failed logins per user name and per client
+	// address (IPv4 address or IPv6 /64) are allowed in FailedLoginWindow;
+	// beyond it logins are refused with ErrLoginThrottled without checking
+	// the password. A pair already verified and cached is not throttled.
+	// Default: 10.
+	MaxFailedLogins int
+
+	// FailedLoginWindow is the window MaxFailedLogins counts over (a fixed
+	// window starting at the first failure). Default: 1 minute.
+	FailedLoginWindow time.Duration
+
+	// Prefix starts every Redis key and channel name (RedisStore).
+	// Default: "farmgate:".
+	Prefix string
+
+	// Timeout bounds each Redis call (RedisStore). Default: 500ms.
+	Timeout time.Duration
+
+	// MaxStale is how long past CacheTTL a verified pair is still honoured
+	// while Redis is unreachable (RedisStore, fail-static). Default: 1 hour.
+	MaxStale time.Duration
+
 	// Now returns the current time; tests inject a fake clock.
 	// Default: time.Now.
 	Now func() time.Time
 
-	// Logger receives load-time warnings (plaintext passwords). It never
-	// sees a password. Default: slog.Default().
+	// Logger receives load-time warnings and store outages. It never sees a
+	// password. Default: slog.Default().
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		CacheTTL:    time.Minute,
-		MaxVerifies: runtime.GOMAXPROCS(0),
-		Now:         time.Now,
-		Logger:      slog.Default(),
+		CacheTTL:          time.Minute,
+		MaxVerifies:       runtime.GOMAXPROCS(0),
+		MaxFailedLogins:   10,
+		FailedLoginWindow: time.Minute,
+		Prefix:            DefaultPrefix,
+		Timeout:           500 * time.Millisecond,
+		MaxStale:          time.Hour,
+		Now:               time.Now,
+		Logger:            slog.Default(),
 	}
 }
+
+// DefaultPrefix is the default start of every Redis key.
+const DefaultPrefix = "farmgate:"
 
 // Validate reports the first field that is wrong, by name.
 func (c Config) Validate() error {
@@ -47,6 +79,18 @@ func (c Config) Validate() error {
 	}
 	if c.MaxVerifies < 0 {
 		return errors.New("auth config: MaxVerifies: must not be negative")
+	}
+	if c.MaxFailedLogins < 0 {
+		return errors.New("auth config: MaxFailedLogins: must not be negative")
+	}
+	if c.FailedLoginWindow < 0 {
+		return errors.New("auth config: FailedLoginWindow: must not be negative")
+	}
+	if c.Timeout < 0 {
+		return errors.New("auth config: Timeout: must not be negative")
+	}
+	if c.MaxStale < 0 {
+		return errors.New("auth config: MaxStale: must not be negative")
 	}
 	return nil
 }
@@ -59,6 +103,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxVerifies == 0 {
 		c.MaxVerifies = d.MaxVerifies
+	}
+	if c.MaxFailedLogins == 0 {
+		c.MaxFailedLogins = d.MaxFailedLogins
+	}
+	if c.FailedLoginWindow == 0 {
+		c.FailedLoginWindow = d.FailedLoginWindow
+	}
+	if c.Prefix == "" {
+		c.Prefix = d.Prefix
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.MaxStale == 0 {
+		c.MaxStale = d.MaxStale
 	}
 	if c.Now == nil {
 		c.Now = d.Now

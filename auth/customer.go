@@ -22,8 +22,17 @@ type Customer struct {
 	// connect from; the gateway checks them with AllowsIP. Default: anywhere.
 	AllowIPs []netip.Prefix
 	// MaxConns caps the customer's concurrent tunnels; 0 means no cap.
-	// Enforced by the gateway (and across gateways in a later issue).
+	// Enforced by a Limiter's AcquireTunnel, across gateways with Redis.
 	MaxConns int
+	// RatePerSec is the customer's request rate in requests per second
+	// (GCRA, enforced by a Limiter's AllowRequest); 0 means unlimited.
+	RatePerSec float64
+	// RateBurst is how many requests may come at once on top of the
+	// steady rate. Default (0): max(1, RatePerSec rounded up).
+	RateBurst int
+	// QuotaBytes is the bandwidth quota per calendar month (UTC), in bytes
+	// up plus down, checked with a Meter's OverQuota; 0 means no quota.
+	QuotaBytes int64
 	// Expires, if not zero, is when the account stops working; from then on
 	// it is refused with ErrBadCredentials. Default: never.
 	Expires time.Time
@@ -71,7 +80,7 @@ func (c *Customer) active(now time.Time) bool {
 }
 
 // Authenticator checks a user name and password. The gateway depends on
-// this interface; FileStore implements it, a Redis store will too.
+// this interface; FileStore and RedisStore implement it.
 //
 // Authenticate is called once per customer request or tunnel, from many
 // goroutines at once, and must be safe for that. It returns an error

@@ -1,15 +1,19 @@
 // Package auth knows who a customer is and what they asked for.
 //
-// It holds three things:
+// It holds these things:
 //
 //   - the username grammar (ParseUsername, Target): a customer writes their
 //     targeting into the proxy username, USER[-key-value]..., with the keys
 //     zone, country, city, dc, session and sesstime;
 //   - customers (Customer) and the Authenticator interface the gateway depends
 //     on to check a user name and password;
-//   - credential stores: FileStore, the YAML file used by a single gateway and
-//     the demo. A Redis store shared by every gateway comes later and plugs in
-//     behind the same Authenticator interface.
+//   - credential stores behind Authenticator and Admin: FileStore, the YAML
+//     file used by a single gateway and the demo, and RedisStore, shared by
+//     every gateway (pub/sub invalidation, fail-static while Redis is down);
+//     failed logins are throttled per user and per client (ErrLoginThrottled);
+//   - limits (Limiter: concurrent tunnels and request rate) and usage
+//     (Meter: bytes per customer, pool, day and month; monthly quota), each
+//     in a memory variant for one gateway and a Redis variant for many.
 //
 // Passwords are stored as argon2id PHC strings (HashPassword), bcrypt hashes
 // are accepted on import (VerifyPassword), and plaintext passwords are allowed
@@ -18,6 +22,8 @@
 // the pair, never the password itself; that cache-hit path allocates nothing.
 //
 // auth is not the place for exit selection, sticky-session bindings or HTTP
-// status codes: callers branch on ErrBadParams and ErrBadCredentials and map
-// them to what the customer sees. auth imports no other package of this module.
+// status codes: callers branch on the sentinel errors (ErrBadParams,
+// ErrBadCredentials, ErrStoreUnavailable, ErrLoginThrottled,
+// ErrTooManyConnections, ErrRateLimited) and map them to what the customer
+// sees. auth imports no other package of this module.
 package auth

@@ -9,16 +9,18 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"slices"
-	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // FileStore is the customer store read from a YAML file: the embedded
-// default for a single gateway and the demo. It is read once and never
-// changes; it is safe for concurrent use.
+// default for a single gateway and the demo. It is safe for concurrent use.
+// A FileStore opened with OpenFile is also an Admin: Put and Delete change
+// it in memory and write the file back atomically (a temporary file renamed
+// over it; comments in the file are not kept). Two processes writing the
+// same file at once are not coordinated.
 //
 // The file looks like this:
 //
@@ -31,34 +33,45 @@ import (
 //	    disabled: false           # optional
 //	    allow_ips: [203.0.113.0/24] # optional; default anywhere
 //	    max_conns: 100            # optional; default no cap
+//	    rate_per_sec: 50          # optional; default unlimited
+//	    rate_burst: 100           # optional; default max(1, rate_per_sec)
+//	    quota_bytes: 10737418240  # optional, per calendar month; default none
 //	    expires: 2027-01-01T00:00:00Z # optional; default never
 type FileStore struct {
-	name  string
-	cfg   Config
+	name string // names the file in errors
+	path string // where Put and Delete write; "" = not writable
+	cfg  Config
+
+	mu    sync.RWMutex // guards users, order, dummy and the file
 	users map[string]*record
 	order []*record // as in the file
-
-	mac     *macer
-	cache   *credCache
-	flights *flights
-
 	// dummy is verified against when the user is unknown or has a plaintext
 	// password, so that every cache miss costs one slow hash whenever the
 	// file holds any hash: it is the first hashed customer's hash, and the
 	// result is thrown away. nil when the file holds no hash.
 	dummy *passwordHash
+
+	mac      *macer
+	cache    *credCache
+	flights  *flights
+	throttle *memThrottle
+
 	// dummySecret is compared against for an unknown user, as a plaintext
 	// password would be.
 	dummySecret credKey
 }
 
-var _ Authenticator = (*FileStore)(nil)
+var (
+	_ Authenticator = (*FileStore)(nil)
+	_ Admin         = (*FileStore)(nil)
+)
 
 // record is one customer and their credential.
 type record struct {
 	c      *Customer
 	hash   *passwordHash // nil for a plaintext password
 	secret credKey       // keyed hash of the plaintext password
+	rec    CustomerRecord
 }
 
 // fileDoc is the YAML file.
@@ -75,7 +88,30 @@ type fileCustomer struct {
 	Disabled     bool     `yaml:"disabled"`
 	AllowIPs     []string `yaml:"allow_ips"`
 	MaxConns     int      `yaml:"max_conns"`
+	RatePerSec   float64  `yaml:"rate_per_sec"`
+	RateBurst    int      `yaml:"rate_burst"`
+	QuotaBytes   int64    `yaml:"quota_bytes"`
 	Expires      string   `yaml:"expires"`
+}
+
+// record returns fc as a CustomerRecord, or the error of an empty password.
+func (fc *fileCustomer) record(field string) (CustomerRecord, error) {
+	r := CustomerRecord{User: fc.User, Pools: fc.Pools, DefaultPool: fc.DefaultPool, Disabled: fc.Disabled,
+		AllowIPs: fc.AllowIPs, MaxConns: fc.MaxConns, RatePerSec: fc.RatePerSec, RateBurst: fc.RateBurst,
+		QuotaBytes: fc.QuotaBytes, Expires: fc.Expires}
+	switch {
+	case fc.Password != nil && fc.PasswordHash != nil:
+		return r, fmt.Errorf("%s: want one of password and password_hash, not both", field)
+	case fc.Password != nil && *fc.Password == "":
+		return r, fmt.Errorf("%s.password: must not be empty", field)
+	case fc.PasswordHash != nil && *fc.PasswordHash == "":
+		return r, fmt.Errorf("%s.password_hash: parsing password hash: empty", field)
+	case fc.Password != nil:
+		r.Password = *fc.Password
+	case fc.PasswordHash != nil:
+		r.PasswordHash = *fc.PasswordHash
+	}
+	return r, nil
 }
 
 // LoadFile reads the customer file at path with DefaultConfig. Errors name
@@ -93,6 +129,22 @@ func LoadFileConfig(path string, cfg Config) (*FileStore, error) {
 	return ParseFileConfig(data, path, cfg)
 }
 
+// OpenFile reads the customer file at path for managing it: unlike
+// LoadFile, a missing or empty file is an empty store, and Put and Delete
+// write the file back.
+func OpenFile(path string, cfg Config) (*FileStore, error) {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading customers: %w", err)
+	}
+	s, err := parseFile(data, path, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	s.path = path
+	return s, nil
+}
+
 // ParseFile parses a customer file's contents with DefaultConfig; name
 // (usually the path) starts every error message.
 func ParseFile(data []byte, name string) (*FileStore, error) {
@@ -102,6 +154,10 @@ func ParseFile(data []byte, name string) (*FileStore, error) {
 // ParseFileConfig parses a customer file's contents with cfg; zero fields
 // of cfg take their defaults.
 func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
+	return parseFile(data, name, cfg, false)
+}
+
+func parseFile(data []byte, name string, cfg Config, allowEmpty bool) (*FileStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -110,7 +166,7 @@ func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
 	var doc fileDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !(allowEmpty && errors.Is(err, io.EOF)) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: customers: no customers defined", name)
 		}
@@ -120,7 +176,7 @@ func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: want a single YAML document", name)
 	}
-	if len(doc.Customers) == 0 {
+	if len(doc.Customers) == 0 && !allowEmpty {
 		return nil, fmt.Errorf("%s: customers: no customers defined", name)
 	}
 
@@ -129,12 +185,13 @@ func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	s := &FileStore{
-		name:    name,
-		cfg:     cfg,
-		users:   make(map[string]*record, len(doc.Customers)),
-		mac:     mac,
-		cache:   newCredCache(cfg.CacheTTL, cfg.Now),
-		flights: newFlights(cfg.MaxVerifies),
+		name:     name,
+		cfg:      cfg,
+		users:    make(map[string]*record, len(doc.Customers)),
+		mac:      mac,
+		cache:    newCredCache(cfg.CacheTTL, 0, cfg.Now),
+		flights:  newFlights(cfg.MaxVerifies),
+		throttle: newMemThrottle(cfg.MaxFailedLogins, cfg.FailedLoginWindow, cfg.Now),
 	}
 	s.dummySecret = mac.secret("\x00farmgate dummy secret")
 	where := make(map[string]int, len(doc.Customers))
@@ -142,7 +199,11 @@ func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
 	for i := range doc.Customers {
 		fc := &doc.Customers[i]
 		field := fmt.Sprintf("customers[%d]", i)
-		r, err := s.buildRecord(fc, field)
+		cr, err := fc.record(field)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		r, err := s.buildRecord(cr, field)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -166,72 +227,15 @@ func ParseFileConfig(data []byte, name string, cfg Config) (*FileStore, error) {
 }
 
 // buildRecord validates one customer entry; errors start with field.
-func (s *FileStore) buildRecord(fc *fileCustomer, field string) (*record, error) {
-	if !validUser(fc.User) {
-		return nil, fmt.Errorf("%s.user: %q %s", field, clip(fc.User), userRuleText)
+func (s *FileStore) buildRecord(cr CustomerRecord, field string) (*record, error) {
+	c, hash, err := cr.build(field)
+	if err != nil {
+		return nil, err
 	}
-	r := &record{}
-	switch {
-	case fc.Password != nil && fc.PasswordHash != nil:
-		return nil, fmt.Errorf("%s: want one of password and password_hash, not both", field)
-	case fc.Password != nil:
-		if *fc.Password == "" {
-			return nil, fmt.Errorf("%s.password: must not be empty", field)
-		}
-		if len(*fc.Password) > maxPasswordLen {
-			return nil, fmt.Errorf("%s.password: longer than %d bytes", field, maxPasswordLen)
-		}
-		r.secret = s.mac.secret(*fc.Password)
-	case fc.PasswordHash != nil:
-		h, err := parseHash(*fc.PasswordHash)
-		if err != nil {
-			return nil, fmt.Errorf("%s.password_hash: %w", field, err)
-		}
-		r.hash = &h
-	default:
-		return nil, fmt.Errorf("%s: want password or password_hash", field)
+	r := &record{c: c, hash: hash, rec: cr}
+	if hash == nil {
+		r.secret = s.mac.secret(cr.Password)
 	}
-
-	c := &Customer{User: fc.User, Disabled: fc.Disabled, MaxConns: fc.MaxConns}
-	if fc.Expires != "" {
-		t, err := parseExpiry(fc.Expires)
-		if err != nil {
-			return nil, fmt.Errorf("%s.expires: %q is not an RFC 3339 time (2027-01-31T00:00:00Z) or a date (2027-01-31, midnight UTC)", field, clip(fc.Expires))
-		}
-		c.Expires = t
-	}
-	if len(fc.Pools) == 0 {
-		return nil, fmt.Errorf("%s.pools: want at least one pool", field)
-	}
-	for j, p := range fc.Pools {
-		if !validName(p) {
-			return nil, fmt.Errorf("%s.pools[%d]: %q %s", field, j, clip(p), nameRuleText)
-		}
-		p = strings.ToLower(p)
-		if slices.Contains(c.Pools, p) {
-			return nil, fmt.Errorf("%s.pools[%d]: %q listed twice", field, j, p)
-		}
-		c.Pools = append(c.Pools, p)
-	}
-	c.DefaultPool = c.Pools[0]
-	if fc.DefaultPool != "" {
-		dp := strings.ToLower(fc.DefaultPool)
-		if !c.AllowsPool(dp) {
-			return nil, fmt.Errorf("%s.default_pool: %q is not one of pools %v", field, clip(fc.DefaultPool), c.Pools)
-		}
-		c.DefaultPool = dp
-	}
-	for j, a := range fc.AllowIPs {
-		p, err := parsePrefix(a)
-		if err != nil {
-			return nil, fmt.Errorf("%s.allow_ips[%d]: %q is not an IP address or CIDR", field, j, clip(a))
-		}
-		c.AllowIPs = append(c.AllowIPs, p)
-	}
-	if fc.MaxConns < 0 {
-		return nil, fmt.Errorf("%s.max_conns: must not be negative", field)
-	}
-	r.c = c
 	return r, nil
 }
 
@@ -263,33 +267,64 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Authenticate checks user and password. A pair verified within
-// Config.CacheTTL is answered from memory without allocating; otherwise the
-// password is hashed (at most Config.MaxVerifies at once, one per pair).
-// An unknown user costs the same as a wrong password.
+// Authenticate checks user and password; it is AuthenticateFrom with no
+// client address.
 func (s *FileStore) Authenticate(ctx context.Context, user, password string) (*Customer, error) {
+	return s.AuthenticateFrom(ctx, user, password, netip.Addr{})
+}
+
+// AuthenticateFrom checks user and password for a client at client (the
+// zero Addr if unknown). A pair verified within Config.CacheTTL is answered
+// from memory without allocating; otherwise failed logins are throttled
+// (ErrLoginThrottled, per user and per client, in this process) and the
+// password is hashed (at most Config.MaxVerifies at once, one per pair).
+// An unknown user costs the same as a wrong password. A valid client
+// outside the customer's AllowIPs is refused with ErrBadCredentials.
+func (s *FileStore) AuthenticateFrom(ctx context.Context, user, password string, client netip.Addr) (*Customer, error) {
 	if len(password) > maxPasswordLen || len(user) > MaxNameLen {
 		return nil, fmt.Errorf("authenticating %q: user name or password too long: %w", clip(user), ErrBadCredentials)
 	}
 	k := s.mac.pair(user, password)
 	now := s.cfg.Now()
-	if c, ok := s.cache.get(k, now); ok {
-		if c.active(now) {
-			return c, nil
-		}
-		return nil, fmt.Errorf("authenticating %q: account disabled or expired: %w", user, ErrBadCredentials)
+	if e, st := s.cache.get(k, now); st == cacheFresh {
+		return admit(e.c, now, client)
 	}
-	return s.flights.do(ctx, k, func() (*Customer, error) { return s.check(k, user, password) })
+	if s.throttle.throttled(user, client) {
+		return nil, fmt.Errorf("authenticating %q: %w", user, ErrLoginThrottled)
+	}
+	c, err := s.flights.do(ctx, k, func() (*Customer, error) { return s.check(k, user, password) })
+	if err != nil {
+		if errors.Is(err, ErrBadCredentials) {
+			s.throttle.fail(user, client)
+		}
+		return nil, err
+	}
+	return admit(c, now, client)
+}
+
+// admit returns c if it may log in at now from client, else an error
+// wrapping ErrBadCredentials. It does not allocate when it admits.
+func admit(c *Customer, now time.Time, client netip.Addr) (*Customer, error) {
+	if !c.active(now) {
+		return nil, fmt.Errorf("authenticating %q: account disabled or expired: %w", c.User, ErrBadCredentials)
+	}
+	if client.IsValid() && !c.AllowsIP(client) {
+		return nil, fmt.Errorf("authenticating %q: client address %s not allowed: %w", c.User, client, ErrBadCredentials)
+	}
+	return c, nil
 }
 
 // check verifies password for user the slow way and caches a success.
 func (s *FileStore) check(k credKey, user, password string) (*Customer, error) {
+	s.mu.RLock()
 	r, ok := s.users[user]
+	dummy := s.dummy
+	s.mu.RUnlock()
 	if !ok {
 		sec := s.mac.secret(password)
 		subtle.ConstantTimeCompare(sec[:], s.dummySecret[:])
-		if s.dummy != nil {
-			s.dummy.verify(password)
+		if dummy != nil {
+			dummy.verify(password)
 		}
 		return nil, fmt.Errorf("authenticating %q: unknown user: %w", user, ErrBadCredentials)
 	}
@@ -299,8 +334,8 @@ func (s *FileStore) check(k credKey, user, password string) (*Customer, error) {
 	} else {
 		sec := s.mac.secret(password)
 		match = subtle.ConstantTimeCompare(sec[:], r.secret[:]) == 1
-		if s.dummy != nil {
-			s.dummy.verify(password)
+		if dummy != nil {
+			dummy.verify(password)
 		}
 	}
 	if !match {
@@ -309,12 +344,19 @@ func (s *FileStore) check(k credKey, user, password string) (*Customer, error) {
 	if !r.c.active(s.cfg.Now()) {
 		return nil, fmt.Errorf("authenticating %q: account disabled or expired: %w", user, ErrBadCredentials)
 	}
-	s.cache.put(k, r.c)
+	s.mu.RLock()
+	current := s.users[user] == r
+	s.mu.RUnlock()
+	if current { // not replaced by a Put while we hashed
+		s.cache.put(k, r.c, 0)
+	}
 	return r.c, nil
 }
 
 // Customer returns the customer named user, for read-only use.
 func (s *FileStore) Customer(user string) (*Customer, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	r, ok := s.users[user]
 	if !ok {
 		return nil, false
@@ -324,6 +366,8 @@ func (s *FileStore) Customer(user string) (*Customer, bool) {
 
 // Users returns every user name, in file order.
 func (s *FileStore) Users() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	users := make([]string, 0, len(s.order))
 	for _, r := range s.order {
 		users = append(users, r.c.User)
@@ -335,6 +379,8 @@ func (s *FileStore) Users() []string {
 // file and field, e.g. `customers.yaml: customers[1].pools[0]: unknown pool "x"`.
 // The gateway calls it once it knows its pools; auth itself does not know them.
 func (s *FileStore) CheckPools(known func(pool string) bool) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for i, r := range s.order {
 		for j, p := range r.c.Pools {
 			if !known(p) {

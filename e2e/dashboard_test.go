@@ -81,6 +81,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	wd := startWebDriver(t, driver, browser)
+	wd.setViewport(1280, 900)
 	wd.navigate(srv.URL + "/")
 
 	// Every exit, in its DC, in the state the API reports.
@@ -141,11 +142,11 @@ func TestDashboard(t *testing.T) {
 		return nil
 	})
 
-	// Another operator drains us-2 through the API: the page follows.
-	postOK(t, srv.URL+"/api/exits/us-2/drain")
-	waitFor(t, 10*time.Second, "us-2 to show draining", func() error {
-		if e := pageExits(wd)["us-2"]; e.State != pool.StateDraining || e.Button != "undrain" {
-			return fmt.Errorf("us-2 shows %q with button %q", e.State, e.Button)
+	// Another operator drains eu-6 through the API: the page follows.
+	postOK(t, srv.URL+"/api/exits/eu-6/drain")
+	waitFor(t, 10*time.Second, "eu-6 to show draining", func() error {
+		if e := pageExits(wd)["eu-6"]; e.State != pool.StateDraining || e.Button != "undrain" {
+			return fmt.Errorf("eu-6 shows %q with button %q", e.State, e.Button)
 		}
 		return nil
 	})
@@ -224,7 +225,11 @@ func customerTraffic(ctx context.Context, f *demo.Farm) {
 		return c
 	}
 	get := func(user, pass, path string) {
-		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+f.Origin.HTTPAddr+path, nil)
+		method, body := "GET", io.Reader(nil)
+		if path == "/echo" {
+			method, body = "POST", bytes.NewReader(make([]byte, 40_000))
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+f.Origin.HTTPAddr+path, body)
 		if err != nil {
 			return
 		}
@@ -246,6 +251,7 @@ func customerTraffic(ctx context.Context, f *demo.Farm) {
 		get("demo", "demo", fmt.Sprintf("/bytes?n=%d", 150_000+(i%7)*40_000))
 		if i%2 == 0 {
 			get("demo-zone-dc", "demo", "/bytes?n=60000")
+			get("demo", "demo", "/echo")
 		}
 		if i%5 == 0 {
 			get("demo-zone-mobile", "demo", "/ip") // 403 pool_forbidden
@@ -498,6 +504,20 @@ func (wd *webDriver) click(css string) {
 		wd.t.Fatalf("no element %s", css)
 	}
 	wd.call("POST", "/element/"+id+"/click", map[string]any{})
+}
+
+// setViewport resizes the window so that the page gets w×h CSS pixels.
+func (wd *webDriver) setViewport(w, h int) {
+	for range 2 { // the second pass corrects for the window's frame
+		var inner [2]int
+		json.Unmarshal(wd.exec("return [window.innerWidth, window.innerHeight]"), &inner)
+		var rect struct{ Width, Height int }
+		json.Unmarshal(wd.call("GET", "/window/rect", nil), &rect)
+		if inner == [2]int{w, h} {
+			return
+		}
+		wd.call("POST", "/window/rect", map[string]int{"width": rect.Width + w - inner[0], "height": rect.Height + h - inner[1]})
+	}
 }
 
 func (wd *webDriver) screenshot() []byte {

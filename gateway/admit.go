@@ -33,12 +33,9 @@ func (g *Gateway) admit(ctx context.Context, proxyAuth string, client netip.Addr
 		// bad targeting.
 		account, _, _ = strings.Cut(user, "-")
 	}
-	cust, err := (*g.authn.Load()).Authenticate(ctx, account, pass)
+	cust, err := (*g.authn.Load()).AuthenticateFrom(ctx, account, pass, client)
 	if err != nil {
 		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
-	}
-	if !cust.AllowsIP(client) {
-		return admission{}, fmt.Errorf("customer %s from %s: not in the IP allowlist: %w", account, client, auth.ErrBadCredentials)
 	}
 	if perr != nil {
 		return admission{}, perr

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/farmgate/farmgate/auth"
 )
 
 // Config holds the gateway's settings. The zero value of a field means its
@@ -45,6 +47,9 @@ type Config struct {
 
 	// Meter counts traffic and enforces quotas. Default nil: no metering.
 	Meter Meter
+	// Limiter enforces customers' concurrent tunnels and request rates.
+	// Default nil: no limits.
+	Limiter auth.Limiter
 	// AccessLog gets one line per tunnel or request when it ends (or is
 	// refused). Default nil: no access log.
 	AccessLog *slog.Logger

@@ -43,14 +43,17 @@ func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, err error, pool string) {
 }
 
 func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) bool {
-	if g.meter != nil && g.meter.OverQuota(a.customer) {
-		g.refuse(c, br, fmt.Errorf("customer %s: %w", a.customer.User, errQuotaExceeded), a.crit.Pool)
+	release, err := g.limit(g.ctx, a.customer)
+	if err != nil {
+		g.refuse(c, br, err, a.crit.Pool)
+		r := replyFor(err)
 		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
-			status: 402, reason: "quota_exceeded", total: time.Since(start)})
+			status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
 	exitConn, pick, setup, err := g.dialExit(g.ctx, &a.crit, target)
 	if err != nil {
+		release()
 		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
 		g.refuse(c, br, err, a.crit.Pool)
 		r := replyFor(err)
@@ -70,6 +73,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	}
 	b.WriteString("\r\n")
 	if _, err := io.WriteString(c, b.String()); err != nil {
+		release()
 		exitConn.Close()
 		g.putBuf(br)
 		return false
@@ -79,6 +83,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	if early > 0 {
 		buf, _ := br.Peek(int(early))
 		if _, err := exitConn.Write(buf); err != nil {
+			release()
 			exitConn.Close()
 			g.putBuf(br)
 			return false
@@ -93,6 +98,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
+		release()
 		g.settle(t, up+early, down)
 		g.untrack(c)
 		g.untrack(exitConn)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/pool"
@@ -25,8 +26,9 @@ var (
 
 // reply is what a customer is told when a request cannot be served.
 type reply struct {
-	status int
-	reason string // X-Farmgate-Error
+	status     int
+	reason     string        // X-Farmgate-Error
+	retryAfter time.Duration // Retry-After, when known
 }
 
 // replyFor is the one table that maps errors to customer-facing statuses
@@ -35,30 +37,38 @@ func replyFor(err error) reply {
 	var ee *ExitError
 	switch {
 	case errors.Is(err, errNoCredentials), errors.Is(err, auth.ErrBadCredentials):
-		return reply{http.StatusProxyAuthRequired, "auth_required"}
+		return reply{status: http.StatusProxyAuthRequired, reason: "auth_required"}
+	case errors.Is(err, auth.ErrLoginThrottled):
+		return reply{status: http.StatusTooManyRequests, reason: "rate_limited", retryAfter: time.Minute}
+	case errors.Is(err, auth.ErrRateLimited):
+		return reply{status: http.StatusTooManyRequests, reason: "rate_limited", retryAfter: retryAfter(err)}
+	case errors.Is(err, auth.ErrTooManyConnections):
+		return reply{status: http.StatusTooManyRequests, reason: "too_many_connections"}
+	case errors.Is(err, auth.ErrStoreUnavailable):
+		return reply{status: http.StatusServiceUnavailable, reason: "auth_unavailable", retryAfter: 5 * time.Second}
+	case errors.Is(err, errQuotaExceeded), errors.Is(err, auth.ErrQuotaExceeded):
+		return reply{status: http.StatusPaymentRequired, reason: "quota_exceeded"}
 	case errors.Is(err, auth.ErrBadParams):
-		return reply{http.StatusBadRequest, "bad_params"}
+		return reply{status: http.StatusBadRequest, reason: "bad_params"}
 	case errors.Is(err, errBadTarget):
-		return reply{http.StatusBadRequest, "bad_request"}
-	case errors.Is(err, errQuotaExceeded):
-		return reply{http.StatusPaymentRequired, "quota_exceeded"}
+		return reply{status: http.StatusBadRequest, reason: "bad_request"}
 	case errors.Is(err, errPoolForbidden):
-		return reply{http.StatusForbidden, "pool_forbidden"}
+		return reply{status: http.StatusForbidden, reason: "pool_forbidden"}
 	case errors.Is(err, pool.ErrNoExit), errors.Is(err, errShuttingDown):
-		return reply{http.StatusServiceUnavailable, "no_exit_available"}
+		return reply{status: http.StatusServiceUnavailable, reason: "no_exit_available"}
 	case errors.As(err, &ee) && ee.destinationFault():
 		switch ee.Reason {
 		case "destination_forbidden":
-			return reply{http.StatusForbidden, ee.Reason}
+			return reply{status: http.StatusForbidden, reason: ee.Reason}
 		case "destination_timeout":
-			return reply{http.StatusGatewayTimeout, ee.Reason}
+			return reply{status: http.StatusGatewayTimeout, reason: ee.Reason}
 		default:
-			return reply{http.StatusBadGateway, "destination_unreachable"}
+			return reply{status: http.StatusBadGateway, reason: "destination_unreachable"}
 		}
 	case isTimeout(err):
-		return reply{http.StatusGatewayTimeout, "exit_timeout"}
+		return reply{status: http.StatusGatewayTimeout, reason: "exit_timeout"}
 	default:
-		return reply{http.StatusBadGateway, "exit_failed"}
+		return reply{status: http.StatusBadGateway, reason: "exit_failed"}
 	}
 }
 
@@ -92,6 +102,12 @@ func (r reply) message() string {
 		return "this account may not use the requested zone"
 	case "quota_exceeded":
 		return "the account's traffic quota is used up"
+	case "rate_limited":
+		return "too many requests or failed logins; slow down"
+	case "too_many_connections":
+		return "the account's concurrent connection limit is reached"
+	case "auth_unavailable":
+		return "customer store unavailable; try again shortly"
 	case "no_exit_available":
 		return "no exit matches the requested targeting right now"
 	case "destination_forbidden":
@@ -125,6 +141,11 @@ func (r reply) writeRaw(w io.Writer, detail string) error {
 	if r.status == http.StatusProxyAuthRequired {
 		b.WriteString("Proxy-Authenticate: Basic realm=\"farmgate\"\r\n")
 	}
+	if r.retryAfter > 0 {
+		b.WriteString("Retry-After: ")
+		b.WriteString(strconv.Itoa(retrySeconds(r.retryAfter)))
+		b.WriteString("\r\n")
+	}
 	b.WriteString(headerError + ": ")
 	b.WriteString(r.reason)
 	b.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
@@ -148,6 +169,9 @@ func (r reply) response(req *http.Request, detail string) *http.Response {
 	if r.status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="farmgate"`)
 	}
+	if r.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(retrySeconds(r.retryAfter)))
+	}
 	return &http.Response{
 		StatusCode:    r.status,
 		Status:        strconv.Itoa(r.status) + " " + http.StatusText(r.status),
@@ -159,4 +183,18 @@ func (r reply) response(req *http.Request, detail string) *http.Response {
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}
+}
+
+// retryAfter digs the wait out of a rate-limit error, if it carries one.
+func retryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter()
+	}
+	return time.Second
+}
+
+// retrySeconds rounds a wait up to whole seconds, at least 1.
+func retrySeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
 }

@@ -22,7 +22,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 	// The customer's headers arrive untouched, Accept-Encoding included.
 	gp.KeepAcceptEncoding = true
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, reply{http.StatusBadRequest, "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
+		writeReply(w, reply{status: http.StatusBadRequest, reason: "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
 	})
 	gp.OnRequest().DoFunc(func(req *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
@@ -53,7 +53,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		writeReply(w, reply{http.StatusBadRequest, "bad_request"}, "CONNECT is not supported on this connection")
+		writeReply(w, reply{status: http.StatusBadRequest, reason: "bad_request"}, "CONNECT is not supported on this connection")
 		return
 	}
 	c, rw, err := hj.Hijack()
@@ -84,13 +84,20 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 // returns a response: the origin's, or an error reply.
 func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	start := time.Now()
-	if g.meter != nil && g.meter.OverQuota(a.customer) {
-		r := replyFor(errQuotaExceeded)
+	release, err := g.limit(req.Context(), a.customer)
+	if err != nil {
+		r := replyFor(err)
 		g.metrics.refused(r, a.crit.Pool)
 		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			dest: req.URL.Host, status: r.status, reason: r.reason})
 		return r.response(req, "")
 	}
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	body := &trackedBody{rc: req.Body}
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = body
@@ -136,7 +143,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
 			rb := &releaseBody{ReadCloser: resp.Body}
 			status := resp.StatusCode
+			released = true // the response body now holds the slot
 			rb.release = func() {
+				release()
 				g.pool.TunnelClosed(id)
 				g.metrics.tunnelClosed(a.crit.Pool, id)
 				up, down := body.n.Load(), rb.n

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,10 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// Authenticator checks a customer's credentials.
+// Authenticator checks a customer's credentials from a client address
+// (auth.FileStore and auth.RedisStore).
 type Authenticator interface {
-	Authenticate(ctx context.Context, user, password string) (*auth.Customer, error)
+	AuthenticateFrom(ctx context.Context, user, password string, client netip.Addr) (*auth.Customer, error)
 }
 
 // Gateway serves customers on one or more listeners.

@@ -83,17 +83,17 @@ func TestRedisSessionsTTLSlides(t *testing.T) {
 	ctx := t.Context()
 	s := NewRedisSessions(rdb, prefix, time.Second)
 	b := Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}
-	const ttl = 300 * time.Millisecond
+	const ttl = time.Second
 	if _, err := s.Bind(ctx, "k", b, ttl); err != nil {
 		t.Fatal(err)
 	}
-	for range 4 { // 4 x 150ms = 600ms > ttl: alive only because Get slides it
-		time.Sleep(150 * time.Millisecond)
+	for range 4 { // 4 x 400ms > ttl: alive only because Get slides it
+		time.Sleep(400 * time.Millisecond)
 		if _, ok, err := s.Get(ctx, "k", ttl); !ok || err != nil {
 			t.Fatalf("binding expired although used: %v", err)
 		}
 	}
-	time.Sleep(ttl + 100*time.Millisecond)
+	time.Sleep(ttl + 200*time.Millisecond)
 	if _, ok, _ := s.Get(ctx, "k", ttl); ok {
 		t.Fatal("binding outlived its idle TTL")
 	}

@@ -40,7 +40,16 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 		farm.Shutdown(context.Background())
 		return fmt.Errorf("--admin: %w", err)
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(admin.Config{Pool: farm.Pool, Gatherer: farm.Metrics}), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(admin.Config{
+		Pool: farm.Pool, Gatherer: farm.Metrics,
+		Usage: func(ctx context.Context, user string) (any, error) {
+			if _, ok := farm.Customers.Customer(user); !ok {
+				return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
+			}
+			return farm.Meter.Usage(ctx, user)
+		},
+		Customers: func(ctx context.Context) (any, error) { return farm.Customers.List(ctx) },
+	}), ReadHeaderTimeout: 5 * time.Second}
 	go adminSrv.Serve(aln)
 
 	gw, o := farm.GatewayAddr, farm.Origin

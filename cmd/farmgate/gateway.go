@@ -51,6 +51,8 @@ type gatewaySettings struct {
 	gw                            gateway.Config
 	drain                         time.Duration
 	accessLog                     string
+	redisAddrs, redisURL          string
+	redisPrefix                   string
 }
 
 // gatewayFlags declares the gateway's flags on fs; the returned func reads
@@ -61,7 +63,10 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API, /metrics, dashboard); empty disables it")
 	adminToken := fs.String("admin-token-file", "", "file holding the bearer token the admin API requires from non-loopback clients")
 	dc := fs.String("dc", "", "datacenter of this gateway; its exits are preferred")
-	customers := fs.String("customers", "", "YAML customer file (required; reloaded on SIGHUP)")
+	customers := fs.String("customers", "", "YAML customer file (required unless --redis or --redis-url; reloaded on SIGHUP)")
+	redisAddrs := fs.String("redis", "", "Redis address(es), comma-separated (several: Cluster or Sentinel): customers, limits, usage and sticky sessions are shared there")
+	redisURL := fs.String("redis-url", "", "Redis URL, redis://[user:pass@]host:port/db, instead of --redis")
+	redisPrefix := fs.String("redis-prefix", auth.DefaultPrefix, "prefix of every Redis key, to share one Redis between farms")
 	tokenFile := fs.String("token-file", "", "file holding the gateway↔exit token (required)")
 	var exits listFlag
 	fs.Var(&exits, "exit", "a farmgate exit as ID=HOST:PORT (repeatable; reloaded on SIGHUP)")
@@ -79,13 +84,14 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		s := gatewaySettings{
 			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
 			customersFile: *customers, policy: *policy, probeURL: *probeURL, drain: *drain, accessLog: *accessLog,
+			redisAddrs: *redisAddrs, redisURL: *redisURL, redisPrefix: *redisPrefix,
 		}
 		var err error
 		if s.token, err = readToken(*tokenFile); err != nil {
 			return s, err
 		}
-		if s.customersFile == "" {
-			return s, usageError{errors.New("--customers: required")}
+		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
+			return s, usageError{errors.New("--customers: required (or --redis / --redis-url)")}
 		}
 		for _, e := range exits {
 			se, err := gateway.ParseStaticExit(e)
@@ -152,12 +158,11 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	acfg := auth.DefaultConfig()
-	acfg.Logger = logger
-	store, err := auth.LoadFileConfig(s.customersFile, acfg)
+	be, err := openBackends(ctx, s, logger)
 	if err != nil {
-		return usageError{fmt.Errorf("--customers: %w", err)}
+		return err
 	}
+	defer be.close()
 	var adminToken string
 	if s.adminTokenFile != "" {
 		if adminToken, err = readToken(s.adminTokenFile); err != nil {
@@ -168,6 +173,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	pcfg := pool.DefaultConfig()
 	pcfg.LocalDC = s.dc
 	pcfg.DefaultPolicy, pcfg.Policies = s.policy, s.policies
+	pcfg.Sessions = be.sessions
 	var gw *gateway.Gateway
 	if s.probeURL != "" {
 		probeURL := s.probeURL
@@ -185,7 +191,8 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	gcfg := s.gw
 	gcfg.Metrics = reg
 	gcfg.AccessLog, _ = newAccessLog(s.accessLog, os.Stdout)
-	if gw, err = gateway.New(gcfg, store, p, logger); err != nil {
+	gcfg.Meter, gcfg.Limiter = be.meter, be.limiter
+	if gw, err = gateway.New(gcfg, be.store, p, logger); err != nil {
 		return usageError{err}
 	}
 	ln, err := net.Listen("tcp", s.listen)
@@ -203,6 +210,15 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		go func() { defer wg.Done(); gateway.LearnExits(runCtx, p, exits, s.token, logger) }()
 	}
 	learn(s.static)
+	for _, loop := range be.loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(runCtx); err != nil && runCtx.Err() == nil {
+				logger.Error("background loop stopped", "err", err)
+			}
+		}()
+	}
 
 	var adminSrv *http.Server
 	if s.admin != "" {
@@ -211,7 +227,16 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 			ln.Close()
 			return fmt.Errorf("--admin: %w", err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{Pool: p, Gatherer: reg, Token: adminToken}), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{
+			Pool: p, Gatherer: reg, Token: adminToken,
+			Usage: func(ctx context.Context, user string) (any, error) {
+				if _, err := be.store.Get(ctx, user); errors.Is(err, auth.ErrUnknownCustomer) {
+					return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
+				}
+				return be.meter.Usage(ctx, user)
+			},
+			Customers: func(ctx context.Context) (any, error) { return be.store.List(ctx) },
+		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}
 	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
@@ -230,7 +255,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			next, added, err := reloadGateway(args, current, gw, p, acfg, logger)
+			next, added, err := reloadGateway(args, current, gw, p, logger)
 			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "err", err)
 				continue
@@ -246,6 +271,10 @@ loop:
 	if adminSrv != nil {
 		adminSrv.Shutdown(sctx)
 	}
+	// Tunnels are settled: write out every byte they were metered.
+	if err := be.meter.Close(sctx); err != nil {
+		logger.Error("flush usage", "err", err)
+	}
 	cancel()
 	wg.Wait()
 	logger.Info("gateway stopped", "err", serr)
@@ -255,19 +284,26 @@ loop:
 // reloadGateway re-reads the configuration and the customer file and applies
 // what can change live: customers, exits, selection policies. Nothing is
 // applied unless everything is valid. It returns the exits to learn.
-func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, acfg auth.Config, logger *slog.Logger) (gatewaySettings, []gateway.StaticExit, error) {
+func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, logger *slog.Logger) (gatewaySettings, []gateway.StaticExit, error) {
 	next, err := loadGatewaySettings(args)
 	if err != nil {
 		return cur, nil, err
 	}
-	store, err := auth.LoadFileConfig(next.customersFile, acfg)
-	if err != nil {
-		return cur, nil, fmt.Errorf("--customers: %w", err)
+	// Customers in Redis are live already; a customer file is read again.
+	var store *auth.FileStore
+	if cur.redisAddrs == "" && cur.redisURL == "" {
+		acfg := auth.DefaultConfig()
+		acfg.Logger = logger
+		if store, err = auth.LoadFileConfig(next.customersFile, acfg); err != nil {
+			return cur, nil, fmt.Errorf("--customers: %w", err)
+		}
 	}
 	if err := p.SetPolicies(next.policy, next.policies); err != nil {
 		return cur, nil, err
 	}
-	gw.SetAuthenticator(store)
+	if store != nil {
+		gw.SetAuthenticator(store)
+	}
 
 	keep := map[string]bool{}
 	for _, u := range next.upstreams {

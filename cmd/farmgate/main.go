@@ -25,6 +25,7 @@ usage:
   farmgate demo     [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N]
   farmgate gateway  --listen ADDR --admin ADDR --dc DC --customers FILE --token-file F --exit ID=URL ...
   farmgate exit     --listen ADDR --id ID --dc DC --pool P --country CC --egress IP,IP --token-file F [--allow-dest CIDR,...]
+  farmgate customers add|set|disable|enable|delete|list|show|usage USER [flags]   (--redis-url URL | --file FILE)
   farmgate config-example gateway|exit    print a documented YAML config with every default
   farmgate version
 
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runGateway(ctx, args[1:], logger)
 	case "exit":
 		err = runExit(ctx, args[1:], logger)
+	case "customers":
+		err = runCustomers(ctx, args[1:], stdout, stderr)
 	case "config-example":
 		if len(args) != 2 {
 			err = usageError{fmt.Errorf("usage: farmgate config-example gateway|exit")}

@@ -88,6 +88,10 @@ type Farm struct {
 	Exits       []*Exit
 	// Metrics holds the gateway's and the pool's Prometheus series.
 	Metrics *prometheus.Registry
+	// Meter counts the customers' traffic (in memory).
+	Meter *auth.MemoryMeter
+	// Customers is the customer store.
+	Customers *auth.FileStore
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -149,6 +153,7 @@ func Start(cfg Config) (_ *Farm, err error) {
 	if err != nil {
 		return nil, err
 	}
+	f.Customers = store
 	pcfg := pool.DefaultConfig()
 	pcfg.LocalDC = "eu"
 	if cfg.Pool != nil {
@@ -170,6 +175,23 @@ func Start(cfg Config) (_ *Farm, err error) {
 		if err := f.learn(ctx, e); err != nil {
 			return nil, err
 		}
+	}
+	// Limits and usage live in this process, as for any file-store gateway.
+	meter, err := auth.NewMemoryMeter(auth.MeterConfig{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	f.Meter = meter
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		meter.Run(ctx)
+	}()
+	if cfg.Gateway.Meter == nil {
+		cfg.Gateway.Meter = meter
+	}
+	if cfg.Gateway.Limiter == nil {
+		cfg.Gateway.Limiter = auth.NewMemoryLimiter(nil)
 	}
 	f.Metrics = prometheus.NewRegistry()
 	f.Metrics.MustRegister(admin.NewPoolCollector(f.Pool))
