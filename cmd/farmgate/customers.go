@@ -26,7 +26,7 @@ commands:
   list / show USER / usage USER
 
 store (one of):
-  --redis ADDR[,ADDR...]  --redis-url redis://...  [--prefix farmgate:]
+  --redis ADDR[,ADDR...]  --redis-url redis://...  [--redis-prefix farmgate:]
   --file customers.yaml
 
 limits: --default-pool P --allow-ips CIDR,... --max-conns N --rate R/s
@@ -69,7 +69,7 @@ func runCustomers(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&f.redisAddr, "redis", "", "Redis address(es), comma-separated (Cluster or Sentinel with several)")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL, redis://[user:pass@]host:port/db")
-	fs.StringVar(&f.prefix, "prefix", auth.DefaultPrefix, "Redis key prefix")
+	fs.StringVar(&f.prefix, "redis-prefix", auth.DefaultPrefix, "prefix of every Redis key")
 	fs.StringVar(&f.file, "file", "", "customer YAML file")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	fs.BoolVar(&f.passwordStdin, "password-stdin", false, "read the password from stdin (first line)")

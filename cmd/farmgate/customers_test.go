@@ -48,7 +48,7 @@ func TestCustomersCommand(t *testing.T) {
 	// Not parallel: it replaces customersStdin.
 	stores := map[string][]string{
 		"file":  {"--file", filepath.Join(t.TempDir(), "customers.yaml")},
-		"redis": {"--redis", "127.0.0.1:6379", "--prefix", customersRedisPrefix(t)},
+		"redis": {"--redis", "127.0.0.1:6379", "--redis-prefix", customersRedisPrefix(t)},
 	}
 	for name, store := range stores {
 		t.Run(name, func(t *testing.T) {
