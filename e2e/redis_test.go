@@ -58,7 +58,7 @@ type redisGateway struct {
 	stop  func()
 }
 
-func startRedisGateway(t *testing.T, f *demo.Farm, rdb redis.UniversalClient, prefix string) *redisGateway {
+func startRedisGateway(t testing.TB, f *demo.Farm, rdb redis.UniversalClient, prefix string) *redisGateway {
 	t.Helper()
 	acfg := auth.DefaultConfig()
 	acfg.Prefix = prefix
