@@ -30,6 +30,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 		Listen: *listen,
 		Origin: *origin,
 		Exits:  demo.DefaultExits(*exits),
+		Gossip: true,
 		Logger: logger,
 	})
 	if err != nil {
@@ -41,7 +42,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 		return fmt.Errorf("--admin: %w", err)
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(admin.Config{
-		Pool: farm.Pool, Gatherer: farm.Metrics,
+		Pool: farm.Pool, Gatherer: farm.Metrics, Drain: farm.DrainExit, Members: farm.Members,
 		Usage: func(ctx context.Context, user string) (any, error) {
 			if _, ok := farm.Customers.Customer(user); !ok {
 				return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
@@ -53,7 +54,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 	go adminSrv.Serve(aln)
 
 	gw, o := farm.GatewayAddr, farm.Origin
-	fmt.Fprintf(stdout, `farmgate demo farm is up: gateway %s, %d exits, origin %s (TLS %s), admin http://%s
+	fmt.Fprintf(stdout, `farmgate demo farm is up: gateway %s, %d exits found over gossip, origin %s (TLS %s), admin http://%s
 
 Try it (customer "demo", password "demo"):
   curl -x http://demo:demo@%[1]s http://%[3]s/ip                      # rotates over the resi exits

@@ -6,17 +6,24 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
 )
 
 // exitSettings is everything `farmgate exit` reads from flags, environment
 // and config file, validated.
 type exitSettings struct {
-	listen string
-	cfg    exitnode.Config
-	drain  time.Duration
+	listen    string
+	advertise string // host:port gateways dial; default the listen address
+	weight    int
+	cfg       exitnode.Config
+	drain     time.Duration
+	gossip    gossipSettings
 }
 
 // exitFlags declares the exit's flags on fs; the returned func reads them
@@ -37,11 +44,21 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
 	readHeader := fs.Duration("read-header-timeout", d.ReadHeaderTimeout, "request header read timeout")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
+	advertise := fs.String("advertise", "", "host:port gateways reach this exit's proxy at (gossip); default the --listen address")
+	weight := fs.Int("weight", 1, "share of traffic for the weighted policy (gossip)")
+	gossip := gossipFlags(fs)
 	return func() (exitSettings, error) {
-		s := exitSettings{listen: *listen, cfg: d, drain: *drain}
+		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight}
+		var err error
+		if s.gossip, err = gossip(); err != nil {
+			return s, err
+		}
 		token, err := readToken(*tokenFile)
 		if err != nil {
 			return s, err
+		}
+		if *weight < 1 {
+			return s, usageError{fmt.Errorf("--weight: want ≥ 1, got %d", *weight)}
 		}
 		c := &s.cfg
 		c.ID, c.DC, c.Pool, c.Country, c.City = *id, *dc, *pool, *country, *city
@@ -82,18 +99,83 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	logger.Info("exit serving", "id", cfg.ID, "listen", ln.Addr().String(), "dc", cfg.DC, "pool", cfg.Pool, "country", cfg.Country, "egress_ips", len(cfg.Egress))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+
+	var node *cluster.Cluster
+	if s.gossip.enabled() {
+		proxyAddr := s.advertise
+		if proxyAddr == "" {
+			proxyAddr = ln.Addr().String()
+		}
+		meta := cluster.Meta{Role: cluster.RoleExit, ID: cfg.ID, DC: cfg.DC, Pool: cfg.Pool, Country: cfg.Country, City: cfg.City,
+			Weight: s.weight, Capacity: cfg.MaxTunnels, ProxyAddr: proxyAddr, Version: version}
+		ccfg := s.gossip.config(meta, logger)
+		ccfg.Egress = cfg.Egress
+		if node, err = cluster.New(ccfg, nil); err != nil {
+			srv.Shutdown(context.Background())
+			return usageError{fmt.Errorf("gossip: %w", err)}
+		}
+		if s.advertise == "" && unspecifiedHost(proxyAddr) {
+			// Listening on every address: gateways reach the proxy at the
+			// address the gossip advertises.
+			gossipHost, _, _ := net.SplitHostPort(node.Addr())
+			_, port, _ := net.SplitHostPort(proxyAddr)
+			if err := node.UpdateMeta(func(m *cluster.Meta) { m.ProxyAddr = net.JoinHostPort(gossipHost, port) }); err != nil {
+				logger.Warn("advertise proxy address", "err", err)
+			}
+		}
+		logger.Info("exit joined the farm", "id", cfg.ID, "gossip", node.Addr(), "members", node.NumMembers())
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			if node != nil {
+				node.Shutdown()
+			}
+			return err
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if node != nil {
+				if err := node.ReloadKeys(); err != nil {
+					logger.Error("reload gossip keys failed, keeping the old ones", "err", err)
+				} else {
+					logger.Info("gossip keys reloaded")
+				}
+			}
+		}
+	}
+	// Graceful stop: tell every gateway we drain, let live tunnels finish,
+	// then leave the farm.
+	if node != nil {
+		if err := node.SetDraining(true); err != nil {
+			logger.Warn("announce drain", "err", err)
+		}
 	}
 	logger.Info("exit draining", "id", cfg.ID, "active_tunnels", srv.ActiveTunnels(), "deadline", s.drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.drain)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	<-errc
+	if node != nil {
+		node.Leave(5 * time.Second)
+		node.Shutdown()
+	}
 	logger.Info("exit stopped", "id", cfg.ID, "err", err)
 	return nil
 }
 
 func newExitFlagSet() *flag.FlagSet { return flag.NewFlagSet("exit", flag.ContinueOnError) }
+
+// unspecifiedHost reports whether addr's host is empty, 0.0.0.0 or ::.
+func unspecifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}

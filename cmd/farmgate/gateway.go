@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/pool"
@@ -53,6 +55,7 @@ type gatewaySettings struct {
 	accessLog                     string
 	redisAddrs, redisURL          string
 	redisPrefix                   string
+	gossip                        gossipSettings
 }
 
 // gatewayFlags declares the gateway's flags on fs; the returned func reads
@@ -80,6 +83,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	attempts := fs.Int("max-attempts", d.MaxAttempts, "exits a request may try before the customer gets an error")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
+	gossip := gossipFlags(fs)
 	return func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 		s := gatewaySettings{
 			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
@@ -88,6 +92,9 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		}
 		var err error
 		if s.token, err = readToken(*tokenFile); err != nil {
+			return s, err
+		}
+		if s.gossip, err = gossip(); err != nil {
 			return s, err
 		}
 		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
@@ -113,8 +120,8 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 					Country: strings.ToUpper(u.Country), City: strings.ToLower(u.City), Weight: u.Weight})
 			}
 		}
-		if len(s.static) == 0 && len(s.upstreams) == 0 {
-			return s, usageError{errors.New("--exit: name at least one exit (or exits: in the config)")}
+		if len(s.static) == 0 && len(s.upstreams) == 0 && !s.gossip.enabled() {
+			return s, usageError{errors.New("--exit: name at least one exit (or exits: in the config, or join the farm's gossip with --join)")}
 		}
 		if n := extra["policies"]; n != nil {
 			if err := decodeStrict(n, &s.policies); err != nil {
@@ -220,6 +227,27 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		}()
 	}
 
+	var node *cluster.Cluster
+	drainFn, members := p.Drain, func() any { return []any{} }
+	if s.gossip.enabled() {
+		meta := cluster.Meta{Role: cluster.RoleGateway, ID: gatewayID(s), DC: s.dc, Version: version}
+		ccfg := s.gossip.config(meta, logger)
+		token := s.token
+		// An exit's egress IPs come from the exit itself, like for --exit.
+		ccfg.Resolve = func(ctx context.Context, m cluster.Meta) ([]netip.Addr, error) {
+			info, err := gateway.FetchExitInfo(ctx, m.ProxyAddr, token)
+			return info.Egress, err
+		}
+		if node, err = cluster.New(ccfg, p); err != nil {
+			ln.Close()
+			return usageError{fmt.Errorf("gossip: %w", err)}
+		}
+		defer node.Shutdown()
+		drainFn = node.DrainExit
+		members = func() any { return node.Members() }
+		logger.Info("gateway joined the farm", "gossip", node.Addr(), "members", node.NumMembers())
+	}
+
 	var adminSrv *http.Server
 	if s.admin != "" {
 		aln, err := net.Listen("tcp", s.admin)
@@ -228,7 +256,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 			return fmt.Errorf("--admin: %w", err)
 		}
 		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{
-			Pool: p, Gatherer: reg, Token: adminToken,
+			Pool: p, Gatherer: reg, Token: adminToken, Drain: drainFn, Members: members,
 			Usage: func(ctx context.Context, user string) (any, error) {
 				if _, err := be.store.Get(ctx, user); errors.Is(err, auth.ErrUnknownCustomer) {
 					return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
@@ -262,6 +290,11 @@ loop:
 			}
 			learn(added)
 			current = next
+			if node != nil {
+				if err := node.ReloadKeys(); err != nil {
+					logger.Error("reload gossip keys failed, keeping the old ones", "err", err)
+				}
+			}
 		}
 	}
 	logger.Info("gateway draining", "deadline", s.drain.String())
@@ -270,6 +303,9 @@ loop:
 	serr := gw.Shutdown(sctx)
 	if adminSrv != nil {
 		adminSrv.Shutdown(sctx)
+	}
+	if node != nil {
+		node.Leave(5 * time.Second)
 	}
 	// Tunnels are settled: write out every byte they were metered.
 	if err := be.meter.Close(sctx); err != nil {
@@ -338,4 +374,11 @@ func decodeStrict(n *yaml.Node, v any) error {
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	return dec.Decode(v)
+}
+
+// gatewayID names this gateway in the cluster: its host and listen port.
+func gatewayID(s gatewaySettings) string {
+	host, _ := os.Hostname()
+	_, port, _ := strings.Cut(s.listen, ":")
+	return "gw-" + host + "-" + port
 }

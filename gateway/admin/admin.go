@@ -152,11 +152,14 @@ func Handler(cfg Config) http.Handler {
 	return guard(cfg.Token, mux)
 }
 
-// guard requires the bearer token from clients not on loopback.
+// guard requires the bearer token from clients not on loopback, except for
+// the health probes.
 func guard(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fromLoopback(r) {
+		// Load balancers and Kubernetes probe from outside and carry no
+		// token; the probes reveal nothing.
+		if fromLoopback(r) || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			next.ServeHTTP(w, r)
 			return
 		}

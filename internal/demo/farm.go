@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
@@ -76,7 +77,10 @@ type Config struct {
 	Pool *pool.Config
 	// NoProbes turns the active health probes off.
 	NoProbes bool
-	Logger   *slog.Logger
+	// Gossip makes the gateway discover the exits over a memberlist cluster
+	// on loopback, as a real farm does, instead of asking each one.
+	Gossip bool
+	Logger *slog.Logger
 }
 
 // Farm is a running demo farm.
@@ -93,6 +97,7 @@ type Farm struct {
 	// Customers is the customer store.
 	Customers *auth.FileStore
 
+	nodes  []*cluster.Cluster // gossip: the gateway's first, then one per exit
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	logger *slog.Logger
@@ -171,9 +176,15 @@ func Start(cfg Config) (_ *Farm, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range f.Exits {
-		if err := f.learn(ctx, e); err != nil {
+	if cfg.Gossip {
+		if err := f.startGossip(cfg.Exits); err != nil {
 			return nil, err
+		}
+	} else {
+		for _, e := range f.Exits {
+			if err := f.learn(ctx, e); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// Limits and usage live in this process, as for any file-store gateway.
@@ -252,7 +263,7 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 		}
 	}()
 	f.Exits = append(f.Exits, e)
-	if f.Pool != nil {
+	if f.Pool != nil && len(f.nodes) == 0 {
 		if err := f.learn(context.Background(), e); err != nil {
 			return nil, err
 		}
@@ -314,7 +325,59 @@ func (f *Farm) Shutdown(ctx context.Context) error {
 	if f.Origin != nil {
 		errs = append(errs, f.Origin.Shutdown(ctx))
 	}
+	for _, n := range f.nodes {
+		n.Shutdown()
+	}
 	f.cancel()
 	f.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// startGossip puts the gateway and every exit in one memberlist cluster on
+// loopback and waits until the gateway's pool holds every exit.
+func (f *Farm) startGossip(specs []ExitSpec) error {
+	gcfg := cluster.LocalConfig()
+	gcfg.BindAddr, gcfg.Insecure, gcfg.Logger = "127.0.0.1:0", true, f.logger
+	gcfg.Meta = cluster.Meta{Role: cluster.RoleGateway, ID: "demo-gateway", DC: "eu"}
+	gw, err := cluster.New(gcfg, f.Pool)
+	if err != nil {
+		return fmt.Errorf("demo gossip: %w", err)
+	}
+	f.nodes = append(f.nodes, gw)
+	for _, e := range f.Exits {
+		c := cluster.LocalConfig()
+		c.BindAddr, c.Insecure, c.Logger, c.Join = "127.0.0.1:0", true, f.logger, []string{gw.Addr()}
+		c.Meta = cluster.Meta{Role: cluster.RoleExit, ID: e.Spec.ID, DC: e.Spec.DC, Pool: e.Spec.Pool,
+			Country: e.Spec.Country, City: e.Spec.City, ProxyAddr: e.Addr, Capacity: e.Server.Info().MaxTunnels}
+		c.Egress = e.Spec.Egress
+		n, err := cluster.New(c, nil)
+		if err != nil {
+			return fmt.Errorf("demo gossip: exit %s: %w", e.Spec.ID, err)
+		}
+		f.nodes = append(f.nodes, n)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(f.Pool.Exits()) < len(specs) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo gossip: the gateway sees %d of %d exits after 15s", len(f.Pool.Exits()), len(specs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// Members lists the gossip cluster's members (empty without gossip).
+func (f *Farm) Members() any {
+	if len(f.nodes) == 0 {
+		return []any{}
+	}
+	return f.nodes[0].Members()
+}
+
+// DrainExit drains an exit: over gossip when the farm gossips.
+func (f *Farm) DrainExit(id string, on bool) error {
+	if len(f.nodes) == 0 {
+		return f.Pool.Drain(id, on)
+	}
+	return f.nodes[0].DrainExit(id, on)
 }

@@ -1,0 +1,201 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var composeFile = filepath.Join(repoRoot, "deploy", "compose", "compose.yaml")
+
+// composeService is the part of a compose service the tests read.
+type composeService struct {
+	Image       string `yaml:"image"`
+	Build       any    `yaml:"build"`
+	Command     any    `yaml:"command"`
+	Entrypoint  any    `yaml:"entrypoint"`
+	Environment any    `yaml:"environment"`
+	Volumes     []any  `yaml:"volumes"`
+}
+
+type composeProject struct {
+	Services map[string]composeService `yaml:"services"`
+	Volumes  map[string]any            `yaml:"volumes"`
+	Networks map[string]any            `yaml:"networks"`
+}
+
+func loadCompose(t *testing.T) composeProject {
+	t.Helper()
+	data, err := os.ReadFile(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p composeProject
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		t.Fatalf("%s: %v", rel(composeFile), err)
+	}
+	if len(p.Services) == 0 {
+		t.Fatalf("%s: no services", rel(composeFile))
+	}
+	return p
+}
+
+// isFarmgate says whether a service runs the farmgate image (whose
+// entrypoint is the binary, so its command starts with the subcommand).
+func (s composeService) isFarmgate() bool {
+	return s.Build != nil || strings.HasPrefix(s.Image, "farmgate")
+}
+
+// words returns a compose command or entrypoint as a list.
+func words(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return strings.Fields(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			out = append(out, fmt.Sprint(x))
+		}
+		return out
+	}
+	return nil
+}
+
+// envNames returns the variable names of a compose environment (map or list).
+func envNames(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		out = sortedKeys(v)
+	case []any:
+		for _, x := range v {
+			name, _, _ := strings.Cut(fmt.Sprint(x), "=")
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// mounts returns a service's volume mounts as target → source.
+func (s composeService) mounts() map[string]string {
+	out := map[string]string{}
+	for _, v := range s.Volumes {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 {
+				out[parts[1]] = parts[0]
+			}
+		case map[string]any:
+			out[fmt.Sprint(v["target"])] = fmt.Sprint(v["source"])
+		}
+	}
+	return out
+}
+
+func TestComposeFarm(t *testing.T) {
+	p := loadCompose(t)
+	dcs := map[string]map[string]bool{"gateway": {}, "exit": {}}
+	count := map[string]int{}
+	redis := false
+	for name, s := range p.Services {
+		if strings.HasPrefix(s.Image, "redis") {
+			redis = true
+		}
+		if !s.isFarmgate() {
+			continue
+		}
+		args := words(s.Command)
+		if len(args) == 0 {
+			t.Errorf("service %s: no command", name)
+			continue
+		}
+		count[args[0]]++
+		if dc, ok := flagValue(args, "dc"); ok && dcs[args[0]] != nil {
+			dcs[args[0]][dc] = true
+		}
+	}
+	if count["gateway"] != 2 || count["exit"] != 4 || !redis {
+		t.Errorf("want 2 gateways, 4 exits and Redis; got %d gateways, %d exits, redis=%v", count["gateway"], count["exit"], redis)
+	}
+	for role, set := range dcs {
+		if len(set) != 2 {
+			t.Errorf("%ss span DCs %v, want 2", role, sortedKeys(set))
+		}
+	}
+}
+
+func TestComposeNamesFlagsThatExist(t *testing.T) {
+	p := loadCompose(t)
+	var lines []commandLine
+	var envs []envUse
+	for _, name := range sortedKeys(p.Services) {
+		s := p.Services[name]
+		if !s.isFarmgate() {
+			continue
+		}
+		where := fmt.Sprintf("%s: service %s", rel(composeFile), name)
+		args := append(words(s.Entrypoint), words(s.Command)...)
+		if len(args) > 0 && filepath.Base(args[0]) == "farmgate" {
+			args = args[1:]
+		}
+		lines = append(lines, commandLine{where: where, args: args})
+		for _, e := range envNames(s.Environment) {
+			if strings.HasPrefix(e, "FARMGATE_") && len(args) > 0 {
+				envs = append(envs, envUse{where: where, sub: args[0], name: e})
+			}
+		}
+	}
+	checkFlags(t, lines, envs)
+}
+
+func TestComposeMountsShippedConfigs(t *testing.T) {
+	p := loadCompose(t)
+	dir := filepath.Dir(composeFile)
+	for _, name := range sortedKeys(p.Services) {
+		s := p.Services[name]
+		if !s.isFarmgate() {
+			continue
+		}
+		where := fmt.Sprintf("%s: service %s", rel(composeFile), name)
+		args := words(s.Command)
+		path, ok := flagValue(args, "config")
+		if !ok {
+			t.Errorf("%s: no --config", where)
+			continue
+		}
+		want := shippedConfig(t, where, path)
+		src, ok := s.mounts()[path]
+		if !ok {
+			t.Errorf("%s: --config %s is not mounted", where, path)
+			continue
+		}
+		if got := filepath.Clean(filepath.Join(dir, src)); got != want {
+			t.Errorf("%s: %s is mounted from %s, want %s", where, path, rel(got), rel(want))
+		}
+		if filepath.Base(path) != args[0]+".yaml" {
+			t.Errorf("%s: farmgate %s reads %s, want %s.yaml", where, args[0], path, args[0])
+		}
+	}
+}
+
+// TestComposeConfig runs `docker compose config`, which validates the file
+// against the compose specification without a Docker engine.
+func TestComposeConfig(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker CLI not installed: skipping `docker compose config`")
+	}
+	if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
+		t.Skipf("`docker compose version` failed (no compose plugin): skipping `docker compose config`: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	cmd := exec.Command("docker", "compose", "-f", composeFile, "config", "--quiet")
+	cmd.Dir = filepath.Dir(composeFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker compose config: %v\n%s", err, out)
+	}
+}
