@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ func dialTunnel(t testing.TB, f *demo.Farm, user, target string, early string) (
 		t.Fatalf("CONNECT: %s (%s)", resp.Status, resp.Header.Get("X-Farmgate-Error"))
 	}
 	c.SetReadDeadline(time.Time{})
+	tunnelExitsMu.Lock()
+	tunnelExits[c] = resp.Header.Get("X-Farmgate-Exit")
+	tunnelExitsMu.Unlock()
 	return c, br
 }
 
@@ -270,3 +274,21 @@ func TestConnectAfterRequestOnKeptAliveConnection(t *testing.T) {
 		t.Fatalf("echo %q %v, want %q", got, err, "early|late")
 	}
 }
+
+type tunnelConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// exitOf is set by dialTunnel: the exit that carries a tunnel.
+func exitOf(t testing.TB, c net.Conn) string {
+	t.Helper()
+	tunnelExitsMu.Lock()
+	defer tunnelExitsMu.Unlock()
+	return tunnelExits[c]
+}
+
+var (
+	tunnelExitsMu sync.Mutex
+	tunnelExits   = map[net.Conn]string{}
+)
