@@ -86,7 +86,8 @@ type Config struct {
 	// RejoinInterval is the period of the rejoin loop, which re-joins the
 	// seeds while this node sees fewer members than it once did (graceful
 	// leaves lower that mark) or has never joined. Jittered by ±20%.
-	// Default 30s (LAN), 60s (WAN), 2s (local).
+	// Default 15s (LAN), 20s (WAN), 2s (local): a healed partition is whole
+	// again well within a minute; a rejoin is one push/pull per seed.
 	RejoinInterval time.Duration
 	// UpdateTimeout bounds the broadcast of a metadata change in
 	// [Cluster.UpdateMeta]. Default 5s.
@@ -111,7 +112,7 @@ func DefaultConfig() Config {
 		ResolveTimeout:  5 * time.Second,
 		ResolveAttempts: 3,
 		RetryInterval:   10 * time.Second,
-		RejoinInterval:  30 * time.Second,
+		RejoinInterval:  15 * time.Second,
 		UpdateTimeout:   5 * time.Second,
 	}
 }
@@ -121,7 +122,7 @@ func DefaultConfig() Config {
 func WANConfig() Config {
 	c := DefaultConfig()
 	c.Profile = ProfileWAN
-	c.RejoinInterval = 60 * time.Second
+	c.RejoinInterval = 20 * time.Second
 	return c
 }
 

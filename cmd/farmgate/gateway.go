@@ -376,9 +376,13 @@ func decodeStrict(n *yaml.Node, v any) error {
 	return dec.Decode(v)
 }
 
-// gatewayID names this gateway in the cluster: its host and listen port.
+// gatewayID names this gateway in the cluster: its host and the address it
+// gossips on, unique even with several gateways on one host.
 func gatewayID(s gatewaySettings) string {
 	host, _ := os.Hostname()
-	_, port, _ := strings.Cut(s.listen, ":")
-	return "gw-" + host + "-" + port
+	addr := s.gossip.advertise
+	if addr == "" {
+		addr = s.gossip.listen
+	}
+	return "gw-" + host + "-" + addr
 }
