@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -258,6 +260,114 @@ func TestHeaderHygiene(t *testing.T) {
 			}
 			if strings.Contains(r.all.Get("X-Farmgate-Exit"), "127.") {
 				t.Errorf("X-Farmgate-Exit leaks an address: %q", r.all.Get("X-Farmgate-Exit"))
+			}
+		})
+	}
+}
+
+// SOCKS5 customers (curl --socks5-hostname) get the same targeting, sticky
+// sessions and refusals, as SOCKS5 reply codes.
+func TestSOCKS5Customers(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	socks := func(user, url string) curlResult {
+		return curl(t, "socks5h://"+user+":demo@"+f.GatewayAddr, url)
+	}
+	r := socks("demo-country-us", "http://"+f.Origin.HTTPAddr+"/ip")
+	if r.status != 200 || !strings.HasPrefix(strings.TrimSpace(r.body), "127.0.3.") {
+		t.Fatalf("socks country us: %d %q", r.status, r.body)
+	}
+	r = socks("demo-zone-dc", "https://"+f.Origin.TLSAddr+"/ip")
+	if r.status != 200 || !strings.HasPrefix(strings.TrimSpace(r.body), "127.0.4.") {
+		t.Fatalf("socks zone dc over TLS: %d %q", r.status, r.body)
+	}
+	var first string
+	for range 4 {
+		r := socks("demo-session-sx", "http://"+f.Origin.HTTPAddr+"/ip")
+		if ip := strings.TrimSpace(r.body); first == "" {
+			first = ip
+		} else if ip != first {
+			t.Fatalf("socks sticky session moved from %s to %s", first, ip)
+		}
+	}
+	// curl's exit codes: 97 = proxy handshake/auth failed, 97/56 for a
+	// refused request; the point is no 200 and no hang.
+	for _, tc := range []struct{ user, url string }{
+		{"demo:wrong", "http://" + f.Origin.HTTPAddr + "/ip"},
+		{"demo-zone-mobile", "http://" + f.Origin.HTTPAddr + "/ip"},
+		{"demo", "http://169.254.169.254/"},
+		{"demo-country-jp", "http://" + f.Origin.HTTPAddr + "/ip"},
+	} {
+		url := "socks5h://" + tc.user + ":demo@" + f.GatewayAddr
+		if strings.Contains(tc.user, ":") {
+			url = "socks5h://" + tc.user + "@" + f.GatewayAddr
+		}
+		r := curl(t, url, tc.url)
+		if r.status == 200 || r.exit == 0 {
+			t.Errorf("socks %s → %s: status %d, curl exit %d; want a refusal", tc.user, tc.url, r.status, r.exit)
+		}
+	}
+}
+
+// socksTry runs a raw SOCKS5 exchange and returns the sub-negotiation
+// status and the request's reply code.
+func socksTry(t *testing.T, gw, user, pass string, cmd byte, host string, port uint16) (authStatus, rep byte) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", gw, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte{5, 1, 2})
+	var b [2]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[1] != 2 {
+		t.Fatalf("greeting: %v %v", b, err)
+	}
+	msg := append([]byte{1, byte(len(user))}, user...)
+	msg = append(append(msg, byte(len(pass))), pass...)
+	c.Write(msg)
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	if b[1] != 0 {
+		return b[1], 0
+	}
+	req := append([]byte{5, cmd, 0, 3, byte(len(host))}, host...)
+	req = append(req, byte(port>>8), byte(port))
+	c.Write(req)
+	var r [10]byte
+	if _, err := io.ReadFull(c, r[:]); err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	return 0, r[1]
+}
+
+func TestSOCKS5ReplyCodes(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	host, portStr, _ := net.SplitHostPort(f.Origin.HTTPAddr)
+	port, _ := strconv.Atoi(portStr)
+	tests := []struct {
+		name       string
+		user, pass string
+		cmd        byte
+		host       string
+		auth, rep  byte
+	}{
+		{"success", "demo", "demo", 1, host, 0, 0},
+		{"wrong password fails the sub-negotiation", "demo", "nope", 1, host, 1, 0},
+		{"bad targeting", "demo-bogus-1", "demo", 1, host, 0, 1},
+		{"zone not allowed", "demo-zone-mobile", "demo", 1, host, 0, 2},
+		{"destination forbidden", "demo", "demo", 1, "169.254.169.254", 0, 2},
+		{"no exit", "demo-country-jp", "demo", 1, host, 0, 1},
+		{"BIND is not served", "demo", "demo", 2, host, 0, 7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			auth, rep := socksTry(t, f.GatewayAddr, tc.user, tc.pass, tc.cmd, tc.host, uint16(port))
+			if auth != tc.auth || rep != tc.rep {
+				t.Errorf("auth status %d, reply %d; want %d, %d", auth, rep, tc.auth, tc.rep)
 			}
 		})
 	}

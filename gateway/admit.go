@@ -26,6 +26,12 @@ func (g *Gateway) admit(ctx context.Context, proxyAuth string, client netip.Addr
 	if !ok {
 		return admission{}, errNoCredentials
 	}
+	return g.admitCredentials(ctx, user, pass, client)
+}
+
+// admitCredentials is admit for a user name (with targeting) and password
+// however they arrived (HTTP Basic, SOCKS5 user/password).
+func (g *Gateway) admitCredentials(ctx context.Context, user, pass string, client netip.Addr) (admission, error) {
 	target, perr := auth.ParseUsername(user)
 	account := target.User
 	if perr != nil {

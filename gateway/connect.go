@@ -15,39 +15,85 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
+// answerer speaks the customer's protocol when a tunnel is up or refused:
+// HTTP for CONNECT, SOCKS5 replies for SOCKS.
+type answerer interface {
+	// established tells the customer the tunnel through pick is up.
+	established(c net.Conn, pick pool.Pick) error
+	// refused tells the customer why there is no tunnel.
+	refused(c net.Conn, r reply)
+	// kind names the protocol in logs and metrics.
+	kind() string
+}
+
+// httpAnswer answers CONNECT.
+type httpAnswer struct{}
+
+func (httpAnswer) kind() string { return "connect" }
+
+func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
+
+func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
+	var b strings.Builder
+	b.Grow(96)
+	b.WriteString("HTTP/1.1 200 Connection established\r\n" + headerExit + ": ")
+	b.WriteString(pick.Exit.ID)
+	b.WriteString("\r\n")
+	if pick.Rebound {
+		b.WriteString(headerSess + ": rebound\r\n")
+	}
+	b.WriteString("\r\n")
+	_, err := io.WriteString(c, b.String())
+	return err
+}
+
 // serveConnect sets up one CONNECT tunnel on a connection the gateway owns.
 // br holds what was read past the request head; it is flushed to the exit
 // before the relay starts and then returned to the pool. It reports whether
 // the relay took the connection over; if not, the caller closes it.
 func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string) bool {
-	start := time.Now()
-	a, err := g.admit(g.ctx, proxyAuth, remoteIP(c.RemoteAddr().String()))
-	if err == nil {
-		return g.tunnel(c, br, a, target, start)
+	user, pass, ok := parseProxyAuth(proxyAuth)
+	if !ok {
+		return g.open(c, br, httpAnswer{}, "", "", false, target)
 	}
-	g.refuse(c, br, err, "")
+	return g.open(c, br, httpAnswer{}, user, pass, true, target)
+}
+
+// open admits the customer and sets up their tunnel to target, answering in
+// their protocol. It reports whether the relay took the connection over.
+func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string) bool {
+	start := time.Now()
+	var a admission
+	err := errNoCredentials
+	if haveCreds {
+		a, err = g.admitCredentials(g.ctx, user, pass, remoteIP(c.RemoteAddr().String()))
+	}
+	if err == nil {
+		return g.tunnel(c, br, ans, a, target, start)
+	}
+	g.refuse(c, br, ans, err, "")
 	r := replyFor(err)
-	g.access(accessEvent{kind: "connect", dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
+	g.access(accessEvent{kind: ans.kind(), dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
 	return false
 }
 
-// refuse answers a CONNECT with the error's reply; the caller closes c.
-func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, err error, pool string) {
+// refuse answers the customer with the error's reply; the caller closes c.
+func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, pool string) {
 	r := replyFor(err)
 	g.metrics.refused(r, pool)
 	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
-		g.logger.Debug("connect refused", "remote", c.RemoteAddr().String(), "pool", pool, "status", r.status, "reason", r.reason, "err", err)
+		g.logger.Debug("tunnel refused", "kind", ans.kind(), "remote", c.RemoteAddr().String(), "pool", pool, "status", r.status, "reason", r.reason, "err", err)
 	}
-	r.writeRaw(c, "")
+	ans.refused(c, r)
 	g.putBuf(br)
 }
 
-func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target string, start time.Time) bool {
+func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time) bool {
 	release, err := g.limit(g.ctx, a.customer)
 	if err != nil {
-		g.refuse(c, br, err, a.crit.Pool)
+		g.refuse(c, br, ans, err, a.crit.Pool)
 		r := replyFor(err)
-		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
 			status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
@@ -55,24 +101,14 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	if err != nil {
 		release()
 		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
-		g.refuse(c, br, err, a.crit.Pool)
+		g.refuse(c, br, ans, err, a.crit.Pool)
 		r := replyFor(err)
-		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
 			status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
 	id := pick.Exit.ID
-
-	var b strings.Builder
-	b.Grow(96)
-	b.WriteString("HTTP/1.1 200 Connection established\r\n" + headerExit + ": ")
-	b.WriteString(id)
-	b.WriteString("\r\n")
-	if pick.Rebound {
-		b.WriteString(headerSess + ": rebound\r\n")
-	}
-	b.WriteString("\r\n")
-	if _, err := io.WriteString(c, b.String()); err != nil {
+	if err := ans.established(c, pick); err != nil {
 		release()
 		exitConn.Close()
 		g.putBuf(br)
@@ -92,7 +128,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 	g.putBuf(br)
 
 	g.pool.TunnelOpened(id)
-	g.metrics.tunnelOpened("connect", a.crit.Pool, pick.Exit.DC, id, setup)
+	g.metrics.tunnelOpened(ans.kind(), a.crit.Pool, pick.Exit.DC, id, setup)
 	g.track(exitConn)
 	g.wg.Add(1)
 	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
@@ -104,7 +140,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, a admission, target strin
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
 		g.metrics.tunnelClosed(a.crit.Pool, id)
-		g.access(accessEvent{kind: "connect", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down,
 			setup: setup, total: time.Since(start)})
 	}

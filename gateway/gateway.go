@@ -160,8 +160,9 @@ func (g *Gateway) untrack(c net.Conn) {
 	g.mu.Unlock()
 }
 
-// serveConn reads the first request head. CONNECT is handled here on the raw
-// connection so the tunnel can splice; anything else goes to the HTTP server.
+// serveConn reads the first request head. CONNECT and SOCKS5 (first byte
+// 0x05) are handled here on the raw connection so the tunnel can splice;
+// anything else goes to the HTTP server.
 func (g *Gateway) serveConn(c net.Conn) {
 	defer g.wg.Done()
 	handedOff := false // to the HTTP server or to a tunnel's relay
@@ -177,6 +178,15 @@ func (g *Gateway) serveConn(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
 	br := g.bufs.Get().(*bufio.Reader)
 	br.Reset(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		g.putBuf(br)
+		return
+	}
+	if first[0] == socksVersion {
+		handedOff = g.serveSOCKS(c, br)
+		return
+	}
 	head, err := br.Peek(8)
 	if err != nil {
 		g.putBuf(br)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -158,6 +159,20 @@ func FuzzReadConnectHead(f *testing.F) {
 		if err == nil {
 			if _, err := connectTarget(target); err != nil {
 				t.Fatalf("accepted target %q that connectTarget refuses", target)
+			}
+		}
+	})
+}
+
+func FuzzSOCKSRequest(f *testing.F) {
+	f.Add([]byte{5, 1, 0, 3, 11, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 1, 187})
+	f.Add([]byte{5, 1, 0, 1, 127, 0, 0, 1, 0, 80})
+	f.Add([]byte{5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		target, _, err := socksRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err == nil {
+			if _, err := connectTarget(target); err != nil {
+				t.Fatalf("accepted %q that connectTarget refuses", target)
 			}
 		}
 	})
