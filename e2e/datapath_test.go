@@ -372,3 +372,21 @@ func TestSOCKS5ReplyCodes(t *testing.T) {
 		})
 	}
 }
+
+// A customer who sends no User-Agent arrives at the origin with none: no
+// proxy on the way adds its own.
+func TestNoUserAgentStaysAbsent(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	r := curl(t, proxyURL(f, "demo"), "http://"+f.Origin.HTTPAddr+"/headers", "-H", "User-Agent:")
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	var got http.Header
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if ua, ok := got["User-Agent"]; ok {
+		t.Errorf("origin saw User-Agent %q", ua)
+	}
+}

@@ -130,6 +130,10 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		if up.farmgate && pick.Egress.IsValid() {
 			out.Header.Set(headerEgress, pick.Egress.String())
 		}
+		if _, ok := out.Header["User-Agent"]; !ok {
+			// net/http would add its own; a customer who sent none sends none.
+			out.Header["User-Agent"] = []string{""}
+		}
 		t0 := time.Now()
 		g.pool.TunnelOpened(id)
 		resp, err := up.transport.RoundTrip(out)
