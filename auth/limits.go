@@ -21,9 +21,17 @@ import (
 //
 // AllowRequest returns an error wrapping ErrRateLimited, with how long to
 // wait before a retry may pass, when the request exceeds the rate.
+//
+// Admit is AllowRequest then AcquireTunnel in one step, the gateway's path
+// for every tunnel and request: it fails like either of them (a request
+// refused for MaxConns still counts against the rate, as with the two
+// calls in a row) and, on success, release must be called once when the
+// tunnel or request ends. RedisLimiter does it in one round trip and
+// sends releases in batches; see its doc for what that costs in accuracy.
 type Limiter interface {
 	AcquireTunnel(ctx context.Context, c *Customer) (release func(), err error)
 	AllowRequest(ctx context.Context, c *Customer) (retryAfter time.Duration, err error)
+	Admit(ctx context.Context, c *Customer) (release func(), retryAfter time.Duration, err error)
 }
 
 var _ Limiter = (*MemoryLimiter)(nil)
@@ -73,7 +81,19 @@ func (l *MemoryLimiter) AcquireTunnel(_ context.Context, c *Customer) (func(), e
 	}, nil
 }
 
-// conns returns the number of open tunnels of user in this process.
+// Admit implements Limiter: AllowRequest, then AcquireTunnel.
+func (l *MemoryLimiter) Admit(ctx context.Context, c *Customer) (func(), time.Duration, error) {
+	if wait, err := l.AllowRequest(ctx, c); err != nil {
+		return nil, wait, err
+	}
+	release, err := l.AcquireTunnel(ctx, c)
+	if err != nil {
+		return nil, 0, err
+	}
+	return release, 0, nil
+}
+
+// open returns the number of open tunnels of user in this process.
 func (l *MemoryLimiter) open(user string) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,4 +189,243 @@ func TestLimiterFailsStatic(t *testing.T) {
 	}
 	rel2()
 	rel3()
+}
+
+// runLimiter runs l.Run until the test ends; the returned func stops it
+// early and waits for its final flush.
+func runLimiter(t testing.TB, l *RedisLimiter) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestAdmitSharedAcrossGateways(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := needRedis(t)
+	ctx := t.Context()
+	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
+	b := redisLimiter(t, rdb, prefix, "gw-b", 0)
+	runLimiter(t, a)
+	runLimiter(t, b)
+	c := &Customer{User: "alice", MaxConns: 3, RatePerSec: 1000}
+	var releases []func()
+	for i, l := range []*RedisLimiter{a, a, b} {
+		rel, _, err := l.Admit(ctx, c)
+		if err != nil {
+			t.Fatalf("tunnel %d: %v", i+1, err)
+		}
+		releases = append(releases, rel)
+	}
+	for name, l := range map[string]*RedisLimiter{"a": a, "b": b} {
+		if _, _, err := l.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) {
+			t.Fatalf("4th tunnel on %s = %v, want ErrTooManyConnections", name, err)
+		}
+	}
+	releases[0]()
+	releases[0]()                  // twice does nothing
+	rel, _, err := a.Admit(ctx, c) // the gateway that released reuses the slot at once
+	if err != nil {
+		t.Fatalf("after a release, same gateway: %v", err)
+	}
+	if _, _, err := b.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("double release freed two slots: %v", err)
+	}
+	rel()
+	start := time.Now()
+	eventually(t, 2*time.Second, "the other gateway never saw the release", func() bool {
+		rel, _, err := b.Admit(ctx, c)
+		if err == nil {
+			releases[2], rel = rel, releases[2]
+			rel()
+		}
+		return err == nil
+	})
+	t.Logf("release seen by the other gateway after %v (flush every 100ms)", time.Since(start))
+	// No limits: no Redis call, always admitted.
+	if _, _, err := a.Admit(ctx, &Customer{User: "free"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdmitNeverOverCap hammers one customer from two gateways that reserve
+// ahead: at no moment are more than MaxConns tunnels open, and the rate
+// admits no more than the GCRA allows.
+func TestAdmitNeverOverCap(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := needRedis(t)
+	ctx := t.Context()
+	lims := []*RedisLimiter{redisLimiter(t, rdb, prefix, "gw-a", 0), redisLimiter(t, rdb, prefix, "gw-b", 0)}
+	for _, l := range lims {
+		runLimiter(t, l)
+	}
+	for _, tc := range []struct {
+		name string
+		c    *Customer
+	}{
+		{"cap", &Customer{User: "capped", MaxConns: 6}},
+		{"rate", &Customer{User: "rated", RatePerSec: 200, RateBurst: 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var open, peak, admitted atomic.Int64
+			start := time.Now()
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l := lims[w%2]
+					for time.Since(start) < 700*time.Millisecond {
+						rel, _, err := l.Admit(ctx, tc.c)
+						if err != nil {
+							time.Sleep(time.Millisecond)
+							continue
+						}
+						admitted.Add(1)
+						n := open.Add(1)
+						for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+						}
+						time.Sleep(time.Duration(w%3+1) * time.Millisecond)
+						open.Add(-1)
+						rel()
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			t.Logf("admitted %d in %v, peak %d open", admitted.Load(), elapsed, peak.Load())
+			if tc.c.MaxConns > 0 && (peak.Load() > int64(tc.c.MaxConns) || peak.Load() < int64(tc.c.MaxConns)/2) {
+				t.Errorf("peak %d tunnels open, want up to MaxConns %d", peak.Load(), tc.c.MaxConns)
+			}
+			if tc.c.RatePerSec > 0 {
+				allowed := int64(float64(tc.c.burst())+tc.c.RatePerSec*elapsed.Seconds()) + 1
+				if admitted.Load() > allowed {
+					t.Errorf("admitted %d requests, the GCRA allows %d", admitted.Load(), allowed)
+				}
+				if admitted.Load() < allowed/2 {
+					t.Errorf("admitted %d requests, want about %d: reservations starve the customer", admitted.Load(), allowed)
+				}
+			}
+		})
+	}
+}
+
+// TestAdmitReleasesLoseNothing opens and closes many tunnels on a gateway
+// that batches its releases; once it stops, another gateway can open
+// MaxConns tunnels: every release and unused reservation reached Redis.
+func TestAdmitReleasesLoseNothing(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := needRedis(t)
+	ctx := t.Context()
+	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
+	stop := runLimiter(t, a)
+	c := &Customer{User: "alice", MaxConns: 50, RatePerSec: 1e5}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				rel, _, err := a.Admit(ctx, c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				rel()
+			}
+		}()
+	}
+	wg.Wait()
+	stop() // flushes what is left
+	if n := a.Open("alice"); n != 0 {
+		t.Errorf("gateway a counts %d open tunnels, want 0", n)
+	}
+	if n, err := rdb.HLen(ctx, prefix+"conns:{alice}").Result(); err != nil || n != 0 {
+		t.Errorf("gateway fields left in Redis: %d, %v", n, err)
+	}
+	b := redisLimiter(t, rdb, prefix, "gw-b", 0)
+	for i := range c.MaxConns {
+		if _, _, err := b.Admit(ctx, c); err != nil {
+			t.Fatalf("tunnel %d on the other gateway: %v", i+1, err)
+		}
+	}
+	if _, _, err := b.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("tunnel past MaxConns: %v", err)
+	}
+}
+
+func TestAdmitFailsStatic(t *testing.T) {
+	t.Parallel()
+	proc := startRedisProc(t)
+	logs := &logCounter{}
+	l, err := NewRedisLimiter(proc.client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	c := &Customer{User: "alice", MaxConns: 2, RatePerSec: 1, RateBurst: 3}
+	rel, _, err := l.Admit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc.stop()
+	rel2, _, err := l.Admit(ctx, c)
+	if err != nil {
+		t.Fatalf("during the outage, within MaxConns: %v", err)
+	}
+	if _, _, err := l.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("during the outage, past MaxConns: %v", err)
+	}
+	rel()
+	// The rate holds per gateway: a burst of 3 then refusals with a wait.
+	free := &Customer{User: "bob", RatePerSec: 1, RateBurst: 3}
+	for i := range 3 {
+		if _, _, err := l.Admit(ctx, free); err != nil {
+			t.Fatalf("request %d during the outage: %v", i+1, err)
+		}
+	}
+	if _, wait, err := l.Admit(ctx, free); !errors.Is(err, ErrRateLimited) || wait <= 0 {
+		t.Fatalf("request past the burst during the outage = %v, %v; want ErrRateLimited with a wait", wait, err)
+	}
+	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
+		t.Errorf("outage logged %d times, want 1", n)
+	}
+	proc.start()
+	l.refresh(ctx) // re-asserts this gateway's count (1) in the new Redis
+	other := redisLimiter(t, proc.client(), DefaultPrefix, "gw2", 0)
+	rel3, _, err := other.Admit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("after recovery the outage tunnel is not counted: %v", err)
+	}
+	rel2()
+	rel3()
+}
+
+func TestMemoryLimiterAdmit(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	l := NewMemoryLimiter(clock.Now)
+	ctx := t.Context()
+	c := &Customer{User: "alice", MaxConns: 1, RatePerSec: 1, RateBurst: 2}
+	rel, _, err := l.Admit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, wait, err := l.Admit(ctx, c); !errors.Is(err, ErrTooManyConnections) || wait != 0 {
+		t.Fatalf("2nd tunnel = %v, %v; want ErrTooManyConnections", wait, err)
+	}
+	rel()
+	if _, wait, err := l.Admit(ctx, c); !errors.Is(err, ErrRateLimited) || wait != time.Second {
+		t.Fatalf("3rd request = %v, %v; want ErrRateLimited after 1s (the refused 2nd one counted)", wait, err)
+	}
+	clock.Advance(time.Second)
+	if _, _, err := l.Admit(ctx, c); err != nil {
+		t.Fatalf("after Retry-After: %v", err)
+	}
 }

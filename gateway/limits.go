@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,9 +21,10 @@ func (e *rateLimited) Error() string {
 func (e *rateLimited) Unwrap() error             { return auth.ErrRateLimited }
 func (e *rateLimited) RetryAfter() time.Duration { return e.wait }
 
-// limit applies the customer's request rate, concurrency and quota before
-// an exit is picked. On success release must be called when the tunnel or
-// request ends.
+// limit applies the customer's quota, request rate and concurrency before
+// an exit is picked, with one Limiter call (with the Redis limiter at most
+// one round trip, usually none for a busy customer; see auth.RedisLimiter).
+// On success release must be called when the tunnel or request ends.
 func (g *Gateway) limit(ctx context.Context, c *auth.Customer) (release func(), err error) {
 	if g.meter != nil && g.meter.OverQuota(c) {
 		return nil, fmt.Errorf("customer %s: %w", c.User, errQuotaExceeded)
@@ -31,13 +33,15 @@ func (g *Gateway) limit(ctx context.Context, c *auth.Customer) (release func(), 
 	if l == nil {
 		return func() {}, nil
 	}
-	wait, err := l.AllowRequest(ctx, c)
-	if err != nil {
+	release, wait, err := l.Admit(ctx, c)
+	switch {
+	case err == nil:
+		return release, nil
+	case errors.Is(err, auth.ErrRateLimited):
 		return nil, &rateLimited{user: c.User, wait: wait}
-	}
-	release, err = l.AcquireTunnel(ctx, c)
-	if err != nil {
+	case g.ctx.Err() != nil:
+		return nil, fmt.Errorf("customer %s: %w: %w", c.User, errShuttingDown, err)
+	default:
 		return nil, fmt.Errorf("customer %s: %w", c.User, err)
 	}
-	return release, nil
 }
