@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,114 +11,158 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// TestLargeClusterConverges starts 2 gateways and 198 exits in this process,
-// all on 127.0.0.1, and measures how long until both gateways' pools hold
-// every exit once all have started, the gossip traffic per node, and the time
-// to detect a killed exit. It takes tens of seconds, so it runs only without -short (CI=true
-// always runs it).
+// TestLargeClusterConverges starts 2 gateways and 198 exits with the LAN
+// profile in this process, all on 127.0.0.1, each exit joining the two
+// gateways as a farm is deployed (deploy/compose: --join=gw-eu,gw-us). It
+// checks that:
+//   - every gateway's pool holds every exit, with its gossiped egress list,
+//     within 10 s (the bar);
+//   - every member, exits included, sees all 200 members alive within 30 s:
+//     exits learn of each other only through gossip;
+//   - nothing is falsely declared dead while the cluster idles;
+//   - an exit shut down without leaving is dropped by every gateway, and
+//     only that exit.
+//
+// It logs the figures: convergence time from the first and from the last
+// node started, gossip bytes per second per node once converged, and the
+// time to detect the dead exit. It takes about 30 s, so it is skipped under
+// -short, and under -race (see below), where CI runs it separately.
 func TestLargeClusterConverges(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200-member cluster takes minutes; run without -short")
+		t.Skip("200-member cluster takes about 30 s; run without -short")
 	}
-	// Not yet green: on a 2-CPU machine shared with other test runs, nodes
-	// starved of CPU while 200 start get falsely declared dead, and the
-	// gateways do not see every exit within 10 s. Opt in until fixed.
-	if os.Getenv("FARMGATE_SCALE_TEST") == "" {
-		t.Skip("200-member convergence not yet within 10 s on a shared 2-CPU machine; set FARMGATE_SCALE_TEST=1 to run")
+	if raceEnabled {
+		// Measured: under -race the 200 joins alone had not finished after
+		// 170 s on a 2-CPU machine (each push/pull of the 200-member state
+		// is ~10x slower, and starved nodes time out). The race detector
+		// still covers the same code with the 6-node tests; .ci/run runs
+		// this test without -race as a separate step.
+		t.Skip("200 members in one process do not fit in a test's time under -race; .ci/run runs this test without -race")
 	}
-	const gateways, exits = 2, 198
-	tests := []struct {
-		profile string
-		within  time.Duration
-	}{
-		// The local profile's 100 ms probe timeout is too tight for 200
-		// nodes sharing a few CPUs: starved nodes get declared dead.
-		{cluster.ProfileLAN, 10 * time.Second},
+	const (
+		gateways, exits = 2, 198
+		members         = gateways + exits
+		within          = 10 * time.Second
+		// membersWithin bounds full membership: exits learn of the exits
+		// that started after them only by gossip, at LAN speed; measured
+		// 6-10 s on a quiet 2-CPU machine, more when it is shared.
+		membersWithin = 30 * time.Second
+		// workers bounds how many nodes start at once: 200 joins at once
+		// on 2 CPUs starve the nodes already running.
+		workers = 8
+	)
+	var sent atomic.Int64
+	lan := func(c *cluster.Config) {
+		c.Profile = cluster.ProfileLAN
+		cluster.CountBytes(c, &sent)
 	}
-	for _, tc := range tests {
-		t.Run(tc.profile, func(t *testing.T) {
-			var sent atomic.Int64
-			opts := func(c *cluster.Config) {
-				c.Profile = tc.profile
-				cluster.CountBytes(c, &sent)
-			}
-			pools := make([]*pool.Pool, gateways)
-			gws := make([]*cluster.Cluster, gateways)
-			for i := range gateways {
-				pools[i] = newPool(t)
-				var seeds []string
-				if i > 0 {
-					seeds = []string{gws[0].Addr()}
-				}
-				gws[i] = startNode(t, gatewayMeta(fmt.Sprintf("gw-%d", i)), pools[i], opts, joining(seeds...))
-			}
 
-			start := time.Now()
-			nodes := make([]*cluster.Cluster, exits)
-			var wg sync.WaitGroup
-			work := make(chan int)
-			for range 16 {
-				wg.Go(func() {
-					for i := range work {
-						seed := gws[i%gateways].Addr()
-						nodes[i] = startNode(t, exitMeta(i), nil, opts, joining(seed), withEgress(exitEgress(i)))
-					}
-				})
-			}
-			for i := range exits {
-				work <- i
-			}
-			close(work)
-			wg.Wait()
-			joined := time.Since(start)
-			t.Logf("%s: exits started in %v; pools %d/%d, members %d/%d", tc.profile, joined.Round(time.Millisecond),
-				len(pools[0].Exits()), len(pools[1].Exits()), gws[0].NumMembers(), gws[1].NumMembers())
-			converged := waitFor(t, tc.within, "every gateway sees every exit", func() bool {
-				for _, p := range pools {
-					if len(p.Exits()) != exits {
-						return false
-					}
-				}
-				return true
-			})
-			total := time.Since(start)
-			for _, p := range pools {
-				for _, s := range p.Exits() {
-					if len(s.Egress) != 2 {
-						t.Fatalf("exit %s has egress %v", s.ID, s.Egress)
-					}
-				}
-			}
-			t.Logf("%s: %d members: all exits started and joined in %v; every gateway saw every exit %v later (%v from the first start)",
-				tc.profile, gateways+exits, joined.Round(time.Millisecond), converged.Round(time.Millisecond), total.Round(time.Millisecond))
-			for i, g := range gws {
-				if n := g.NumMembers(); n != gateways+exits {
-					t.Errorf("gateway %d sees %d members, want %d", i, n, gateways+exits)
-				}
-			}
+	pools := make([]*pool.Pool, gateways)
+	gws := make([]*cluster.Cluster, gateways)
+	var seeds []string
+	for i := range gateways {
+		pools[i] = newPool(t)
+		gws[i] = startNode(t, gatewayMeta(fmt.Sprintf("gw-%d", i)), pools[i], lan, joining(seeds...))
+		seeds = append(seeds, gws[i].Addr())
+	}
 
-			// Steady-state traffic.
-			const window = 5 * time.Second
-			before := sent.Load()
-			time.Sleep(window)
-			perNode := float64(sent.Load()-before) / window.Seconds() / (gateways + exits)
-			t.Logf("%s: steady-state gossip %.0f bytes/s per node (all packets and dialled streams, averaged over %d nodes, %v)",
-				tc.profile, perNode, gateways+exits, window)
-
-			// A killed exit in a large cluster.
-			victim := exitMeta(100).ID
-			kill := time.Now()
-			_ = nodes[100].Shutdown()
-			detected := waitFor(t, 30*time.Second, "every gateway drops the killed exit", func() bool {
-				for _, p := range pools {
-					if _, ok := status(p, victim); ok {
-						return false
-					}
+	// Starting is bounded too: each New waits for its joins (up to the LAN
+	// TCPTimeout, 10 s, per seed), so no exit starts after startWithin.
+	const startWithin = time.Minute
+	first := time.Now()
+	nodes := make([]*cluster.Cluster, exits)
+	work := make(chan int, exits)
+	for i := range exits {
+		work <- i
+	}
+	close(work)
+	var started atomic.Int32
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range work {
+				if time.Since(first) > startWithin {
+					return
 				}
-				return true
-			})
-			_ = kill
-			t.Logf("%s: killed exit dropped by every gateway after %v", tc.profile, detected.Round(time.Millisecond))
+				nodes[i] = startNode(t, exitMeta(i), nil, lan, joining(seeds...), withEgress(exitEgress(i)))
+				started.Add(1)
+			}
 		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow() // a node did not start; startNode said which
+	}
+	if n := started.Load(); n < exits {
+		t.Fatalf("only %d of %d exits started within %v", n, exits, startWithin)
+	}
+	last := time.Now()
+	t.Logf("%d exits started (and joined the gateways) in %v", exits, last.Sub(first).Round(time.Millisecond))
+
+	poolsFull := func(want int) bool {
+		for _, p := range pools {
+			if len(p.Exits()) != want {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, within-time.Since(last), "every gateway's pool holds every exit", func() bool { return poolsFull(exits) })
+	gwDone := time.Now()
+	for _, p := range pools {
+		for _, s := range p.Exits() {
+			if len(s.Egress) != 2 {
+				t.Fatalf("exit %s has egress %v", s.ID, s.Egress)
+			}
+		}
+	}
+	all := append(append([]*cluster.Cluster{}, gws...), nodes...)
+	waitFor(t, membersWithin-time.Since(last), "every member sees every member", func() bool {
+		for _, n := range all {
+			if n.NumMembers() != members {
+				return false
+			}
+		}
+		return true
+	})
+	allDone := time.Now()
+	t.Logf("converged: every gateway saw every exit %v after the last start (%v after the first); every member saw all %d %v after the last start (%v after the first)",
+		gwDone.Sub(last).Round(time.Millisecond), gwDone.Sub(first).Round(time.Millisecond), members,
+		allDone.Sub(last).Round(time.Millisecond), allDone.Sub(first).Round(time.Millisecond))
+
+	// Steady state: measure the traffic, and check that no member was
+	// falsely declared dead meanwhile.
+	const window = 5 * time.Second
+	before := sent.Load()
+	time.Sleep(window)
+	perNode := float64(sent.Load()-before) / window.Seconds() / members
+	t.Logf("steady-state gossip: %.0f bytes/s per node (all packets and dialled streams, averaged over %d nodes, %v)", perNode, members, window)
+	for i, p := range pools {
+		if n := len(p.Exits()); n != exits {
+			t.Errorf("gateway %d: %d exits in the pool after %v idle, want %d", i, n, window, exits)
+		}
+	}
+	for _, n := range all {
+		if got := n.NumMembers(); got != members {
+			t.Errorf("%s sees %d members after %v idle, want %d", n.LocalMeta().ID, got, window, members)
+		}
+	}
+
+	// An exit dies: shut down without a leave.
+	const victim = 100
+	kill := time.Now()
+	_ = nodes[victim].Shutdown()
+	id := exitMeta(victim).ID
+	waitFor(t, 60*time.Second, "every gateway drops the dead exit", func() bool {
+		for _, p := range pools {
+			if _, ok := status(p, id); ok {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("dead exit dropped by every gateway %v after its shutdown", time.Since(kill).Round(time.Millisecond))
+	if !poolsFull(exits - 1) {
+		t.Errorf("pools hold %d and %d exits after the death, want %d", len(pools[0].Exits()), len(pools[1].Exits()), exits-1)
 	}
 }
