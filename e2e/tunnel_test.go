@@ -292,3 +292,43 @@ var (
 	tunnelExitsMu sync.Mutex
 	tunnelExits   = map[net.Conn]string{}
 )
+
+// A destination that speaks first (SMTP, SSH banners): its bytes may arrive
+// at the gateway together with the exit's reply, and must still reach the
+// customer first and whole.
+func TestDestinationSpeaksFirst(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	banner := "220 banner " + strings.Repeat("x", 3000) + "\n"
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, banner)
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	for i := range 20 {
+		c, br := dialTunnel(t, f, "demo", ln.Addr().String(), "")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := br.ReadString('\n')
+		if err != nil || got != banner {
+			t.Fatalf("tunnel %d: banner %d bytes (%v), want %d", i, len(got), err, len(banner))
+		}
+		io.WriteString(c, "ping\n")
+		if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+			t.Fatalf("tunnel %d: echo %q %v", i, line, err)
+		}
+		c.Close()
+	}
+}

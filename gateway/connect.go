@@ -126,6 +126,22 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 		}
 	}
 	g.putBuf(br)
+	// Bytes the destination sent that arrived with the exit's reply go to
+	// the customer first; then both sides are raw TCP again and splice.
+	var earlyDown int64
+	if bc, ok := exitConn.(*bufferedConn); ok {
+		n := bc.r.Buffered()
+		buf, _ := bc.r.Peek(n)
+		if _, err := c.Write(buf); err != nil {
+			release()
+			exitConn.Close()
+			return false
+		}
+		earlyDown = int64(n)
+		bc.r.Reset(nil)
+		replyBufs.Put(bc.r)
+		exitConn = bc.Conn
+	}
 
 	g.pool.TunnelOpened(id)
 	g.metrics.tunnelOpened(ans.kind(), a.crit.Pool, pick.Exit.DC, id, setup)
@@ -135,13 +151,13 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
 		release()
-		g.settle(t, up+early, down)
+		g.settle(t, up+early, down+earlyDown)
 		g.untrack(c)
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
 		g.metrics.tunnelClosed(a.crit.Pool, id)
 		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down,
+			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down + earlyDown,
 			setup: setup, total: time.Since(start)})
 	}
 	g.relay(t)
