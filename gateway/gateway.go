@@ -96,6 +96,14 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	return g, nil
 }
 
+// Listen opens a customer listener on addr without TCP keepalive probes:
+// the gateway's idle timeout ends silent connections, and the probes cost
+// four setsockopt calls per connection.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 // Serve accepts customers on ln until Shutdown. It returns nil after
 // Shutdown and the accept error otherwise.
 func (g *Gateway) Serve(ln net.Listener) error {

@@ -246,7 +246,9 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("exit address %q has no host", rawURL)
 	}
-	nd := &net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: 30 * time.Second}
+	// No TCP keepalive probes: the watcher's idle timeout ends silent
+	// tunnels, and four setsockopt calls per tunnel are not free.
+	nd := &net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
 	up := &upstream{addr: rawURL}
 	tr := &http.Transport{
 		DialContext:           nd.DialContext,

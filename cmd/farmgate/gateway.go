@@ -202,7 +202,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	if gw, err = gateway.New(gcfg, be.store, p, logger); err != nil {
 		return usageError{err}
 	}
-	ln, err := net.Listen("tcp", s.listen)
+	ln, err := gateway.Listen(s.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}

@@ -218,7 +218,7 @@ func Start(cfg Config) (_ *Farm, err error) {
 		defer f.wg.Done()
 		f.Pool.Run(ctx)
 	}()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := gateway.Listen(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen gateway %s: %w", cfg.Listen, err)
 	}
