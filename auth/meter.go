@@ -189,10 +189,9 @@ type meter struct {
 
 	kick chan struct{} // asks Run to flush soon (a new quota user)
 
-	flushMu sync.Mutex // guards pending, seq, dropped; serializes flushes
+	flushMu sync.Mutex // guards pending and seq; serializes flushes
 	pending map[pendKey]*pendVal
 	seq     uint64
-	dropped int64 // entries dropped since the last log line
 }
 
 func newMeter(cfg MeterConfig, sink usageSink, logger *slog.Logger) *meter {

@@ -67,9 +67,6 @@ func (o *outage) fail(err error) {
 	o.logger.Warn("redis unreachable; serving from memory", "err", err)
 }
 
-// isDown reports whether an outage is under way.
-func (o *outage) isDown() bool { return o.down.Load() }
-
 // withTimeout returns a context for one Redis call.
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)

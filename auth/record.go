@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 )
 
 // CustomerRecord is a customer as stored and managed: the YAML entry of a
@@ -196,9 +195,4 @@ func (c *Customer) burst() int {
 		return c.RateBurst
 	}
 	return max(1, int(math.Ceil(c.RatePerSec)))
-}
-
-// expired reports whether c's account has expired at now.
-func (c *Customer) expired(now time.Time) bool {
-	return !c.Expires.IsZero() && !now.Before(c.Expires)
 }
