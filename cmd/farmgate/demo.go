@@ -57,11 +57,12 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 	fmt.Fprintf(stdout, `farmgate demo farm is up: gateway %s, %d exits found over gossip, origin %s (TLS %s), admin http://%s
 
 Try it (customer "demo", password "demo"):
-  curl -x http://demo:demo@%[1]s http://%[3]s/ip                      # rotates over the resi exits
+  curl -x http://demo:demo@%[1]s http://%[3]s/ip                      # rotates over the resi exits of DC eu
   curl -x http://demo-country-us:demo@%[1]s http://%[3]s/ip           # 127.0.3.x (us-1)
   curl -x http://demo-zone-dc:demo@%[1]s http://%[3]s/ip              # 127.0.4.x (us-2, pool dc)
   curl -x http://demo-session-s1:demo@%[1]s http://%[3]s/ip           # same IP every time
   curl -k -x http://demo-country-de:demo@%[1]s https://%[4]s/headers  # CONNECT + TLS
+  curl -x socks5h://demo-country-fr:demo@%[1]s http://%[3]s/ip        # SOCKS5 on the same port
   curl http://%[5]s/api/exits                                         # the farm as JSON
 
 Ctrl-C stops it.
