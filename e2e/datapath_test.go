@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,5 +389,48 @@ func TestNoUserAgentStaysAbsent(t *testing.T) {
 	}
 	if ua, ok := got["User-Agent"]; ok {
 		t.Errorf("origin saw User-Agent %q", ua)
+	}
+}
+
+// Request bodies stream through the gateway and back (curl sends
+// "Expect: 100-continue" for large bodies), several requests on one
+// customer connection.
+func TestPostBodiesThroughTheGateway(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	dir := t.TempDir()
+	payload := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	file := dir + "/body"
+	if err := os.WriteFile(file, []byte(payload), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r := curl(t, proxyURL(f, "demo"), "http://"+f.Origin.HTTPAddr+"/echo", "--data-binary", "@"+file)
+		if r.status != 200 || r.body != payload {
+			t.Fatalf("POST 1 MiB: status %d, %d bytes back", r.status, len(r.body))
+		}
+	}
+}
+
+// A kept-alive connection to an exit that the exit closed while idle is
+// replaced without the customer noticing.
+func TestStaleExitConnectionIsReplaced(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	url := "http://" + f.Origin.HTTPAddr + "/ip"
+	if r := curl(t, proxyURL(f, "demo-country-us"), url); r.status != 200 {
+		t.Fatalf("first request: %d", r.status)
+	}
+	// Restarting us-1 closes every connection the gateway keeps to it.
+	if err := f.StopExit("us-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RestartExit("us-1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if r := curl(t, proxyURL(f, "demo-country-us"), url); r.status != 200 {
+			t.Fatalf("request %d after the exit restarted: %d %s", i, r.status, r.all.Get("X-Farmgate-Error"))
+		}
 	}
 }

@@ -136,7 +136,12 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		t0 := time.Now()
 		g.pool.TunnelOpened(id)
-		resp, err := up.transport.RoundTrip(out)
+		var resp *http.Response
+		if up.client != nil {
+			resp, err = up.client.RoundTrip(out, body)
+		} else {
+			resp, err = up.transport.RoundTrip(out)
+		}
 		setup := time.Since(t0)
 		if err == nil && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
 			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(headerError)}

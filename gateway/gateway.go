@@ -263,7 +263,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopOnce.Do(func() { close(g.watchStop) })
 	<-g.watchDone
 	g.upstreams.Range(func(_, v any) bool {
-		v.(*upstream).transport.CloseIdleConnections()
+		v.(*upstream).closeIdle()
 		return true
 	})
 	return err
@@ -282,7 +282,7 @@ func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
 		return nil, fmt.Errorf("exit %s: %w", e.ID, err)
 	}
 	if old, loaded := g.upstreams.Swap(e.ID, up); loaded {
-		old.(*upstream).transport.CloseIdleConnections()
+		old.(*upstream).closeIdle()
 	}
 	return up, nil
 }

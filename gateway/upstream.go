@@ -236,6 +236,9 @@ type upstream struct {
 	proxyAuth string
 	// farmgate: the exit is ours and takes the egress IP header.
 	farmgate bool
+	// client forwards absolute-form requests to HTTP proxies (ours and
+	// third-party); nil for SOCKS5 upstreams, which use transport.
+	client *exitClient
 }
 
 func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
@@ -280,6 +283,7 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 		up.farmgate = u.Scheme == SchemeFarmgate
 		auth := cd.auth
 		up.proxyAuth = auth
+		up.client = &exitClient{addr: cd.addr, dial: nd.DialContext, timeout: g.cfg.ExitReplyTimeout, maxIdle: g.cfg.MaxIdleExitConns}
 		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
 		tr.Proxy = http.ProxyURL(proxyURL)
 		tr.GetProxyConnectHeader = func(ctx context.Context, _ *url.URL, _ string) (http.Header, error) {
@@ -308,4 +312,12 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	}
 	up.transport = tr
 	return up, nil
+}
+
+// closeIdle closes the kept-alive connections to the exit.
+func (u *upstream) closeIdle() {
+	u.transport.CloseIdleConnections()
+	if u.client != nil {
+		u.client.closeIdle()
+	}
 }

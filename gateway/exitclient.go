@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// exitClient forwards absolute-form requests to one HTTP proxy (a farmgate
+// exit or a third-party HTTP upstream) over keep-alive connections it
+// pools, in the caller's goroutine: net/http's Transport hands every
+// request to two goroutines of its own, and those hand-offs were a good
+// part of the gateway's cost per request.
+type exitClient struct {
+	addr     string // the proxy's host:port
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	timeout  time.Duration // for the response head
+	maxIdle int
+	mu      sync.Mutex // guards idle
+	idle    []*exitConn
+}
+
+type exitConn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
+	c.mu.Lock()
+	if n := len(c.idle); n > 0 {
+		ec := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return ec, true, nil
+	}
+	c.mu.Unlock()
+	conn, err := c.dial(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
+	}
+	return &exitConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, false, nil
+}
+
+func (c *exitClient) put(ec *exitConn) {
+	c.mu.Lock()
+	if len(c.idle) < c.maxIdle {
+		c.idle = append(c.idle, ec)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	ec.Close()
+}
+
+// closeIdle closes the pooled connections.
+func (c *exitClient) closeIdle() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, ec := range idle {
+		ec.Close()
+	}
+}
+
+// RoundTrip sends req through the proxy and returns its response; the body
+// must be read to the end or closed. A pooled connection the proxy closed
+// meanwhile is replaced once, when no byte of the request body was sent.
+func (c *exitClient) RoundTrip(req *http.Request, body *trackedBody) (*http.Response, error) {
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		ec, reused, err := c.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.exchange(ctx, ec, req)
+		if err == nil {
+			return resp, nil
+		}
+		ec.Close()
+		if reused && attempt == 0 && !body.touched.Load() && ctx.Err() == nil && !isTimeout(err) {
+			continue // a stale keep-alive connection: try a fresh one
+		}
+		return nil, err
+	}
+}
+
+func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Request) (*http.Response, error) {
+	// A body may take long to upload; only the wait for the answer is
+	// bounded. A customer who leaves unblocks both through ctx.
+	stop := context.AfterFunc(ctx, func() { ec.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := req.WriteProxy(ec.bw); err != nil {
+		return nil, fmt.Errorf("send request to exit: %w", err)
+	}
+	if err := ec.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("send request to exit: %w", err)
+	}
+	ec.SetReadDeadline(time.Now().Add(c.timeout))
+	for {
+		resp, err := http.ReadResponse(ec.br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read exit response: %w", err)
+		}
+		// 1xx interim answers (100 Continue) are not the response; a
+		// 101 is, and the connection is the customer's from then on.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		ec.SetReadDeadline(time.Time{})
+		reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, c: c, reusable: reusable}
+		return resp, nil
+	}
+}
+
+// pooledBody gives its connection back to the pool once the body was read
+// to the end, and closes it otherwise.
+type pooledBody struct {
+	io.ReadCloser
+	ec       *exitConn
+	c        *exitClient
+	reusable bool
+	done     bool
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *pooledBody) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+func (b *pooledBody) finish(atEOF bool) {
+	b.done = true
+	b.ReadCloser.Close()
+	if atEOF && b.reusable {
+		b.c.put(b.ec)
+		return
+	}
+	b.ec.Close()
+}
