@@ -44,10 +44,14 @@ func TestGossipFarmFromTheCommandLine(t *testing.T) {
 			"--egress", fmt.Sprintf("127.0.%d.1", 50+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile, "--drain-timeout", "20s")
 	}
+	// Sticky sessions spread by rendezvous hashing, whatever the policy
+	// prefers: 40 sessions see every exit in rotation.
+	round := 0
 	seen := func() map[string]bool {
 		out := map[string]bool{}
-		for range 40 {
-			r := curl(t, "http://demo:demo@"+gw, "http://"+origin.HTTPAddr+"/ip")
+		round++
+		for i := range 40 {
+			r := curl(t, fmt.Sprintf("http://demo-session-r%dn%d:demo@%s", round, i, gw), "http://"+origin.HTTPAddr+"/ip")
 			if r.status == 200 {
 				out[r.header.Get("X-Farmgate-Exit")] = true
 			}
@@ -80,8 +84,8 @@ func TestGossipFarmFromTheCommandLine(t *testing.T) {
 
 	// SIGTERM g2 with a live tunnel through it: it drains, the tunnel lives.
 	var live *tunnelConn
-	for range 50 {
-		c, br := dialTunnel(t, &demo.Farm{GatewayAddr: gw}, "demo", echo, "")
+	for i := range 50 {
+		c, br := dialTunnel(t, &demo.Farm{GatewayAddr: gw}, fmt.Sprintf("demo-session-live%d", i), echo, "")
 		if exitOf(t, c) == "g2" {
 			live = &tunnelConn{c, br}
 			break
