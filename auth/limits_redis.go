@@ -623,9 +623,17 @@ func (l *RedisLimiter) Run(ctx context.Context) error {
 			l.mu.Lock()
 			l.running--
 			l.mu.Unlock()
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Timeout)
-			l.sync(fctx, false)
-			cancel()
+			// Give back what is left and re-assert every count an earlier
+			// failed flush left in doubt (leases=true), retrying a slow
+			// Redis a few times: nobody will do it after us.
+			for range 3 {
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(l.cfg.Timeout, 2*time.Second))
+				err := l.sync(fctx, true)
+				cancel()
+				if err == nil {
+					break
+				}
+			}
 			return nil
 		case <-flush.C:
 			l.sync(ctx, false)
@@ -648,7 +656,7 @@ func (l *RedisLimiter) refresh(ctx context.Context) { l.sync(ctx, true) }
 // lease of this gateway and re-asserts the counts that may be wrong, all
 // in one pipeline. Give-backs go first, so a count re-asserted in the same
 // pipeline (open tunnels only) agrees with them.
-func (l *RedisLimiter) sync(ctx context.Context, leases bool) {
+func (l *RedisLimiter) sync(ctx context.Context, leases bool) (err error) {
 	defer recoverLoop(l.logger, "limiter sync")
 	type back struct {
 		user                    string
@@ -680,7 +688,7 @@ func (l *RedisLimiter) sync(ctx context.Context, leases bool) {
 	}
 	l.mu.Unlock()
 	if len(items) == 0 && len(backs) == 0 {
-		return
+		return nil
 	}
 	cctx, cancel := withTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
@@ -696,7 +704,7 @@ func (l *RedisLimiter) sync(ctx context.Context, leases bool) {
 		}
 		refreshScript.Eval(cctx, pipe, l.connKeys(it.user), l.cfg.GatewayID, it.count, l.cfg.LeaseTTL.Milliseconds(), force)
 	}
-	_, err := pipe.Exec(cctx)
+	_, err = pipe.Exec(cctx)
 	if l.outage.observe(ctx, err) || err != nil {
 		// Slots given back may still count: re-assert those counts.
 		// Tokens not given back only delay the customer by their worth.
@@ -705,7 +713,10 @@ func (l *RedisLimiter) sync(ctx context.Context, leases bool) {
 				l.markDirty(b.user)
 			}
 		}
-		return
+		if err == nil {
+			err = errors.New("redis unreachable")
+		}
+		return err
 	}
 	l.mu.Lock()
 	for _, it := range items {
@@ -717,6 +728,7 @@ func (l *RedisLimiter) sync(ctx context.Context, leases bool) {
 		}
 	}
 	l.mu.Unlock()
+	return nil
 }
 
 // Open returns how many tunnels of user this gateway counts as open.
