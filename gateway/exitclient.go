@@ -18,9 +18,9 @@ import (
 // request to two goroutines of its own, and those hand-offs were a good
 // part of the gateway's cost per request.
 type exitClient struct {
-	addr     string // the proxy's host:port
-	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
-	timeout  time.Duration // for the response head
+	addr    string // the proxy's host:port
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	timeout time.Duration // for the response head
 	maxIdle int
 	mu      sync.Mutex // guards idle
 	idle    []*exitConn
