@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,31 +111,7 @@ func TestRotationAndStickySessions(t *testing.T) {
 func TestErrorsReachTheCustomer(t *testing.T) {
 	t.Parallel()
 	// A fake exit that accepts and never answers, for exit_timeout.
-	stall, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := stall.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		stall.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	})
+	stall := serveTCP(t, func(net.Conn) {})
 	// A port nobody listens on, for destination_unreachable and a dead exit.
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := closed.Addr().String()
@@ -158,7 +133,7 @@ func TestErrorsReachTheCustomer(t *testing.T) {
 `
 		c.Gateway.ExitReplyTimeout = 700 * time.Millisecond
 	})
-	f.Pool.Upsert(pool.Exit{ID: "slow-1", Pool: "slow", DC: "eu", Addr: "farmgate://" + stall.Addr().String()})
+	f.Pool.Upsert(pool.Exit{ID: "slow-1", Pool: "slow", DC: "eu", Addr: "farmgate://" + stall})
 	f.Pool.Upsert(pool.Exit{ID: "dead-1", Pool: "dead", DC: "eu", Addr: "farmgate://" + closedAddr})
 
 	origin := f.Origin.HTTPAddr

@@ -225,16 +225,7 @@ func TestQuotaAndRateLimit(t *testing.T) {
 	putCustomer(t, g.store, auth.CustomerRecord{User: "slow", Pools: []string{"resi"}, RatePerSec: 0.2, RateBurst: 1})
 
 	// A tunnel that streams until it is cut.
-	stream, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stream.Close() })
-	go func() {
-		c, err := stream.Accept()
-		if err != nil {
-			return
-		}
+	stream := serveTCP(t, func(c net.Conn) {
 		defer c.Close()
 		buf := make([]byte, 10_000)
 		for i := 0; i < 10_000; i++ { // bounded: at most 100 MB
@@ -244,8 +235,8 @@ func TestQuotaAndRateLimit(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-	}()
-	c, br := dialTunnel(t, &demo.Farm{GatewayAddr: g.addr}, "quota", stream.Addr().String(), "")
+	})
+	c, br := dialTunnel(t, &demo.Farm{GatewayAddr: g.addr}, "quota", stream, "")
 	start := time.Now()
 	var got int64
 	crossed := time.Time{}

@@ -15,28 +15,48 @@ import (
 	"github.com/farmgate/farmgate/internal/demo"
 )
 
-// echoServer echoes every connection until the peer half-closes, then
-// closes. It runs until the test ends.
-func echoServer(t testing.TB) string {
+// serveTCP runs handle, in a goroutine of its own, for every connection to
+// a fresh loopback listener, and returns the listener's address. When the
+// test ends the listener and every connection it accepted are closed.
+func serveTCP(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex // guards conns
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go handle(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// echoServer echoes every connection until the peer half-closes, then
+// closes. It runs until the test ends.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(c, c)
+	})
 }
 
 // dialTunnel opens a CONNECT tunnel through the gateway, sending early
@@ -96,29 +116,21 @@ func TestTunnelClosesWhenCustomerLeaves(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, nil)
 	// A destination that never closes on its own and never reads to EOF.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	closed := make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	var once sync.Once
+	dest := serveTCP(t, func(c net.Conn) {
 		defer c.Close()
 		// Keep sending until the write fails: the tunnel is gone.
 		for {
 			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if _, err := c.Write([]byte("tick\n")); err != nil {
-				close(closed)
+				once.Do(func() { close(closed) })
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-	}()
-	c, br := dialTunnel(t, f, "demo-country-de", ln.Addr().String(), "")
+	})
+	c, br := dialTunnel(t, f, "demo-country-de", dest, "")
 	if _, err := br.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
@@ -299,27 +311,14 @@ var (
 func TestDestinationSpeaksFirst(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	banner := "220 banner " + strings.Repeat("x", 3000) + "\n"
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, banner)
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	dest := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, banner)
+		io.Copy(c, c)
+	})
 	for i := range 20 {
-		c, br := dialTunnel(t, f, "demo", ln.Addr().String(), "")
+		c, br := dialTunnel(t, f, "demo", dest, "")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		got, err := br.ReadString('\n')
 		if err != nil || got != banner {

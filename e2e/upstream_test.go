@@ -19,71 +19,57 @@ import (
 // RFC 1929, CONNECT only) standing in for a third-party upstream.
 func socks5Server(t *testing.T, user, pass string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				hdr := make([]byte, 2)
-				if _, err := io.ReadFull(br, hdr); err != nil || hdr[0] != 5 {
-					return
-				}
-				io.ReadFull(br, make([]byte, hdr[1]))
-				c.Write([]byte{5, 2}) // user/password
-				ver, _ := br.ReadByte()
-				ulen, _ := br.ReadByte()
-				u := make([]byte, ulen)
-				io.ReadFull(br, u)
-				plen, _ := br.ReadByte()
-				p := make([]byte, plen)
-				io.ReadFull(br, p)
-				if ver != 1 || string(u) != user || string(p) != pass {
-					c.Write([]byte{1, 1})
-					return
-				}
-				c.Write([]byte{1, 0})
-				req := make([]byte, 4)
-				if _, err := io.ReadFull(br, req); err != nil || req[1] != 1 {
-					return
-				}
-				var host string
-				switch req[3] {
-				case 1:
-					a := make([]byte, 4)
-					io.ReadFull(br, a)
-					host = net.IP(a).String()
-				case 3:
-					n, _ := br.ReadByte()
-					h := make([]byte, n)
-					io.ReadFull(br, h)
-					host = string(h)
-				default:
-					return
-				}
-				pb := make([]byte, 2)
-				io.ReadFull(br, pb)
-				d, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(pb)))))
-				if err != nil {
-					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
-					return
-				}
-				defer d.Close()
-				c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
-				go func() { io.Copy(d, br); d.(*net.TCPConn).CloseWrite() }()
-				io.Copy(c, d)
-			}()
+	return serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		hdr := make([]byte, 2)
+		if _, err := io.ReadFull(br, hdr); err != nil || hdr[0] != 5 {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		io.ReadFull(br, make([]byte, hdr[1]))
+		c.Write([]byte{5, 2}) // user/password
+		ver, _ := br.ReadByte()
+		ulen, _ := br.ReadByte()
+		u := make([]byte, ulen)
+		io.ReadFull(br, u)
+		plen, _ := br.ReadByte()
+		p := make([]byte, plen)
+		io.ReadFull(br, p)
+		if ver != 1 || string(u) != user || string(p) != pass {
+			c.Write([]byte{1, 1})
+			return
+		}
+		c.Write([]byte{1, 0})
+		req := make([]byte, 4)
+		if _, err := io.ReadFull(br, req); err != nil || req[1] != 1 {
+			return
+		}
+		var host string
+		switch req[3] {
+		case 1:
+			a := make([]byte, 4)
+			io.ReadFull(br, a)
+			host = net.IP(a).String()
+		case 3:
+			n, _ := br.ReadByte()
+			h := make([]byte, n)
+			io.ReadFull(br, h)
+			host = string(h)
+		default:
+			return
+		}
+		pb := make([]byte, 2)
+		io.ReadFull(br, pb)
+		d, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(pb)))))
+		if err != nil {
+			c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		defer d.Close()
+		c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
+		go func() { io.Copy(d, br); d.(*net.TCPConn).CloseWrite() }()
+		io.Copy(c, d)
+	})
 }
 
 // httpProxyServer is a plain third-party HTTP proxy with Basic auth:
