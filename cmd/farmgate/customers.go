@@ -188,21 +188,9 @@ func openCustomerStore(ctx context.Context, f *customerFlags, set map[string]boo
 		}
 		return s, nil, func() {}, nil
 	}
-	var rdb redis.UniversalClient
-	if f.redisURL != "" {
-		opt, err := redis.ParseURL(f.redisURL)
-		if err != nil {
-			return nil, nil, nil, usageError{fmt.Errorf("--redis-url: %w", err)}
-		}
-		rdb = redis.NewClient(opt)
-	} else {
-		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(f.redisAddr, ",")})
-	}
-	pctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, nil, nil, fmt.Errorf("connecting to redis: %w", err)
+	rdb, err := newRedisClient(ctx, f.redisAddr, f.redisURL, f.timeout)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	s, err := auth.NewRedisStore(rdb, auth.Config{Prefix: f.prefix, Timeout: f.timeout})
 	if err != nil {
