@@ -175,9 +175,15 @@ func TestTwoDatacentersSurviveACut(t *testing.T) {
 		}
 		return time.Since(start)
 	}
+	// Formed: gateway a reaches DC b when asked to, and its own DC's exits
+	// are up (until they are, it rightly spills over to DC b).
 	waitFor("the farm forms across both DCs", 60*time.Second, func() bool {
 		s, exit, _ := f.curlIn(0, proxyAtoB, origin)
-		return s == 200 && strings.HasPrefix(exit, "b")
+		if s != 200 || !strings.HasPrefix(exit, "b") {
+			return false
+		}
+		s, exit, _ = f.curlIn(0, proxyA, origin)
+		return s == 200 && strings.HasPrefix(exit, "a")
 	})
 	for range 5 {
 		if s, exit, _ := f.curlIn(0, proxyA, origin); s != 200 || !strings.HasPrefix(exit, "a") {
