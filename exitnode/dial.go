@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/sockopt"
 )
 
 // Errors a destination dial fails with, besides ErrDestinationForbidden. The
@@ -111,7 +113,7 @@ func (d *destDialer) DialContext(ctx context.Context, _, addr string) (net.Conn,
 	if d.local.IsValid() {
 		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(d.local, 0))
 		if !d.noPortOff {
-			nd.Control = bindAddressNoPort
+			nd.Control = sockopt.BindAddressNoPort
 		}
 	}
 	var lastErr error

@@ -18,6 +18,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -96,12 +97,11 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	return g, nil
 }
 
-// Listen opens a customer listener on addr without TCP keepalive probes:
-// the gateway's idle timeout ends silent connections, and the probes cost
-// four setsockopt calls per connection.
+// Listen opens a customer listener on addr: customers speak first, so it
+// defers accepts until their first bytes arrive and sends no keepalive
+// probes (see sockopt.Listen).
 func Listen(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
-	return lc.Listen(context.Background(), "tcp", addr)
+	return sockopt.Listen(context.Background(), addr)
 }
 
 // Serve accepts customers on ln until Shutdown. It returns nil after

@@ -13,6 +13,7 @@ import (
 
 	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
+	"github.com/farmgate/farmgate/internal/sockopt"
 )
 
 // exitSettings is everything `farmgate exit` reads from flags, environment
@@ -92,7 +93,7 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
-	ln, err := net.Listen("tcp", s.listen)
+	ln, err := sockopt.Listen(context.Background(), s.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}

@@ -17,10 +17,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/farmgate/farmgate/internal/sockopt"
 )
 
 // opTimeout bounds every single operation (dial, CONNECT reply, echo, one
@@ -62,19 +61,9 @@ func (c *client) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	d := net.Dialer{
 		Timeout:   opTimeout,
 		LocalAddr: c.locals[int(c.n.Add(1))%len(c.locals)],
-		Control:   bindNoPort,
+		Control:   sockopt.BindAddressNoPort,
 	}
 	return d.DialContext(ctx, "tcp4", addr)
-}
-
-func bindNoPort(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // echoMsg is the message each tunnel sends and expects back.

@@ -23,6 +23,7 @@ import (
 	"github.com/farmgate/farmgate/exitnode"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
+	"github.com/farmgate/farmgate/internal/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -250,7 +251,7 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := sockopt.Listen(context.Background(), addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen exit %s: %w", spec.ID, err)
 	}
