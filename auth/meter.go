@@ -169,10 +169,21 @@ type pendVal struct {
 	seq uint64 // insertion order, for drop-oldest
 }
 
+// batch is usage on its way to the store under a number. Numbers increase
+// per meter, and a store applies a number once per user: a batch whose
+// write failed is sent again unchanged and under the same number, so a
+// write that reached the store although its reply was lost is not counted
+// twice.
+type batch struct {
+	seq     uint64
+	entries map[pendKey]*pendVal
+}
+
 // usageSink is where a meter writes drained usage.
 type usageSink interface {
-	// write stores batch and returns the month totals of watch in month.
-	write(ctx context.Context, batch map[pendKey]*pendVal, watch []string, month string) (map[string]int64, error)
+	// write stores b, unless it stored b (the same seq) before, and returns
+	// the month totals of watch in month.
+	write(ctx context.Context, b *batch, watch []string, month string) (map[string]int64, error)
 	// read returns user's usage in p.
 	read(ctx context.Context, user string, p period) (UsageReport, error)
 }
@@ -189,9 +200,11 @@ type meter struct {
 
 	kick chan struct{} // asks Run to flush soon (a new quota user)
 
-	flushMu sync.Mutex // guards pending and seq; serializes flushes
-	pending map[pendKey]*pendVal
-	seq     uint64
+	flushMu  sync.Mutex // guards the fields below; serializes flushes
+	pending  map[pendKey]*pendVal
+	seq      uint64 // of pending entries, for drop-oldest
+	batchSeq uint64 // number of the last batch
+	inDoubt  *batch // written, not confirmed: goes again before anything newer
 }
 
 func newMeter(cfg MeterConfig, sink usageSink, logger *slog.Logger) *meter {
@@ -301,7 +314,11 @@ func (m *meter) drainLocked(p period) {
 		}
 		s.mu.RUnlock()
 	}
-	if over := len(m.pending) - m.cfg.MaxPendingKeys; over > 0 {
+	held := len(m.pending)
+	if m.inDoubt != nil {
+		held += len(m.inDoubt.entries)
+	}
+	if over := held - m.cfg.MaxPendingKeys; over > 0 {
 		m.dropOldestLocked(over + m.cfg.MaxPendingKeys/10)
 	}
 }
@@ -340,31 +357,56 @@ func (m *meter) Flush(ctx context.Context) error {
 		}
 	}
 	m.usersMu.RUnlock()
+	// A batch that may have reached the store goes first, unchanged: only
+	// one batch is ever in doubt, and the store can tell a retry by its
+	// number.
+	if b := m.inDoubt; b != nil {
+		if _, err := m.sink.write(ctx, b, nil, p.month); err != nil {
+			return err
+		}
+		m.settle(b)
+		m.inDoubt = nil
+	}
 	if len(m.pending) == 0 && len(watch) == 0 {
 		return nil
 	}
-	totals, err := m.sink.write(ctx, m.pending, watch, p.month)
+	m.batchSeq++
+	b := &batch{seq: m.batchSeq, entries: m.pending}
+	m.pending = make(map[pendKey]*pendVal)
+	if len(b.entries) > 0 {
+		m.inDoubt = b
+	}
+	totals, err := m.sink.write(ctx, b, watch, p.month)
 	if err != nil {
 		return err
 	}
+	m.settle(b)
+	m.inDoubt = nil
 	for name, total := range totals {
 		u := m.user(name)
 		u.month.Store(total)
 		mo := p.month
 		u.monthOf.Store(&mo)
 	}
-	for k, v := range m.pending {
+	return nil
+}
+
+// settle takes a written batch out of the users' pending bytes.
+func (m *meter) settle(b *batch) {
+	for k, v := range b.entries {
 		m.user(k.user).pending.Add(-v.t.Total())
 	}
-	clear(m.pending)
-	return nil
 }
 
 // pendingLen returns the number of pending entries.
 func (m *meter) pendingLen() int {
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
-	return len(m.pending)
+	n := len(m.pending)
+	if m.inDoubt != nil {
+		n += len(m.inDoubt.entries)
+	}
+	return n
 }
 
 // Run flushes every FlushInterval (and soon after a customer with a quota

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +13,7 @@ import (
 )
 
 // RedisMeter is a Meter shared by every gateway: Add counts in memory, Run
-// writes the counts to Redis with one MULTI/EXEC pipeline every
+// writes the counts to Redis with one pipeline (a script per user) every
 // FlushInterval and reads back the month totals of customers with a quota,
 // and Close writes the rest (call it on shutdown, so a SIGTERM loses
 // nothing). While Redis is unreachable the usage is held in memory,
@@ -21,9 +23,11 @@ import (
 // hashes with the fields up, down, pool:NAME:up and pool:NAME:down; day
 // keys expire after 62 days, month keys after 400.
 //
-// A flush whose EXEC reached Redis but whose reply was lost (a timeout at
-// that very moment) is written again: usage may be counted twice then,
-// never lost.
+// A flush that fails (Redis unreachable, or its reply lost in a timeout
+// although Redis applied it) is retried with the same batch number; Redis
+// keeps the last number each meter applied per user (a key
+// PREFIX+"usage:{USER}:batch:METER", for 7 days) and skips a batch it has
+// applied already, so usage is neither lost nor counted twice.
 type RedisMeter struct {
 	*meter
 }
@@ -38,7 +42,7 @@ func NewRedisMeter(client redis.UniversalClient, cfg MeterConfig) (*RedisMeter, 
 	}
 	cfg = cfg.withDefaults()
 	logger := cfg.Logger.With("component", "auth", "part", "meter")
-	sink := &redisSink{rdb: client, prefix: cfg.Prefix, timeout: cfg.Timeout, outage: newOutage(logger, cfg.Now)}
+	sink := &redisSink{rdb: client, prefix: cfg.Prefix, timeout: cfg.Timeout, outage: newOutage(logger, cfg.Now), meterID: newMeterID()}
 	return &RedisMeter{newMeter(cfg, sink, logger)}, nil
 }
 
@@ -52,6 +56,13 @@ type redisSink struct {
 	prefix  string
 	timeout time.Duration
 	outage  *outage
+	meterID string // names this meter's batch markers: random per process
+}
+
+func newMeterID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (s *redisSink) monthKey(user, month string) string {
@@ -62,29 +73,82 @@ func (s *redisSink) dayKey(user, day string) string {
 	return s.prefix + "usage:{" + user + "}:d:" + day
 }
 
-func (s *redisSink) write(ctx context.Context, batch map[pendKey]*pendVal, watch []string, month string) (map[string]int64, error) {
+// batchScript applies one user's part of a batch unless it was applied
+// before. KEYS: the user's batch marker of this meter, then the month and
+// the day key of each entry. ARGV: batch number, marker, month and day TTL
+// in seconds, then pool, up and down of each entry. Returns 1 when applied,
+// 0 for a batch already applied.
+var batchScript = redis.NewScript(`
+local seq = tonumber(ARGV[1])
+if seq <= tonumber(redis.call('GET', KEYS[1]) or '0') then return 0 end
+redis.call('SET', KEYS[1], seq, 'EX', ARGV[2])
+local a = 5
+for k = 2, #KEYS, 2 do
+  local pool, up, down = ARGV[a], tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
+  a = a + 3
+  for _, key in ipairs({KEYS[k], KEYS[k+1]}) do
+    if up ~= 0 then
+      redis.call('HINCRBY', key, 'up', up)
+      redis.call('HINCRBY', key, 'pool:' .. pool .. ':up', up)
+    end
+    if down ~= 0 then
+      redis.call('HINCRBY', key, 'down', down)
+      redis.call('HINCRBY', key, 'pool:' .. pool .. ':down', down)
+    end
+  end
+  redis.call('EXPIRE', KEYS[k], ARGV[3])
+  redis.call('EXPIRE', KEYS[k+1], ARGV[4])
+end
+return 1
+`)
+
+// markerTTL is how long Redis remembers the last batch a meter applied for
+// a user: a batch in doubt for longer (Redis gone for a week) could be
+// counted twice.
+const markerTTL = 7 * 24 * time.Hour
+
+func (s *redisSink) write(ctx context.Context, b *batch, watch []string, month string) (map[string]int64, error) {
 	cctx, cancel := withTimeout(ctx, s.timeout)
 	defer cancel()
-	pipe := s.rdb.TxPipeline()
-	for k, v := range batch {
-		for _, key := range []string{s.monthKey(k.user, k.p.month), s.dayKey(k.user, k.p.day)} {
-			if v.t.Up != 0 {
-				pipe.HIncrBy(cctx, key, "up", v.t.Up)
-				pipe.HIncrBy(cctx, key, "pool:"+k.pool+":up", v.t.Up)
+	// One script call per user: its keys share the user's hash slot, and
+	// the user's marker makes the call idempotent.
+	type call struct {
+		keys []string
+		args []any
+	}
+	calls := map[string]*call{}
+	for k, v := range b.entries {
+		c := calls[k.user]
+		if c == nil {
+			c = &call{
+				keys: []string{s.prefix + "usage:{" + k.user + "}:batch:" + s.meterID},
+				args: []any{b.seq, int64(markerTTL / time.Second), int64(monthKeyTTL / time.Second), int64(dayKeyTTL / time.Second)},
 			}
-			if v.t.Down != 0 {
-				pipe.HIncrBy(cctx, key, "down", v.t.Down)
-				pipe.HIncrBy(cctx, key, "pool:"+k.pool+":down", v.t.Down)
-			}
+			calls[k.user] = c
 		}
-		pipe.Expire(cctx, s.monthKey(k.user, k.p.month), monthKeyTTL)
-		pipe.Expire(cctx, s.dayKey(k.user, k.p.day), dayKeyTTL)
+		c.keys = append(c.keys, s.monthKey(k.user, k.p.month), s.dayKey(k.user, k.p.day))
+		c.args = append(c.args, k.pool, v.t.Up, v.t.Down)
 	}
-	reads := make([]*redis.SliceCmd, len(watch))
-	for i, u := range watch {
-		reads[i] = pipe.HMGet(cctx, s.monthKey(u, month), "up", "down")
+	exec := func() ([]*redis.SliceCmd, error) {
+		pipe := s.rdb.Pipeline()
+		for _, c := range calls {
+			batchScript.EvalSha(cctx, pipe, c.keys, c.args...)
+		}
+		reads := make([]*redis.SliceCmd, len(watch))
+		for i, u := range watch {
+			reads[i] = pipe.HMGet(cctx, s.monthKey(u, month), "up", "down")
+		}
+		_, err := pipe.Exec(cctx)
+		return reads, err
 	}
-	_, err := pipe.Exec(cctx)
+	reads, err := exec()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A new or flushed Redis: load the script and go again, which is
+		// safe since the calls that ran will not apply twice.
+		if err = batchScript.Load(cctx, s.rdb).Err(); err == nil {
+			reads, err = exec()
+		}
+	}
 	if s.outage.observe(ctx, err) || err != nil {
 		return nil, fmt.Errorf("writing usage: %w", err)
 	}
