@@ -2,16 +2,15 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -213,70 +212,21 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 // authority-form target and Proxy-Authorization value. Other headers are
 // read and dropped: nothing of a CONNECT head goes further than the gateway.
 func readConnectHead(br *bufio.Reader) (target, proxyAuth string, err error) {
-	line, err := br.ReadSlice('\n')
+	target, err = wire.ReadConnectHead(br, func(k, v []byte) {
+		if wire.HeaderIs(k, "Proxy-Authorization") {
+			proxyAuth = string(v)
+		}
+	})
 	if err != nil {
-		return "", "", fmt.Errorf("read CONNECT line: %w: %w", errBadTarget, err)
+		return "", "", fmt.Errorf("%w: %w", errBadTarget, err)
 	}
-	rest, ok := bytes.CutPrefix(trimEOL(line), []byte("CONNECT "))
-	if !ok {
-		return "", "", fmt.Errorf("CONNECT line %q: %w", clip(line), errBadTarget)
-	}
-	uri, proto, ok := bytes.Cut(rest, []byte(" "))
-	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
-		return "", "", fmt.Errorf("CONNECT line %q: %w", clip(line), errBadTarget)
-	}
-	if target, err = connectTarget(string(uri)); err != nil {
-		return "", "", err
-	}
-	for i := 0; ; i++ {
-		if i == maxHeaderLines {
-			return "", "", fmt.Errorf("CONNECT head: more than %d header lines: %w", maxHeaderLines, errBadTarget)
-		}
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return "", "", fmt.Errorf("read CONNECT head: %w: %w", errBadTarget, err)
-		}
-		line = trimEOL(line)
-		if len(line) == 0 {
-			return target, proxyAuth, nil
-		}
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return "", "", fmt.Errorf("CONNECT head: malformed header line: %w", errBadTarget)
-		}
-		if len(k) == len("Proxy-Authorization") && strings.EqualFold(string(k), "Proxy-Authorization") {
-			proxyAuth = string(bytes.TrimSpace(v))
-		}
-	}
-}
-
-// maxHeaderLines bounds a CONNECT head; each line is bounded by the reader's
-// buffer (4 KiB).
-const maxHeaderLines = 100
-
-func trimEOL(b []byte) []byte {
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	return bytes.TrimSuffix(b, []byte("\r"))
-}
-
-func clip(b []byte) string {
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
+	return target, proxyAuth, nil
 }
 
 // connectTarget validates a CONNECT request's authority-form target.
 func connectTarget(t string) (string, error) {
-	host, port, err := net.SplitHostPort(t)
-	if err != nil || host == "" {
-		return "", fmt.Errorf("CONNECT target %q: %w", t, errBadTarget)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("CONNECT target %q: bad port: %w", t, errBadTarget)
-	}
-	if strings.ContainsAny(host, " \r\n/@") {
-		return "", fmt.Errorf("CONNECT target %q: %w", t, errBadTarget)
+	if err := wire.CheckTarget(t); err != nil {
+		return "", fmt.Errorf("%w: %w", errBadTarget, err)
 	}
 	return t, nil
 }
