@@ -73,7 +73,7 @@ func (t *tunnel) close() {
 	})
 }
 
-// relay answers 200, writes to dest the bytes the HTTP server already read
+// relay answers 200, writes to dest the bytes buffered (if not nil) read
 // past the CONNECT headers, then copies both ways until both directions end
 // (each end half-closes the other side) or one fails (both are closed). It
 // returns when both copies have returned and both connections are closed.
@@ -89,8 +89,8 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn) {
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
 		return
 	}
-	if n := buffered.Buffered(); n > 0 {
-		early, _ := buffered.Peek(n)
+	if buffered != nil && buffered.Buffered() > 0 {
+		early, _ := buffered.Peek(buffered.Buffered())
 		if _, err := dest.Write(early); err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package exitnode_test
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -166,5 +167,41 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestConnectAfterRequestOnOneConnection: a connection that starts with an
+// ordinary request belongs to the HTTP server, which must still take a
+// CONNECT later on it (the gateway sends CONNECT on fresh connections, but a
+// client of the exit may not).
+func TestConnectAfterRequestOnOneConnection(t *testing.T) {
+	t.Parallel()
+	_, exit := startExit(t, testConfig())
+	echo := startEcho(t)
+	c, err := net.Dial("tcp", exit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET "+exitnode.InfoPath+" HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer "+testToken+"\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("info: %s", resp.Status)
+	}
+	io.WriteString(c, "CONNECT "+echo.addr()+" HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer "+testToken+"\r\n\r\nhello\n")
+	resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT after GET: %v %v", resp, err)
+	}
+	line, err := br.ReadString('\n')
+	if err != nil || line != "hello\n" {
+		t.Fatalf("echo through the tunnel: %q %v", line, err)
 	}
 }

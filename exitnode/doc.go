@@ -18,10 +18,14 @@
 //
 // Two request kinds are served on one listener:
 //
-//   - CONNECT host:port. The exit takes these over itself, before goproxy:
-//     goproxy's ConnectHijack action hands over the hijacked net.Conn but not
-//     the bufio.Reader that may already hold bytes the client pipelined after
-//     the CONNECT headers, and its ConnectAccept action relays through an
+//   - CONNECT host:port. The exit serves these itself, before goproxy. A
+//     connection that starts with a CONNECT head (how gateways open every
+//     tunnel) is read on the raw connection, with no HTTP server, request
+//     object or hijack in between (conn.go); a CONNECT on a connection that
+//     began with other requests is hijacked from the HTTP server. goproxy's
+//     ConnectHijack action would hand over the net.Conn but not the
+//     bufio.Reader that may already hold bytes the client pipelined after the
+//     CONNECT headers, and its ConnectAccept action relays through an
 //     io.MultiReader (no splice) in goroutines nobody can stop or count. The
 //     exit's relay writes those buffered bytes first, then runs the
 //     two-goroutine io.Copy directly between the raw *net.TCPConn's so Linux

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/farmgate/farmgate/internal/wire"
 	"io"
@@ -46,12 +45,17 @@ type Server struct {
 	randMu sync.Mutex // guards rnd
 	rnd    *rand.Rand
 
-	mu      sync.Mutex // guards inUse, closing, cutting, tunnels and wg.Add
-	inUse   int
-	closing bool
-	cutting bool
-	tunnels map[*tunnel]struct{}
-	wg      sync.WaitGroup // one count per held slot (tunnel or in-flight request)
+	httpLn    *connListener // what serveConn does not serve goes to srv through it
+	startHTTP sync.Once     // the first Serve starts srv on httpLn
+
+	mu        sync.Mutex // guards the fields below and wg.Add
+	inUse     int
+	closing   bool
+	cutting   bool
+	tunnels   map[*tunnel]struct{}
+	listeners map[net.Listener]struct{}
+	reading   map[net.Conn]struct{} // connections whose CONNECT head is being read
+	wg        sync.WaitGroup        // one count per held slot (tunnel or in-flight request)
 
 	drained chan struct{} // closed when Shutdown's drain has finished
 }
@@ -76,6 +80,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		byIP:      make(map[netip.Addr]*route, len(cfg.Egress)),
 		rnd:       cfg.Rand,
 		tunnels:   make(map[*tunnel]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		reading:   make(map[net.Conn]struct{}),
+		httpLn:    newConnListener(),
 		drained:   make(chan struct{}),
 	}
 	if s.rnd == nil {
@@ -101,19 +108,6 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts gateway connections on ln until Shutdown. It blocks, and
-// returns nil after Shutdown (or an accept error otherwise).
-func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("serve exit %s: %w", s.cfg.ID, err)
-	}
-	return nil
-}
-
 // Shutdown stops accepting connections and new requests (they get 503
 // exit_busy), lets live tunnels and in-flight requests finish until ctx is
 // done, then cuts them. It is idempotent and safe to call concurrently; every
@@ -122,6 +116,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.closing
 	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
 	s.mu.Unlock()
 	if first {
 		s.log.Info("exit shutting down", "active", s.ActiveTunnels())
@@ -158,6 +155,9 @@ func (s *Server) cut() {
 	live := make([]*tunnel, 0, len(s.tunnels))
 	for t := range s.tunnels {
 		live = append(live, t)
+	}
+	for c := range s.reading {
+		c.Close()
 	}
 	s.mu.Unlock()
 	s.cancelBase()
@@ -237,10 +237,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorized reports whether r carries "Proxy-Authorization: Bearer <token>".
-// The comparison is constant-time (over SHA-256 digests, so the token's length
-// does not leak either).
 func (s *Server) authorized(r *http.Request) bool {
-	vals := r.Header.Values("Proxy-Authorization")
+	return s.tokenOK(r.Header.Values("Proxy-Authorization"))
+}
+
+// tokenOK reports whether the Proxy-Authorization values are exactly one
+// "Bearer <token>". The comparison is constant-time (over SHA-256 digests,
+// so the token's length does not leak either).
+func (s *Server) tokenOK(vals []string) bool {
 	if len(vals) != 1 {
 		return false
 	}
@@ -258,6 +262,13 @@ func (s *Server) authorized(r *http.Request) bool {
 func (s *Server) pickRoute(r *http.Request) (*route, error) {
 	vals := r.Header.Values(HeaderEgress)
 	r.Header.Del(HeaderEgress)
+	return s.route(vals)
+}
+
+// route returns the route of the egress IP named by the X-Farmgate-Egress
+// values, a random route when there are none, or the OS-default route when
+// the exit has no egress IPs.
+func (s *Server) route(vals []string) (*route, error) {
 	if len(vals) == 0 {
 		if len(s.routes) == 0 {
 			return s.def, nil
