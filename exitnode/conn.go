@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -93,7 +94,7 @@ func (s *Server) serveConn(c net.Conn) {
 	if string(start) != "CONNECT " {
 		s.untrackHead(c)
 		c.SetReadDeadline(time.Time{})
-		if !s.httpLn.push(&bufferedConn{Conn: c, r: br}) {
+		if !s.httpLn.Push(&handoff.Conn{Conn: c, R: br}) {
 			c.Close()
 		}
 		br = nil // the connection owns it now
@@ -210,55 +211,3 @@ func (s *Server) untrackHead(c net.Conn) {
 	delete(s.reading, c)
 	s.mu.Unlock()
 }
-
-// bufferedConn is a net.Conn whose first reads come from the reader that
-// looked at its start.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) {
-	if c.r.Buffered() > 0 {
-		return c.r.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
-// connListener is the HTTP server's listener: serveConn pushes it the
-// connections that are not CONNECT.
-type connListener struct {
-	addr   net.Addr
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newConnListener() *connListener {
-	return &connListener{addr: &net.TCPAddr{}, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }

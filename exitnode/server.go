@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"github.com/farmgate/farmgate/internal/wire"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -17,6 +16,9 @@ import (
 	"sync"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // InfoPath is the origin-form path a gateway GETs (with its token) to learn
@@ -45,8 +47,8 @@ type Server struct {
 	randMu sync.Mutex // guards rnd
 	rnd    *rand.Rand
 
-	httpLn    *connListener // what serveConn does not serve goes to srv through it
-	startHTTP sync.Once     // the first Serve starts srv on httpLn
+	httpLn    *handoff.Listener // what serveConn does not serve goes to srv through it
+	startHTTP sync.Once         // the first Serve starts srv on httpLn
 
 	mu        sync.Mutex // guards the fields below and wg.Add
 	inUse     int
@@ -82,7 +84,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		tunnels:   make(map[*tunnel]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		reading:   make(map[net.Conn]struct{}),
-		httpLn:    newConnListener(),
+		httpLn:    handoff.NewListener(),
 		drained:   make(chan struct{}),
 	}
 	if s.rnd == nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -128,17 +129,17 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 	// Bytes the destination sent that arrived with the exit's reply go to
 	// the customer first; then both sides are raw TCP again and splice.
 	var earlyDown int64
-	if bc, ok := exitConn.(*bufferedConn); ok {
-		n := bc.r.Buffered()
-		buf, _ := bc.r.Peek(n)
+	if bc, ok := exitConn.(*handoff.Conn); ok {
+		n := bc.R.Buffered()
+		buf, _ := bc.R.Peek(n)
 		if _, err := c.Write(buf); err != nil {
 			release()
 			exitConn.Close()
 			return false
 		}
 		earlyDown = int64(n)
-		bc.r.Reset(nil)
-		replyBufs.Put(bc.r)
+		bc.R.Reset(nil)
+		replyBufs.Put(bc.R)
 		exitConn = bc.Conn
 	}
 

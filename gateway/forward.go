@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -250,5 +249,3 @@ func writeReply(w http.ResponseWriter, r reply, detail string) {
 	}
 	http.Error(w, msg, r.status)
 }
-
-var _ net.Conn = (*bufferedConn)(nil)

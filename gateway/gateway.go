@@ -18,6 +18,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -47,7 +48,7 @@ type Gateway struct {
 	cancel context.CancelFunc
 
 	httpSrv *http.Server
-	httpLn  *chanListener
+	httpLn  *handoff.Listener
 
 	mu        sync.Mutex // guards listeners, conns and closing
 	listeners map[net.Listener]struct{}
@@ -81,7 +82,7 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.bufs.New = func() any { return bufio.NewReaderSize(nil, 4096) }
-	g.httpLn = newChanListener()
+	g.httpLn = handoff.NewListener()
 	g.httpSrv = &http.Server{
 		Handler:           g.forwardHandler(),
 		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
@@ -206,7 +207,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 		handedOff = true
 		g.untrack(c)
 		c.SetReadDeadline(time.Time{})
-		if !g.httpLn.push(&bufferedConn{Conn: c, r: br}) {
+		if !g.httpLn.Push(&handoff.Conn{Conn: c, R: br}) {
 			c.Close()
 		}
 		return
@@ -286,43 +287,6 @@ func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
 	}
 	return up, nil
 }
-
-// chanListener is a net.Listener fed by serveConn with connections that are
-// plain HTTP, so net/http can serve them.
-type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // goproxy insists on a logger; ours speaks slog.
 var _ goproxy.Logger = discardLogger{}

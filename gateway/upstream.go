@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -179,7 +180,7 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 	if err == nil && status/100 == 2 && br.Buffered() > 0 {
 		// The destination spoke first and its bytes arrived with the
 		// reply: the reader goes with the connection.
-		return &bufferedConn{Conn: c, r: br}, nil
+		return &handoff.Conn{Conn: c, R: br}, nil
 	}
 	br.Reset(nil)
 	replyBufs.Put(br)
@@ -217,14 +218,6 @@ func readReplyHead(br *bufio.Reader) (int, string, error) {
 	}
 	return status, hdr.Get(headerError), nil
 }
-
-// bufferedConn is a net.Conn whose first reads come from a buffer.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // upstream is how the gateway reaches one exit: a dialer for tunnels and a
 // transport (with its own connection pool) for absolute-form HTTP.
