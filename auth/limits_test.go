@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/farmgate/farmgate/internal/redistest"
 )
 
 func redisLimiter(t testing.TB, rdb redis.UniversalClient, prefix, id string, lease time.Duration) *RedisLimiter {
@@ -22,7 +24,7 @@ func redisLimiter(t testing.TB, rdb redis.UniversalClient, prefix, id string, le
 
 func TestTunnelsSharedAcrossGateways(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
 	b := redisLimiter(t, rdb, prefix, "gw-b", 0)
@@ -58,7 +60,7 @@ func TestTunnelsSharedAcrossGateways(t *testing.T) {
 
 func TestCrashedGatewayLeaseHeals(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	crashed := redisLimiter(t, rdb, prefix, "gw-crashed", 500*time.Millisecond)
 	alive := redisLimiter(t, rdb, prefix, "gw-alive", 500*time.Millisecond)
@@ -96,7 +98,7 @@ func TestCrashedGatewayLeaseHeals(t *testing.T) {
 
 func TestRequestRateSharedAcrossGateways(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
 	b := redisLimiter(t, rdb, prefix, "gw-b", 0)
@@ -150,9 +152,9 @@ func TestMemoryLimiter(t *testing.T) {
 
 func TestLimiterFailsStatic(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
+	proc := redistest.Start(t)
 	logs := &logCounter{}
-	l, err := NewRedisLimiter(proc.client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
+	l, err := NewRedisLimiter(proc.Client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestLimiterFailsStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc.stop()
+	proc.Stop()
 	rel2, err := l.AcquireTunnel(ctx, c)
 	if err != nil {
 		t.Fatalf("during the outage, within MaxConns: %v", err)
@@ -177,9 +179,9 @@ func TestLimiterFailsStatic(t *testing.T) {
 	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage logged %d times, want 1", n)
 	}
-	proc.start()
+	proc.Restart()
 	l.refresh(ctx) // re-asserts this gateway's count (1) in the new Redis
-	other := redisLimiter(t, proc.client(), DefaultPrefix, "gw2", 0)
+	other := redisLimiter(t, proc.Client(), DefaultPrefix, "gw2", 0)
 	rel3, err := other.AcquireTunnel(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +207,7 @@ func runLimiter(t testing.TB, l *RedisLimiter) (stop func()) {
 
 func TestAdmitSharedAcrossGateways(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
 	b := redisLimiter(t, rdb, prefix, "gw-b", 0)
@@ -256,7 +258,7 @@ func TestAdmitSharedAcrossGateways(t *testing.T) {
 // admits no more than the GCRA allows.
 func TestAdmitNeverOverCap(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	lims := []*RedisLimiter{redisLimiter(t, rdb, prefix, "gw-a", 0), redisLimiter(t, rdb, prefix, "gw-b", 0)}
 	for _, l := range lims {
@@ -318,7 +320,7 @@ func TestAdmitNeverOverCap(t *testing.T) {
 // MaxConns tunnels: every release and unused reservation reached Redis.
 func TestAdmitReleasesLoseNothing(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisLimiter(t, rdb, prefix, "gw-a", 0)
 	stop := runLimiter(t, a)
@@ -359,9 +361,9 @@ func TestAdmitReleasesLoseNothing(t *testing.T) {
 
 func TestAdmitFailsStatic(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
+	proc := redistest.Start(t)
 	logs := &logCounter{}
-	l, err := NewRedisLimiter(proc.client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
+	l, err := NewRedisLimiter(proc.Client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +373,7 @@ func TestAdmitFailsStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc.stop()
+	proc.Stop()
 	rel2, _, err := l.Admit(ctx, c)
 	if err != nil {
 		t.Fatalf("during the outage, within MaxConns: %v", err)
@@ -393,9 +395,9 @@ func TestAdmitFailsStatic(t *testing.T) {
 	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage logged %d times, want 1", n)
 	}
-	proc.start()
+	proc.Restart()
 	l.refresh(ctx) // re-asserts this gateway's count (1) in the new Redis
-	other := redisLimiter(t, proc.client(), DefaultPrefix, "gw2", 0)
+	other := redisLimiter(t, proc.Client(), DefaultPrefix, "gw2", 0)
 	rel3, _, err := other.Admit(ctx, c)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/farmgate/farmgate/internal/redistest"
 )
 
 func redisMeter(t testing.TB, rdb redis.UniversalClient, prefix string, cfg MeterConfig) *RedisMeter {
@@ -25,7 +27,7 @@ func redisMeter(t testing.TB, rdb redis.UniversalClient, prefix string, cfg Mete
 
 func TestUsageSharedAcrossGateways(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	clock := newFakeClock()
 	a := redisMeter(t, rdb, prefix, MeterConfig{Now: clock.Now})
@@ -97,9 +99,9 @@ func sameReport(a, b UsageReport) bool {
 
 func TestUsageSurvivesRedisRestart(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
+	proc := redistest.Start(t)
 	logs := &logCounter{}
-	m := redisMeter(t, proc.client(), "fg:", MeterConfig{FlushInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
+	m := redisMeter(t, proc.Client(), "fg:", MeterConfig{FlushInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
@@ -114,9 +116,9 @@ func TestUsageSurvivesRedisRestart(t *testing.T) {
 		}
 	}
 	add(100)
-	proc.stop() // mid-run: the Redis data is lost with it (no persistence)
+	proc.Stop() // mid-run: the Redis data is lost with it (no persistence)
 	add(200)
-	proc.start()
+	proc.Restart()
 	// The restarted Redis is empty; the usage written before is gone with
 	// it, but everything held during the outage must arrive. Count what
 	// arrives after the restart against what was added after the stop.
@@ -192,8 +194,8 @@ func BenchmarkMeterAdd(b *testing.B) {
 
 func TestUsageSurvivesRedisPause(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
-	m := redisMeter(t, proc.client(), "fg:", MeterConfig{FlushInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	proc := redistest.Start(t)
+	m := redisMeter(t, proc.Client(), "fg:", MeterConfig{FlushInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
@@ -206,9 +208,9 @@ func TestUsageSurvivesRedisPause(t *testing.T) {
 		}
 	}
 	add(100)
-	proc.signal(syscall.SIGSTOP) // Redis stops answering, keeps its data
+	proc.Signal(syscall.SIGSTOP) // Redis stops answering, keeps its data
 	add(300)
-	proc.signal(syscall.SIGCONT)
+	proc.Signal(syscall.SIGCONT)
 	add(100)
 	cancel()
 	<-done
@@ -244,7 +246,7 @@ func (s *lostReply) write(ctx context.Context, b *batch, watch []string, month s
 
 func TestFlushRetryAfterLostReplyCountsOnce(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	m := redisMeter(t, rdb, prefix, MeterConfig{})
 	m.sink = &lostReply{usageSink: m.sink, lose: 2}
 	m.Add("alice", "resi", 100, 1000)
@@ -282,8 +284,8 @@ func TestFlushRetryAfterLostReplyCountsOnce(t *testing.T) {
 
 func TestFlushAfterScriptFlush(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
-	rdb := proc.client()
+	proc := redistest.Start(t)
+	rdb := proc.Client()
 	m := redisMeter(t, rdb, "fg:", MeterConfig{})
 	m.Add("alice", "resi", 1, 2)
 	if err := m.Flush(t.Context()); err != nil {

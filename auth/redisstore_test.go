@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/farmgate/farmgate/internal/redistest"
 )
 
 // redisGateway is one gateway's store on rdb under prefix.
@@ -37,7 +39,7 @@ func runStore(t testing.TB, s *RedisStore) {
 
 func TestRedisStoreAuthenticate(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisGateway(t, rdb, prefix, Config{})
 	b := redisGateway(t, rdb, prefix, Config{})
@@ -95,7 +97,7 @@ func TestRedisStoreAuthenticate(t *testing.T) {
 
 func TestRedisStoreAdminErrors(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	s := redisGateway(t, rdb, prefix, Config{})
 	ok := CustomerRecord{User: "bob", Password: "pw", Pools: []string{"resi"}}
@@ -151,7 +153,7 @@ func TestRedisStoreAdminErrors(t *testing.T) {
 
 func TestRedisStoreInvalidationWithin5s(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := redisGateway(t, rdb, prefix, Config{CacheTTL: time.Hour})
 	b := redisGateway(t, rdb, prefix, Config{CacheTTL: time.Hour})
@@ -190,10 +192,10 @@ func TestRedisStoreInvalidationWithin5s(t *testing.T) {
 
 func TestRedisStoreFailStatic(t *testing.T) {
 	t.Parallel()
-	proc := startRedisProc(t)
+	proc := redistest.Start(t)
 	logs := &logCounter{}
 	clock := newFakeClock()
-	s := redisGateway(t, proc.client(), "fg:", Config{CacheTTL: time.Minute, MaxStale: 10 * time.Minute,
+	s := redisGateway(t, proc.Client(), "fg:", Config{CacheTTL: time.Minute, MaxStale: 10 * time.Minute,
 		Timeout: 200 * time.Millisecond, Now: clock.Now, Logger: slog.New(logs)})
 	ctx := t.Context()
 	for _, u := range []string{"alice", "bob"} {
@@ -204,7 +206,7 @@ func TestRedisStoreFailStatic(t *testing.T) {
 	if _, err := s.Authenticate(ctx, "alice", "pw-alice"); err != nil {
 		t.Fatal(err)
 	}
-	proc.stop()
+	proc.Stop()
 	clock.Advance(2 * time.Minute) // past the TTL: alice's entry is stale
 	for range 5 {
 		if _, err := s.Authenticate(ctx, "alice", "pw-alice"); err != nil {
@@ -224,7 +226,7 @@ func TestRedisStoreFailStatic(t *testing.T) {
 	if _, err := s.Authenticate(ctx, "alice", "pw-alice"); !errors.Is(err, ErrStoreUnavailable) {
 		t.Errorf("past MaxStale = %v, want ErrStoreUnavailable", err)
 	}
-	proc.start() // an empty Redis (no persistence in tests): load bob again
+	proc.Restart() // an empty Redis (no persistence in tests): load bob again
 	if err := s.Put(ctx, CustomerRecord{User: "bob", Password: "pw-bob", Pools: []string{"resi"}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,7 @@ func TestRedisStoreFailStatic(t *testing.T) {
 
 func TestLoginThrottle(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	file, _ := testStore(t)
 	redisStore := redisGateway(t, rdb, prefix, Config{})
@@ -284,7 +286,7 @@ func TestLoginThrottle(t *testing.T) {
 }
 
 func TestRedisCacheHitDoesNotAllocate(t *testing.T) {
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	s := redisGateway(t, rdb, prefix, Config{})
 	ctx := t.Context()
 	if err := s.Put(ctx, CustomerRecord{User: "alice", Password: "pw", Pools: []string{"resi"}, AllowIPs: []string{"10.0.0.0/8"}}, true); err != nil {
@@ -305,7 +307,7 @@ func TestRedisCacheHitDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkRedisStoreAuthenticateCacheHit(b *testing.B) {
-	rdb, prefix := needRedis(b)
+	rdb, prefix := redistest.Shared(b)
 	s := redisGateway(b, rdb, prefix, Config{})
 	ctx := context.Background()
 	if err := s.Put(ctx, CustomerRecord{User: "alice", PasswordHash: testHash(), Pools: []string{"resi"}}, true); err != nil {

@@ -9,8 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/farmgate/farmgate/pool"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/farmgate/farmgate/pool"
 )
 
 // Cluster is this node's membership in the farm's gossip cluster. Create it

@@ -5,13 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/demo"
 	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
 	"testing"
+
+	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/internal/redistest"
 )
 
 // BenchmarkTunnel opens a CONNECT tunnel, exchanges one line with an echo
@@ -113,7 +115,7 @@ func BenchmarkRequest(b *testing.B) {
 // gateway whose customers, limits and usage are in Redis with one using the
 // customer file (issue 5 wants the Redis one ≥ 0.9× the file one).
 func BenchmarkTunnelStore(b *testing.B) {
-	rdb, prefix := needRedis(b)
+	rdb, prefix := redistest.Shared(b)
 	f := startFarm(b, func(c *demo.Config) { c.NoProbes = true })
 	rg := startRedisGateway(b, f, rdb, prefix)
 	if err := rg.store.Put(context.Background(), auth.CustomerRecord{User: "demo", Password: "demo", Pools: []string{"resi"}, MaxConns: 10000, RatePerSec: 1e6}, true); err != nil {

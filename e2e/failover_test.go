@@ -1,11 +1,12 @@
 package e2e
 
 import (
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/pool"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/pool"
 )
 
 // An exit dies while customers keep sending requests: failover before the

@@ -12,42 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/internal/redistest"
 )
-
-// ownRedis starts a redis-server of the test's own on a free port.
-func ownRedis(t *testing.T) (addr string, cmd *exec.Cmd) {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is required under CI")
-		}
-		t.Skip("redis-server not installed")
-	}
-	addr = freeAddr(t)
-	_, port, _ := strings.Cut(addr, ":")
-	cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return addr, cmd
-}
 
 func farmgateCmd(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
@@ -83,7 +50,8 @@ func usageDown(t *testing.T, redisURL, user string) int64 {
 func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	raddr, rproc := ownRedis(t)
+	rproc := redistest.Start(t)
+	raddr := rproc.Addr()
 	redisURL := "redis://" + raddr + "/0"
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -135,11 +103,11 @@ func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	// A Redis outage (the server stopped, then resumed).
 	g, gw = startGW()
 	before = usageDown(t, redisURL, "alice")
-	rproc.Process.Signal(syscall.SIGSTOP)
+	rproc.Signal(syscall.SIGSTOP)
 	stopped := true
 	defer func() {
 		if stopped {
-			rproc.Process.Signal(syscall.SIGCONT)
+			rproc.Signal(syscall.SIGCONT)
 		}
 	}()
 	for range 3 {
@@ -149,7 +117,7 @@ func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	if r.status != 503 || r.all.Get("X-Farmgate-Error") != "auth_unavailable" {
 		t.Errorf("a customer not verified before, during the outage: %d %q, want 503 auth_unavailable", r.status, r.all.Get("X-Farmgate-Error"))
 	}
-	rproc.Process.Signal(syscall.SIGCONT)
+	rproc.Signal(syscall.SIGCONT)
 	stopped = false
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,36 +14,9 @@ import (
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/internal/redistest"
 	"github.com/farmgate/farmgate/pool"
 )
-
-// needRedis returns a client of the Redis at 127.0.0.1:6379 and a key
-// prefix of the test's own, deleted at cleanup. Without Redis the test
-// skips, except under CI=true where it fails.
-func needRedis(t testing.TB) (redis.UniversalClient, string) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at 127.0.0.1:6379 unreachable (CI=true): %v", err)
-		}
-		t.Skipf("redis at 127.0.0.1:6379 unreachable; start redis-server to run this test: %v", err)
-	}
-	prefix := fmt.Sprintf("fg-e2e-%08x:", rand.Uint32())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
-}
 
 // redisGateway is one more gateway in front of a farm's exits, with its
 // customers, limits, usage and sticky sessions in Redis.
@@ -142,7 +112,7 @@ func putCustomer(t *testing.T, s *auth.RedisStore, r auth.CustomerRecord) {
 // exit and IP through either, limits count across both, and usage adds up.
 func TestTwoGatewaysShareSessionsLimitsAndUsage(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	f := startFarm(t, nil)
 	g1 := startRedisGateway(t, f, rdb, prefix)
 	g2 := startRedisGateway(t, f, rdb, prefix)
@@ -218,7 +188,7 @@ func dialTunnelAs(t *testing.T, f *demo.Farm, user, target string) (net.Conn, io
 // 402; the request rate gets 429 with Retry-After.
 func TestQuotaAndRateLimit(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	f := startFarm(t, nil)
 	g := startRedisGateway(t, f, rdb, prefix)
 	putCustomer(t, g.store, auth.CustomerRecord{User: "quota", Pools: []string{"resi"}, QuotaBytes: 300_000})

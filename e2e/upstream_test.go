@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/binary"
-	"github.com/farmgate/farmgate/internal/demo"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/farmgate/farmgate/internal/demo"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -3,12 +3,13 @@ package exitnode
 import (
 	"errors"
 	"fmt"
-	"github.com/farmgate/farmgate/internal/wire"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // Version is the exit node's protocol and software version, reported in Info.

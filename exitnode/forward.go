@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/farmgate/farmgate/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/wire"
 
 	"github.com/elazarl/goproxy"
 )

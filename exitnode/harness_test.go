@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/exitnode"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/farmgate/farmgate/exitnode"
 )
 
 const testToken = "s3cret-token"

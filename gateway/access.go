@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"context"
-	"github.com/farmgate/farmgate/pool"
 	"log/slog"
 	"time"
+
+	"github.com/farmgate/farmgate/pool"
 )
 
 // accessEvent is one line of the access log: a tunnel or request that ended,

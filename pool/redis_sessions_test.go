@@ -1,48 +1,18 @@
 package pool
 
 import (
-	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// needRedis returns a client of the Redis at 127.0.0.1:6379 and a key
-// prefix of this test's own, deleted at cleanup. Without Redis it skips,
-// or fails when CI=true.
-func needRedis(t *testing.T) (redis.UniversalClient, string) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", DialTimeout: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at 127.0.0.1:6379 unreachable (CI=true, so this fails): %v", err)
-		}
-		t.Skipf("redis at 127.0.0.1:6379 unreachable (start redis-server to run this test): %v", err)
-	}
-	prefix := fmt.Sprintf("fg-test-%08x:", rand.Uint32())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
-}
+	"github.com/farmgate/farmgate/internal/redistest"
+)
 
 func TestRedisSessionsSharedByGateways(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	a := NewRedisSessions(rdb, prefix, time.Second)
 	b := NewRedisSessions(rdb, prefix, time.Second)
@@ -79,7 +49,7 @@ func TestRedisSessionsSharedByGateways(t *testing.T) {
 
 func TestRedisSessionsTTLSlides(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := needRedis(t)
+	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	s := NewRedisSessions(rdb, prefix, time.Second)
 	b := Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}

@@ -13,8 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/farmgate/farmgate/auth"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/farmgate/farmgate/auth"
 )
 
 const customersUsage = `usage: farmgate customers COMMAND [USER] [flags]

@@ -2,19 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/redis/go-redis/v9"
+	"github.com/farmgate/farmgate/internal/redistest"
 )
 
 // customersRedisPrefix returns a key prefix of this test's own on the
@@ -22,25 +18,7 @@ import (
 // or fails when CI=true.
 func customersRedisPrefix(t *testing.T) string {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at 127.0.0.1:6379 unreachable (CI=true, so this fails): %v", err)
-		}
-		t.Skipf("redis at 127.0.0.1:6379 unreachable: %v", err)
-	}
-	prefix := fmt.Sprintf("fg-test-%08x:", rand.Uint32())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
+	_, prefix := redistest.Shared(t)
 	return prefix
 }
 
