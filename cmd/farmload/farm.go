@@ -22,10 +22,11 @@ import (
 // farm is the set of processes under test: four exits and one gateway, each
 // its own process so its memory and CPU are its own.
 type farm struct {
-	dir     string // scratch directory: token, customers file, logs
-	token   string // gateway↔exit token
-	gateway *child
-	exits   []*child
+	dir       string // scratch directory: token, customers file, logs
+	token     string // gateway↔exit token
+	gateway   *child
+	exits     []*child
+	reference *child // the reference proxy in front of the exits; nil without --reference
 }
 
 // child is one farmgate process.
@@ -66,7 +67,7 @@ func buildFarmgate(ctx context.Context, dir string) (string, error) {
 
 // startFarm starts the exits, then the gateway in front of them, and waits
 // until each exit listens and a tunnel through the gateway works.
-func startFarm(ctx context.Context, bin, dir string, o *origins) (*farm, error) {
+func startFarm(ctx context.Context, bin, dir string, o *origins, reference string) (*farm, error) {
 	f := &farm{dir: dir}
 	tok := make([]byte, 16)
 	rand.Read(tok)
@@ -110,25 +111,86 @@ func startFarm(ctx context.Context, bin, dir string, o *origins) (*farm, error) 
 		f.stop()
 		return nil, err
 	}
+	if reference == refHAProxy {
+		if f.reference, err = f.startHAProxy(ctx, o); err != nil {
+			f.stop()
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// refHAProxy names the reference proxy farmload knows: HAProxy in TCP mode,
+// what the issue's comparison figures were measured with.
+const refHAProxy = "haproxy"
+
+// startHAProxy runs HAProxy in plain TCP mode in front of the exits (round
+// robin, no parsing, no auth: customers send the exits' own token through
+// it), with splicing where it pays and its default threads (one per CPU).
+func (f *farm) startHAProxy(ctx context.Context, o *origins) (*child, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, fmt.Errorf("pick a port for haproxy: %w", err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global\n  maxconn 6000\n\ndefaults\n  mode tcp\n  option splice-auto\n"+
+		"  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\nlisten farm\n  bind %s\n  balance roundrobin\n", addr)
+	for i, e := range f.exits {
+		fmt.Fprintf(&cfg, "  server e%d %s\n", i+1, e.addr)
+	}
+	path := filepath.Join(f.dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("write haproxy config: %w", err)
+	}
+	c, err := f.run(ctx, "haproxy", addr, "haproxy", "-db", "-f", path)
+	if err != nil {
+		return nil, err
+	}
+	// A tunnel through it must work before the load starts.
+	cl := newClient(proxyTarget{addr: addr, auth: "Bearer " + f.token})
+	if _, _, err := cl.tunnelOnce(ctx, o.echo.next()); err != nil {
+		c.kill()
+		return nil, fmt.Errorf("tunnel through haproxy: %w\n%s", err, tail(c.log))
+	}
+	return c, nil
+}
+
+// referenceProxy is how a customer talks to the reference proxy: with the
+// exits' token, since it passes bytes through.
+func (f *farm) referenceProxy() proxyTarget {
+	return proxyTarget{addr: f.reference.addr, auth: "Bearer " + f.token}
 }
 
 // start runs `bin args... --listen 127.0.0.1:PORT` on a free port and waits
 // until it accepts connections (at most 10s).
 func (f *farm) start(ctx context.Context, bin, name string, args ...string) (*child, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, fmt.Errorf("pick a port for %s: %w", name, err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	args = append(args[:1:1], append([]string{"--listen", addr}, args[1:]...)...)
+	return f.run(ctx, name, addr, bin, args...)
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// run starts bin with args, which listens on addr, and waits until it
+// accepts connections (at most 10s).
+func (f *farm) run(ctx context.Context, name, addr, bin string, args ...string) (*child, error) {
 	logPath := filepath.Join(f.dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create %s log: %w", name, err)
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	args = append(args[:1:1], append([]string{"--listen", addr}, args[1:]...)...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If farmload dies without cleaning up, the kernel kills the child.
@@ -204,6 +266,9 @@ func (f *farm) stop() {
 		all = append(all, f.gateway)
 	}
 	all = append(all, f.exits...)
+	if f.reference != nil {
+		all = append(all, f.reference)
+	}
 	for _, c := range all {
 		c.kill()
 	}

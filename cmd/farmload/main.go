@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -43,6 +44,7 @@ type options struct {
 	Farmgate    string
 	JSON        bool
 	Only        []string
+	Reference   string // "" or refHAProxy
 }
 
 var allPhases = []string{"idle", "tunnels", "requests", "bulk"}
@@ -105,6 +107,8 @@ flags:
 	fs.IntVar(&o.IdleTunnels, "idle-tunnels", 2000, "idle tunnels held open to measure memory per tunnel")
 	fs.StringVar(&o.Farmgate, "farmgate", "", "farmgate binary to run (default: build ./cmd/farmgate into a temporary directory)")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON on stdout (tables go to stderr)")
+	fs.StringVar(&o.Reference, "reference", "", "also measure a reference proxy in front of the same 4 exits: "+refHAProxy+
+		" (TCP mode, round robin; needs the haproxy binary)")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -129,6 +133,15 @@ flags:
 		return o, fmt.Errorf("--bulk-streams: want 1..1000, got %d", o.BulkStreams)
 	case o.IdleTunnels < 1 || o.IdleTunnels > 100000:
 		return o, fmt.Errorf("--idle-tunnels: want 1..100000, got %d", o.IdleTunnels)
+	}
+	switch o.Reference {
+	case "":
+	case refHAProxy:
+		if _, err := exec.LookPath("haproxy"); err != nil {
+			return o, fmt.Errorf("--reference %s: %w (apt-get install haproxy)", refHAProxy, err)
+		}
+	default:
+		return o, fmt.Errorf("--reference: want %s, got %q", refHAProxy, o.Reference)
 	}
 	o.Only = allPhases
 	if *only != "" {
@@ -204,7 +217,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 	res := Result{Config: map[string]any{
 		"runs": opts.Runs, "duration": opts.Duration.String(), "concurrency": opts.Concurrency,
 		"max_ops": opts.MaxOps, "bulk_streams": opts.BulkStreams, "bulk_size": opts.BulkSize,
-		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only,
+		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only, "reference": opts.Reference,
 	}}
 	dir, err := os.MkdirTemp("", "farmload-")
 	if err != nil {
@@ -228,7 +241,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 		BulkStreams: opts.BulkStreams, BulkSize: opts.BulkSize, IdleTunnels: opts.IdleTunnels,
 	}
 	for i := range opts.Runs {
-		r, err := oneRun(ctx, bin, dir, o, cfg, opts.Only, i, stderr)
+		r, err := oneRun(ctx, bin, dir, o, cfg, opts, i, stderr)
 		if err != nil {
 			return res, fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -245,24 +258,29 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 }
 
 // oneRun starts a fresh farm (so the idle-memory phase, which goes first,
-// sees processes no earlier load has grown) and runs the phases. Direct and
-// gateway alternate phase by phase; which goes first flips every run. The
-// idle phase always measures direct first so the exit it measures has not
-// carried the gateway's tunnels yet.
-func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, only []string, i int, log io.Writer) (Run, error) {
-	f, err := startFarm(ctx, bin, dir, o)
+// sees processes no earlier load has grown) and runs the phases. The modes
+// (direct, gateway and the reference proxy if any) take turns phase by phase;
+// which goes first rotates every run. The idle phase always measures direct
+// first so the exit it measures has not carried the other modes' tunnels yet.
+func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, opts options, i int, log io.Writer) (Run, error) {
+	f, err := startFarm(ctx, bin, dir, o, opts.Reference)
 	if err != nil {
 		return Run{}, err
 	}
 	defer f.stop()
+	all := []string{"direct", "gateway"}
+	if opts.Reference != "" {
+		all = append(all, opts.Reference)
+	}
 	var r Run
 	for _, name := range allPhases {
-		if !slices.Contains(only, name) {
+		if !slices.Contains(opts.Only, name) {
 			continue
 		}
-		modes := []string{"direct", "gateway"}
-		if i%2 == 1 && name != "idle" {
-			modes = []string{"gateway", "direct"}
+		modes := all
+		if name != "idle" {
+			k := i % len(all)
+			modes = append(slices.Clone(all[k:]), all[:k]...)
 		}
 		p := &Pair{}
 		for _, mode := range modes {
@@ -276,10 +294,13 @@ func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, o
 			}
 			fmt.Fprintf(log, "run %d: %-8s %-7s %10.1f %-12s ops %d, errors %d, connections %d, CPU %.2fs proxy, %.2fs all in %.2fs\n",
 				i+1, name, mode, ph.Rate, unit(name), ph.Ops, ph.Errors, ph.Dials, ph.CPU, ph.AllCPU, ph.Seconds)
-			if mode == "direct" {
+			switch mode {
+			case "direct":
 				p.Direct = ph
-			} else {
+			case "gateway":
 				p.Gateway = ph
+			default:
+				p.Reference = &ph
 			}
 		}
 		switch name {
@@ -304,8 +325,11 @@ func unit(phase string) string {
 // the gateway, or in direct mode the exit the load goes to.
 func measure(ctx context.Context, f *farm, o *origins, cfg phaseConfig, phase, mode string) (Phase, error) {
 	target, proc := f.gatewayProxy(), f.gateway
-	if mode == "direct" {
+	switch mode {
+	case "direct":
 		target, proc = f.directProxy(), f.exits[0]
+	case refHAProxy:
+		target, proc = f.referenceProxy(), f.reference
 	}
 	c := newClient(target)
 	var exits []int
@@ -313,6 +337,9 @@ func measure(ctx context.Context, f *farm, o *origins, cfg phaseConfig, phase, m
 		exits = append(exits, e.pid())
 	}
 	all := append([]int{os.Getpid(), f.gateway.pid()}, exits...)
+	if f.reference != nil {
+		all = append(all, f.reference.pid())
+	}
 	cpu0, err := cpuSeconds(proc.pid())
 	if err != nil {
 		return Phase{}, err

@@ -12,11 +12,12 @@ import (
 	"text/tabwriter"
 )
 
-// Pair is one phase measured directly against one exit and through the
-// gateway.
+// Pair is one phase measured directly against one exit, through the
+// gateway and, with --reference, through the reference proxy.
 type Pair struct {
-	Direct  Phase `json:"direct"`
-	Gateway Phase `json:"gateway"`
+	Direct    Phase  `json:"direct"`
+	Gateway   Phase  `json:"gateway"`
+	Reference *Phase `json:"reference,omitempty"`
 }
 
 // Run is one run: the phases that ran (nil when left out by --only).
@@ -30,9 +31,9 @@ type Run struct {
 // metric is one row of the table.
 type metric struct {
 	name   string
-	get    func(r Run) (direct, gateway float64, ok bool)
-	target string                            // what the issue asks, "" for information only
-	pass   func(ratio, gateway float64) bool // nil for information only
+	get    func(r Run) (direct, gateway, ref float64, ok bool) // ref is 0 without a reference
+	target string                                              // what the issue asks, "" for information only
+	pass   func(ratio, gateway float64) bool                   // nil for information only
 }
 
 var metrics = []metric{
@@ -72,13 +73,17 @@ var metrics = []metric{
 // perOp is the CPU time of the measured proxy process per successful op.
 func perOp(p Phase) float64 { return safeDiv(p.CPU*1e6, float64(p.Ops)) }
 
-func pick(phase func(Run) *Pair, val func(Phase) float64) func(Run) (float64, float64, bool) {
-	return func(r Run) (float64, float64, bool) {
+func pick(phase func(Run) *Pair, val func(Phase) float64) func(Run) (float64, float64, float64, bool) {
+	return func(r Run) (float64, float64, float64, bool) {
 		p := phase(r)
 		if p == nil {
-			return 0, 0, false
+			return 0, 0, 0, false
 		}
-		return val(p.Direct), val(p.Gateway), true
+		var ref float64
+		if p.Reference != nil {
+			ref = val(*p.Reference)
+		}
+		return val(p.Direct), val(p.Gateway), ref, true
 	}
 }
 
@@ -91,29 +96,31 @@ func safeDiv(a, b float64) float64 {
 
 // Row is one metric's figures, as printed and as --json emits them.
 type Row struct {
-	Metric  string  `json:"metric"`
-	Direct  float64 `json:"direct"`
-	Gateway float64 `json:"gateway"`
-	Ratio   float64 `json:"ratio"`
-	Target  string  `json:"target,omitempty"`
-	Pass    *bool   `json:"pass,omitempty"`
+	Metric    string  `json:"metric"`
+	Direct    float64 `json:"direct"`
+	Gateway   float64 `json:"gateway"`
+	Ratio     float64 `json:"ratio"`
+	Reference float64 `json:"reference,omitempty"`       // the reference proxy's figure
+	RefRatio  float64 `json:"reference_ratio,omitempty"` // reference / direct
+	Target    string  `json:"target,omitempty"`
+	Pass      *bool   `json:"pass,omitempty"`
 }
 
 // rows computes a run's table.
 func rows(r Run) []Row {
 	var out []Row
 	for _, m := range metrics {
-		d, g, ok := m.get(r)
+		d, g, ref, ok := m.get(r)
 		if !ok {
 			continue
 		}
-		out = append(out, row(m, d, g, safeDiv(g, d)))
+		out = append(out, row(m, d, g, safeDiv(g, d), ref, safeDiv(ref, d)))
 	}
 	return out
 }
 
-func row(m metric, d, g, ratio float64) Row {
-	r := Row{Metric: m.name, Direct: d, Gateway: g, Ratio: ratio, Target: m.target}
+func row(m metric, d, g, ratio, ref, refRatio float64) Row {
+	r := Row{Metric: m.name, Direct: d, Gateway: g, Ratio: ratio, Reference: ref, RefRatio: refRatio, Target: m.target}
 	if m.pass != nil {
 		ok := m.pass(ratio, g)
 		r.Pass = &ok
@@ -126,18 +133,19 @@ func row(m metric, d, g, ratio float64) Row {
 func medianRows(runs []Run) []Row {
 	var out []Row
 	for _, m := range metrics {
-		var ds, gs, rs []float64
+		var ds, gs, rs, xs, xrs []float64
 		for _, r := range runs {
-			d, g, ok := m.get(r)
+			d, g, x, ok := m.get(r)
 			if !ok {
 				continue
 			}
 			ds, gs, rs = append(ds, d), append(gs, g), append(rs, safeDiv(g, d))
+			xs, xrs = append(xs, x), append(xrs, safeDiv(x, d))
 		}
 		if len(ds) == 0 {
 			continue
 		}
-		out = append(out, row(m, median(ds), median(gs), median(rs)))
+		out = append(out, row(m, median(ds), median(gs), median(rs), median(xs), median(xrs)))
 	}
 	return out
 }
@@ -159,6 +167,9 @@ func errorCounts(runs []Run) map[string]int64 {
 		for name, p := range r.pairs() {
 			out[name+"/direct"] += p.Direct.Errors
 			out[name+"/gateway"] += p.Gateway.Errors
+			if p.Reference != nil {
+				out[name+"/reference"] += p.Reference.Errors
+			}
 		}
 	}
 	return out
@@ -177,8 +188,13 @@ func (r Run) pairs() map[string]*Pair {
 // printTable writes a titled table of rows and the error counts.
 func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 	fmt.Fprintf(w, "\n%s\n", title)
+	withRef := slices.ContainsFunc(rs, func(r Row) bool { return r.Reference != 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "metric\tdirect\tgateway\tratio\ttarget\t\t")
+	if withRef {
+		fmt.Fprintln(tw, "metric\tdirect\tgateway\tratio\treference\tratio\ttarget\t\t")
+	} else {
+		fmt.Fprintln(tw, "metric\tdirect\tgateway\tratio\ttarget\t\t")
+	}
 	for _, r := range rs {
 		verdict := ""
 		if r.Pass != nil {
@@ -187,7 +203,11 @@ func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 				verdict = "MISS"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f×\t%s\t%s\t\n", r.Metric, num(r.Direct), num(r.Gateway), r.Ratio, r.Target, verdict)
+		ref := ""
+		if withRef {
+			ref = fmt.Sprintf("%s\t%.2f×\t", num(r.Reference), r.RefRatio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f×\t%s%s\t%s\t\n", r.Metric, num(r.Direct), num(r.Gateway), r.Ratio, ref, r.Target, verdict)
 	}
 	tw.Flush()
 	var names []string
@@ -202,7 +222,7 @@ func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 		verdict = "MISS"
 	}
 	fmt.Fprintf(w, "errors (target 0, %s): %s\n", verdict, strings.Join(names, ", "))
-	fmt.Fprintln(w, "(proxy CPU: the gateway process, or the exit in direct mode; exits CPU: the 4 exits; all CPU: farmload + gateway + 4 exits)")
+	fmt.Fprintln(w, "(proxy CPU: the gateway process, the exit in direct mode, or the reference proxy; exits CPU: the 4 exits; all CPU: farmload + gateway + 4 exits + reference)")
 }
 
 func num(x float64) string {
@@ -219,7 +239,11 @@ func num(x float64) string {
 // printErrorSamples writes the first messages of failed ops of a run.
 func printErrorSamples(w io.Writer, r Run) {
 	for name, p := range r.pairs() {
-		for mode, ph := range map[string]Phase{"direct": p.Direct, "gateway": p.Gateway} {
+		modes := map[string]Phase{"direct": p.Direct, "gateway": p.Gateway}
+		if p.Reference != nil {
+			modes["reference"] = *p.Reference
+		}
+		for mode, ph := range modes {
 			for _, s := range ph.Samples {
 				fmt.Fprintf(w, "  %s/%s error: %s\n", name, mode, s)
 			}
