@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/splice"
 )
 
 // connectEstablished is the reply to a CONNECT whose destination was dialled.
@@ -99,7 +101,7 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn) {
 	defer t.stopIdle()
 
 	// Both copies run between the raw connections: with *net.TCPConn on
-	// both sides io.Copy uses TCPConn.ReadFrom, which splices on Linux.
+	// both sides splice.Copy moves the bytes in the kernel.
 	errc := make(chan error, 2)
 	go pipe(dest, client, errc)
 	go pipe(client, dest, errc)
@@ -111,7 +113,7 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn) {
 
 // pipe copies src to dst, then half-closes dst so the peer sees EOF.
 func pipe(dst, src net.Conn, errc chan<- error) {
-	_, err := io.Copy(dst, src)
+	_, err := splice.Copy(dst, src)
 	if err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			err = cw.CloseWrite()

@@ -1,13 +1,13 @@
 package gateway
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/splice"
 	"github.com/farmgate/farmgate/internal/tcpinfo"
 )
 
@@ -40,9 +40,10 @@ type tunnel struct {
 // holds two small stacks and not the one that parsed, authenticated and
 // dialled (which goes back to the runtime for the next customer).
 //
-// Both conns should be the raw *net.TCPConn: io.Copy between them splices in
-// the kernel. No user-space code sees the bytes; the watcher reads them,
-// and the idle time, from the kernel (TCP_INFO).
+// Both conns should be the raw *net.TCPConn: splice.Copy between them moves
+// the bytes in the kernel, through a pipe only while bytes are in flight. No
+// user-space code sees the bytes; the watcher reads them, and the idle time,
+// from the kernel (TCP_INFO).
 func (g *Gateway) relay(t *tunnel) {
 	t.base, _ = tcpinfo.Read(t.conns[0])
 	g.tunnels.Store(t, struct{}{})
@@ -54,7 +55,7 @@ func (g *Gateway) relay(t *tunnel) {
 // up.
 func (g *Gateway) pipe(t *tunnel, d int) {
 	src, dst := t.conns[d], t.conns[1-d]
-	n, err := io.Copy(dst, src)
+	n, err := splice.Copy(dst, src)
 	t.bytes[d].Store(n)
 	switch {
 	case err != nil:
