@@ -18,7 +18,8 @@ var ErrMalformed = errors.New("malformed request")
 const MaxHeaderLines = 100
 
 // ReadConnectHead reads a CONNECT request head from br, hands every header
-// line to header (key and value trimmed, valid only during the call) and
+// line to header (the key as sent, the value trimmed; both valid only during
+// the call) and
 // returns the authority-form target, checked by CheckTarget. Both sides of
 // a farm read CONNECT heads with it on the raw connection, so the tunnel can
 // splice: the gateway from customers, the exit from gateways.
@@ -55,7 +56,7 @@ func ReadConnectHead(br *bufio.Reader, header func(key, value []byte)) (target s
 		if !ok {
 			return "", fmt.Errorf("CONNECT head: malformed header line: %w", ErrMalformed)
 		}
-		header(bytes.TrimSpace(k), bytes.TrimSpace(v))
+		header(k, bytes.TrimSpace(v))
 	}
 }
 
