@@ -106,14 +106,14 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	defer s.release()
 	// Bytes the gateway sent past the head go to the destination now, so
-	// the reader can go back to the pool before the tunnel's lifetime.
+	// the reader goes back to the pool before the tunnel's lifetime.
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
 		if _, err := dest.Write(early); err != nil {
 			c.Close()
 			dest.Close()
+			s.release()
 			return
 		}
 	}
@@ -121,7 +121,7 @@ func (s *Server) serveConn(c net.Conn) {
 	heads.Put(br)
 	br = nil
 	c.SetReadDeadline(time.Time{})
-	s.relay(c, nil, dest)
+	s.relay(c, nil, dest, s.release)
 }
 
 // openConnect reads a CONNECT head from br, checks the token and the egress

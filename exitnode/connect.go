@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/farmgate/farmgate/internal/splice"
@@ -36,7 +37,12 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, err)
 		return
 	}
-	defer s.release()
+	relayed := false // then the relay releases the slot
+	defer func() {
+		if !relayed {
+			s.release()
+		}
+	}()
 	dest, err := rt.dialer.DialContext(r.Context(), "tcp", target)
 	if err != nil {
 		s.refuse(w, r, err)
@@ -54,13 +60,16 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("connect: hijack failed", "host", target, "err", err)
 		return
 	}
-	s.relay(client, brw.Reader, dest)
+	relayed = true
+	s.relay(client, brw.Reader, dest, s.release)
 }
 
 // tunnel is one live CONNECT relay.
 type tunnel struct {
 	client, dest net.Conn
 	closeOnce    sync.Once
+	ended        atomic.Int32 // copy directions that have returned
+	done         func()       // called once both have: releases the slot
 
 	mu      sync.Mutex  // guards timer and stopped
 	timer   *time.Timer // idle check
@@ -77,42 +86,40 @@ func (t *tunnel) close() {
 
 // relay answers 200, writes to dest the bytes buffered (if not nil) read
 // past the CONNECT headers, then copies both ways until both directions end
-// (each end half-closes the other side) or one fails (both are closed). It
-// returns when both copies have returned and both connections are closed.
-func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn) {
-	t := &tunnel{client: client, dest: dest}
-	defer t.close()
+// (each end half-closes the other side) or one fails (both are closed).
+//
+// It returns at once: the copies run in two new goroutines, so an idle
+// tunnel holds two small stacks and not the one that read the head and
+// dialled. Whichever copy ends last closes both connections, untracks the
+// tunnel and calls done, which releases its slot; so does relay itself if
+// the tunnel fails before the copies start.
+func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, done func()) {
+	t := &tunnel{client: client, dest: dest, done: done}
 	if !s.track(t) {
+		t.close()
+		done()
 		return
 	}
-	defer s.untrack(t)
-
 	_ = client.SetDeadline(time.Time{})
-	if _, err := io.WriteString(client, connectEstablished); err != nil {
-		return
-	}
-	if buffered != nil && buffered.Buffered() > 0 {
+	_, err := io.WriteString(client, connectEstablished)
+	if err == nil && buffered != nil && buffered.Buffered() > 0 {
 		early, _ := buffered.Peek(buffered.Buffered())
-		if _, err := dest.Write(early); err != nil {
-			return
-		}
+		_, err = dest.Write(early)
+	}
+	if err != nil {
+		s.end(t)
+		return
 	}
 	s.watchIdle(t)
-	defer t.stopIdle()
-
 	// Both copies run between the raw connections: with *net.TCPConn on
 	// both sides splice.Copy moves the bytes in the kernel.
-	errc := make(chan error, 2)
-	go pipe(dest, client, errc)
-	go pipe(client, dest, errc)
-	if err := <-errc; err != nil {
-		t.close()
-	}
-	<-errc
+	go s.pipe(t, dest, client)
+	go s.pipe(t, client, dest)
 }
 
-// pipe copies src to dst, then half-closes dst so the peer sees EOF.
-func pipe(dst, src net.Conn, errc chan<- error) {
+// pipe copies src to dst, then half-closes dst so the peer sees EOF; an
+// error closes both sides. The second direction to end ends the tunnel.
+func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 	_, err := splice.Copy(dst, src)
 	if err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
@@ -121,7 +128,20 @@ func pipe(dst, src net.Conn, errc chan<- error) {
 			err = dst.Close()
 		}
 	}
-	errc <- err
+	if err != nil {
+		t.close()
+	}
+	if t.ended.Add(1) == 2 {
+		s.end(t)
+	}
+}
+
+// end closes t for good and gives its slot back.
+func (s *Server) end(t *tunnel) {
+	t.stopIdle()
+	t.close()
+	s.untrack(t)
+	t.done()
 }
 
 // track registers t so a Shutdown cut can close it; false if cutting already.
