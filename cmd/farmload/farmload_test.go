@@ -30,7 +30,7 @@ func TestShortLoad(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, log.String())
 	}
 	t.Logf("\n%s", out.String())
-	want := []string{"tunnels/s", "requests/s", "bulk MB/s", "set-up p50 ms", "set-up p99 ms", "KiB/idle tunnel"}
+	want := []string{"tunnels/s", "requests/s", "bulk MB/s", "set-up p50 ms", "set-up p99 ms", "KiB/idle tunnel", "fds/idle tunnel"}
 	got := map[string]Row{}
 	for _, r := range res.Median {
 		got[r.Metric] = r

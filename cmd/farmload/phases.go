@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,16 +162,17 @@ type phaseConfig struct {
 
 // Phase is what one phase measured in one mode.
 type Phase struct {
-	Ops     int64    `json:"ops"`              // successful ops
-	Errors  int64    `json:"errors"`           // failed ops
-	Seconds float64  `json:"seconds"`          // wall time from the first op to the last one's end
-	Rate    float64  `json:"rate"`             // ops/s, MB/s (bulk) or KiB per tunnel (idle)
-	P50ms   float64  `json:"p50_ms,omitempty"` // tunnels: set-up time
-	P99ms   float64  `json:"p99_ms,omitempty"` // tunnels: set-up time
-	CPU     float64  `json:"cpu_s"`            // CPU seconds the measured process (the gateway, or the exit in direct mode) used
-	ExitCPU float64  `json:"exits_cpu_s"`      // CPU seconds of the 4 exits together
-	AllCPU  float64  `json:"all_cpu_s"`        // CPU seconds of the farm (gateway and exits) and the load process together
-	Dials   int64    `json:"dials"`            // connections the load opened to the proxy
+	Ops     int64    `json:"ops"`                      // successful ops
+	Errors  int64    `json:"errors"`                   // failed ops
+	Seconds float64  `json:"seconds"`                  // wall time from the first op to the last one's end
+	Rate    float64  `json:"rate"`                     // ops/s, MB/s (bulk) or KiB per tunnel (idle)
+	P50ms   float64  `json:"p50_ms,omitempty"`         // tunnels: set-up time
+	P99ms   float64  `json:"p99_ms,omitempty"`         // tunnels: set-up time
+	FDs     float64  `json:"fds_per_tunnel,omitempty"` // idle: descriptors per idle tunnel
+	CPU     float64  `json:"cpu_s"`                    // CPU seconds the measured process (the gateway, or the exit in direct mode) used
+	ExitCPU float64  `json:"exits_cpu_s"`              // CPU seconds of the 4 exits together
+	AllCPU  float64  `json:"all_cpu_s"`                // CPU seconds of the farm (gateway and exits) and the load process together
+	Dials   int64    `json:"dials"`                    // connections the load opened to the proxy
 	Samples []string `json:"error_samples,omitempty"`
 }
 
@@ -343,6 +345,10 @@ func runIdle(ctx context.Context, c *client, echo *targets, pid int, cfg phaseCo
 	if err != nil {
 		return Phase{}, err
 	}
+	fdsBefore, err := openFDs(pid)
+	if err != nil {
+		return Phase{}, err
+	}
 	var errs errLog
 	conns := make([]net.Conn, cfg.IdleTunnels)
 	var next atomic.Int64
@@ -373,6 +379,8 @@ func runIdle(ctx context.Context, c *client, echo *targets, pid int, cfg phaseCo
 	}
 	p := finish(start, open, &errs)
 	after, err := settledRSS(ctx, pid)
+	fdsAfter, ferr := openFDs(pid)
+	err = errors.Join(err, ferr)
 	for _, conn := range conns {
 		if conn != nil {
 			conn.Close()
@@ -383,8 +391,19 @@ func runIdle(ctx context.Context, c *client, echo *targets, pid int, cfg phaseCo
 	}
 	if open > 0 {
 		p.Rate = float64(after-before) / float64(open)
+		p.FDs = float64(fdsAfter-fdsBefore) / float64(open)
 	}
 	return p, nil
+}
+
+// openFDs counts the descriptors pid has open: sockets, and pipes that
+// splicing may hold (kernel memory RSS does not show).
+func openFDs(pid int) (int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return 0, fmt.Errorf("count descriptors of pid %d: %w", pid, err)
+	}
+	return len(ents), nil
 }
 
 // settledRSS waits a second, then reads VmRSS (KiB) every 250ms until two

@@ -49,6 +49,8 @@ var metrics = []metric{
 		"≤1.60×", func(ratio, _ float64) bool { return ratio <= 1.6 }},
 	{"KiB/idle tunnel", pick(func(r Run) *Pair { return r.Idle }, func(p Phase) float64 { return p.Rate }),
 		"gw ≤16", func(_, g float64) bool { return g <= 16 }},
+	{"fds/idle tunnel", pick(func(r Run) *Pair { return r.Idle }, func(p Phase) float64 { return p.FDs }),
+		"", nil},
 	{"proxy CPU µs/tunnel", pick(func(r Run) *Pair { return r.Tunnels }, perOp),
 		"", nil},
 	{"proxy CPU µs/request", pick(func(r Run) *Pair { return r.Requests }, perOp),
