@@ -17,7 +17,7 @@ import (
 // checks that:
 //   - every gateway's pool holds every exit, with its gossiped egress list,
 //     within 10 s (the bar);
-//   - every member, exits included, sees all 200 members alive within 30 s:
+//   - every member, exits included, sees all 200 members alive within 90 s:
 //     exits learn of each other only through gossip;
 //   - nothing is falsely declared dead while the cluster idles;
 //   - an exit shut down without leaving is dropped by every gateway, and
@@ -45,8 +45,10 @@ func TestLargeClusterConverges(t *testing.T) {
 		within          = 10 * time.Second
 		// membersWithin bounds full membership: exits learn of the exits
 		// that started after them only by gossip, at LAN speed; measured
-		// 6-10 s on a quiet 2-CPU machine, more when it is shared.
-		membersWithin = 30 * time.Second
+		// 6-13 s on a quiet 2-CPU machine, and once over 30 s when it was
+		// shared. The bound is there to catch gossip that never converges,
+		// not to time it (the test logs the time).
+		membersWithin = 90 * time.Second
 		// workers bounds how many nodes start at once: 200 joins at once
 		// on 2 CPUs starve the nodes already running.
 		workers = 8
