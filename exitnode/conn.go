@@ -106,22 +106,9 @@ func (s *Server) serveConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	// Bytes the gateway sent past the head go to the destination now, so
-	// the reader goes back to the pool before the tunnel's lifetime.
-	if n := br.Buffered(); n > 0 {
-		early, _ := br.Peek(n)
-		if _, err := dest.Write(early); err != nil {
-			c.Close()
-			dest.Close()
-			s.release()
-			return
-		}
-	}
-	br.Reset(nil)
-	heads.Put(br)
-	br = nil
-	c.SetReadDeadline(time.Time{})
-	s.relay(c, nil, dest, s.release)
+	// relay is done with br when it returns (the copies run on c): the
+	// deferred Put gives it back before the tunnel's lifetime.
+	s.relay(c, br, dest, s.release)
 }
 
 // openConnect reads a CONNECT head from br, checks the token and the egress

@@ -84,9 +84,10 @@ func (t *tunnel) close() {
 	})
 }
 
-// relay answers 200, writes to dest the bytes buffered (if not nil) read
-// past the CONNECT headers, then copies both ways until both directions end
-// (each end half-closes the other side) or one fails (both are closed).
+// relay answers 200, writes to dest the bytes buffered read past the CONNECT
+// headers, then copies both ways until both directions end (each end
+// half-closes the other side) or one fails (both are closed). buffered is
+// not used after relay returns.
 //
 // It returns at once: the copies run in two new goroutines, so an idle
 // tunnel holds two small stacks and not the one that read the head and
@@ -102,7 +103,7 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, d
 	}
 	_ = client.SetDeadline(time.Time{})
 	_, err := io.WriteString(client, connectEstablished)
-	if err == nil && buffered != nil && buffered.Buffered() > 0 {
+	if err == nil && buffered.Buffered() > 0 {
 		early, _ := buffered.Peek(buffered.Buffered())
 		_, err = dest.Write(early)
 	}
