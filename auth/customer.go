@@ -22,10 +22,10 @@ type Customer struct {
 	// connect from; the gateway checks them with AllowsIP. Default: anywhere.
 	AllowIPs []netip.Prefix
 	// MaxConns caps the customer's concurrent tunnels; 0 means no cap.
-	// Enforced by a Limiter's AcquireTunnel, across gateways with Redis.
+	// Enforced by MemoryLimiter.Admit, or RedisLimiter.Admit across gateways.
 	MaxConns int
 	// RatePerSec is the customer's request rate in requests per second
-	// (GCRA, enforced by a Limiter's AllowRequest); 0 means unlimited.
+	// (GCRA, enforced by the same Admit); 0 means unlimited.
 	RatePerSec float64
 	// RateBurst is how many requests may come at once on top of the
 	// steady rate. Default (0): max(1, RatePerSec rounded up).

@@ -11,9 +11,10 @@
 //     file used by a single gateway and the demo, and RedisStore, shared by
 //     every gateway (pub/sub invalidation, fail-static while Redis is down);
 //     failed logins are throttled per user and per client (ErrLoginThrottled);
-//   - limits (Limiter: concurrent tunnels and request rate) and usage
-//     (Meter: bytes per customer, pool, day and month; monthly quota), each
-//     in a memory variant for one gateway and a Redis variant for many.
+//   - limits (MemoryLimiter, RedisLimiter: concurrent tunnels and request
+//     rate, both checked by one Admit call) and usage (Meter: bytes per
+//     customer, pool, day and month; monthly quota), each in a memory
+//     variant for one gateway and a Redis variant for many.
 //
 // Passwords are stored as argon2id PHC strings (HashPassword), bcrypt hashes
 // are accepted on import (VerifyPassword), and plaintext passwords are allowed

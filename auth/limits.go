@@ -9,35 +9,11 @@ import (
 	"time"
 )
 
-// Limiter enforces a customer's concurrent tunnels (Customer.MaxConns) and
-// request rate (Customer.RatePerSec, RateBurst). The gateway calls it on
-// the customer's goroutine, after Authenticate; implementations are safe
-// for concurrent use. MemoryLimiter counts in this process; RedisLimiter
-// counts across every gateway.
-//
-// AcquireTunnel returns an error wrapping ErrTooManyConnections when one
-// more tunnel would exceed MaxConns; otherwise release must be called once
-// when the tunnel ends (calling it again does nothing).
-//
-// AllowRequest returns an error wrapping ErrRateLimited, with how long to
-// wait before a retry may pass, when the request exceeds the rate.
-//
-// Admit is AllowRequest then AcquireTunnel in one step, the gateway's path
-// for every tunnel and request: it fails like either of them (a request
-// refused for MaxConns still counts against the rate, as with the two
-// calls in a row) and, on success, release must be called once when the
-// tunnel or request ends. RedisLimiter does it in one round trip and
-// sends releases in batches; see its doc for what that costs in accuracy.
-type Limiter interface {
-	AcquireTunnel(ctx context.Context, c *Customer) (release func(), err error)
-	AllowRequest(ctx context.Context, c *Customer) (retryAfter time.Duration, err error)
-	Admit(ctx context.Context, c *Customer) (release func(), retryAfter time.Duration, err error)
-}
-
-var _ Limiter = (*MemoryLimiter)(nil)
-
-// MemoryLimiter is a Limiter for a single gateway (the file store, the
-// demo). The zero value is not usable; use NewMemoryLimiter.
+// MemoryLimiter enforces customers' concurrent tunnels (Customer.MaxConns)
+// and request rate (Customer.RatePerSec, RateBurst) in this process, for a
+// single gateway (the file store, the demo); RedisLimiter does it across
+// every gateway. It is safe for concurrent use. The zero value is not
+// usable; use NewMemoryLimiter.
 type MemoryLimiter struct {
 	now func() time.Time
 
@@ -54,8 +30,26 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	return &MemoryLimiter{now: now, conns: make(map[string]*atomic.Int64), tat: make(map[string]int64)}
 }
 
-// AcquireTunnel implements Limiter.
-func (l *MemoryLimiter) AcquireTunnel(_ context.Context, c *Customer) (func(), error) {
+// Admit admits one tunnel or request of c: it checks the request rate,
+// then takes a tunnel. It returns an error wrapping ErrRateLimited, with
+// how long to wait before a retry may pass, when the request exceeds the
+// rate, and one wrapping ErrTooManyConnections when one more tunnel would
+// exceed MaxConns; a request refused for MaxConns still counts against the
+// rate. On success release must be called once when the tunnel or request
+// ends (calling it again does nothing).
+func (l *MemoryLimiter) Admit(_ context.Context, c *Customer) (release func(), retryAfter time.Duration, err error) {
+	if retryAfter, err = l.allow(c); err != nil {
+		return nil, retryAfter, err
+	}
+	if release, err = l.acquire(c); err != nil {
+		return nil, 0, err
+	}
+	return release, 0, nil
+}
+
+// acquire takes one tunnel of c, or fails with ErrTooManyConnections when
+// c has MaxConns open; release gives it back, once.
+func (l *MemoryLimiter) acquire(c *Customer) (release func(), err error) {
 	l.mu.Lock()
 	n, ok := l.conns[c.User]
 	if !ok {
@@ -81,18 +75,6 @@ func (l *MemoryLimiter) AcquireTunnel(_ context.Context, c *Customer) (func(), e
 	}, nil
 }
 
-// Admit implements Limiter: AllowRequest, then AcquireTunnel.
-func (l *MemoryLimiter) Admit(ctx context.Context, c *Customer) (func(), time.Duration, error) {
-	if wait, err := l.AllowRequest(ctx, c); err != nil {
-		return nil, wait, err
-	}
-	release, err := l.AcquireTunnel(ctx, c)
-	if err != nil {
-		return nil, 0, err
-	}
-	return release, 0, nil
-}
-
 // open returns the number of open tunnels of user in this process.
 func (l *MemoryLimiter) open(user string) int64 {
 	l.mu.Lock()
@@ -107,9 +89,10 @@ func (l *MemoryLimiter) open(user string) int64 {
 // theoretical arrival time has passed (they hold no debt) are dropped.
 const maxRateKeys = 100_000
 
-// AllowRequest implements Limiter with GCRA: c.RatePerSec requests per
-// second on average, c.burst() at once.
-func (l *MemoryLimiter) AllowRequest(_ context.Context, c *Customer) (time.Duration, error) {
+// allow checks one request of c with GCRA: c.RatePerSec requests per
+// second on average, c.burst() at once. Over the rate it fails with
+// ErrRateLimited and how long to wait before a retry may pass.
+func (l *MemoryLimiter) allow(c *Customer) (retryAfter time.Duration, err error) {
 	if c.RatePerSec <= 0 {
 		return 0, nil
 	}

@@ -105,15 +105,19 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 	return c
 }
 
-// RedisLimiter is a Limiter shared by every gateway through Redis.
+// RedisLimiter enforces customers' concurrent tunnels (Customer.MaxConns)
+// and request rate (Customer.RatePerSec, RateBurst) across every gateway
+// through Redis; MemoryLimiter does it in one process. It is safe for
+// concurrent use.
 //
 // Tunnels: PREFIX+"conns:{USER}" is a hash gateway id → open tunnels and
-// PREFIX+"connlease:{USER}" a sorted set gateway id → lease expiry (ms); a
-// Lua script drops expired gateways, sums the rest and admits or refuses
-// atomically. Run refreshes this gateway's leases every LeaseTTL/3 and
-// re-asserts its counts after an outage.
+// PREFIX+"connlease:{USER}" a sorted set gateway id → lease expiry (ms);
+// Admit's Lua script drops expired gateways, sums the rest and admits or
+// refuses atomically. Run refreshes this gateway's leases every LeaseTTL/3
+// and re-asserts its counts after an outage.
 //
-// Requests: GCRA in a Lua script on PREFIX+"rate:{USER}", on Redis's clock.
+// Requests: GCRA in the same script on PREFIX+"rate:{USER}", on Redis's
+// clock.
 //
 // Admit checks the rate and takes a tunnel in one script, one round trip,
 // and reserves more when the customer is busy on this gateway: up to
@@ -126,9 +130,10 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 // used, still counts for other gateways until the next flush, so near a
 // limit another gateway may answer 429 up to FlushInterval (~100ms) before
 // the customer is really back under it; this gateway reuses them at once.
-// Nothing is lost: if Redis may have missed a give-back, Run re-asserts this gateway's count at its next lease refresh, and an
-// unrefreshed lease still expires. When Run is not running Admit reserves
-// nothing and sends releases at once, as AcquireTunnel does.
+// Nothing is lost: if Redis may have missed a give-back, Run re-asserts
+// this gateway's count at its next lease refresh, and an unrefreshed lease
+// still expires. When Run is not running Admit reserves nothing and sends
+// each release at once.
 //
 // When Redis is unreachable it fails static: tunnels are capped per
 // gateway at MaxConns and the request rate is enforced per gateway; the
@@ -147,8 +152,6 @@ type RedisLimiter struct {
 	credits   map[string]*credit // Admit's reservations and demand, per user
 	running   int                // Run loops under way: Admit reserves and batches
 }
-
-var _ Limiter = (*RedisLimiter)(nil)
 
 // NewRedisLimiter returns a limiter on client with cfg; zero fields of cfg
 // take their defaults.
@@ -180,29 +183,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// acquireScript: KEYS conns, leases; ARGV gateway, max, lease ms.
-// Returns this gateway's new count, or -1 when full.
-var acquireScript = redis.NewScript(luaNowMS + `
-local lease = tonumber(ARGV[3])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, g in ipairs(dead) do
-  redis.call('HDEL', KEYS[1], g)
-  redis.call('ZREM', KEYS[2], g)
-end
-local max = tonumber(ARGV[2])
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
-if total >= max then return -1 end
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 2 * lease)
-redis.call('PEXPIRE', KEYS[2], 2 * lease)
-return n`)
-
-// releaseScript: KEYS conns, leases; ARGV gateway, tunnels released
-// (default 1).
+// releaseScript: KEYS conns, leases; ARGV gateway, tunnels released.
 var releaseScript = redis.NewScript(`
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -(tonumber(ARGV[2]) or 1))
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
 if n <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -226,58 +209,10 @@ redis.call('PEXPIRE', KEYS[1], 2 * lease)
 redis.call('PEXPIRE', KEYS[2], 2 * lease)
 return 1`)
 
-// AcquireTunnel implements Limiter. A customer without MaxConns costs no
-// Redis call.
-func (l *RedisLimiter) AcquireTunnel(ctx context.Context, c *Customer) (func(), error) {
-	if c.MaxConns <= 0 {
-		return func() {}, nil
-	}
-	user := c.User
-	l.mu.Lock()
-	l.open[user]++
-	l.acquiring[user]++
-	mine := l.open[user]
-	l.mu.Unlock()
-
-	cctx, cancel := withTimeout(ctx, l.cfg.Timeout)
-	n, err := acquireScript.Run(cctx, l.rdb, l.connKeys(user), l.cfg.GatewayID, c.MaxConns, l.cfg.LeaseTTL.Milliseconds()).Int64()
-	cancel()
-	l.settle(user)
-	switch {
-	case l.outage.observe(ctx, err) || err != nil:
-		if ctx.Err() != nil {
-			l.forget(user)
-			return nil, fmt.Errorf("customer %q: acquiring tunnel: %w", user, ctx.Err())
-		}
-		// Fail static: cap this gateway alone; Run re-asserts the count later.
-		if mine > int64(c.MaxConns) {
-			l.forget(user)
-			return nil, fmt.Errorf("customer %q: %d tunnels open here (redis unreachable): %w", user, c.MaxConns, ErrTooManyConnections)
-		}
-		l.markDirty(user)
-	case n < 0:
-		l.forget(user)
-		return nil, fmt.Errorf("customer %q: %d tunnels open: %w", user, c.MaxConns, ErrTooManyConnections)
-	}
-	var once atomic.Bool
-	return func() {
-		if once.Swap(true) {
-			return
-		}
-		l.forget(user)
-		cctx, cancel := withTimeout(context.Background(), l.cfg.Timeout)
-		defer cancel()
-		err := releaseScript.Run(cctx, l.rdb, l.connKeys(user), l.cfg.GatewayID).Err()
-		if l.outage.observe(context.Background(), err) || err != nil {
-			l.markDirty(user)
-		}
-	}, nil
-}
-
-// settle marks an acquire of user as answered (or failed): the lease
-// refresh counts it from now on. Until then the refresh must not: if it
-// wrote a count including it and the acquire script ran after, Redis
-// would count that tunnel twice.
+// settle marks an Admit of user that asked Redis for a tunnel as answered
+// (or failed): the lease refresh counts the tunnel from now on. Until then
+// the refresh must not: if it wrote a count including it and the admit
+// script ran after, Redis would count that tunnel twice.
 func (l *RedisLimiter) settle(user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -305,52 +240,13 @@ func (l *RedisLimiter) markDirty(user string) {
 	}
 }
 
-// gcraScript: KEYS rate key; ARGV emission µs, burst. Returns 0 when
-// allowed, else µs until a retry may pass.
-var gcraScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local e = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = now
-local v = redis.call('GET', KEYS[1])
-if v then tat = math.max(tonumber(v), now) end
-local new = tat + e
-local allow = new - e * burst
-if now < allow then return math.ceil(allow - now) end
-redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now) / 1000) + 1)
-return 0`)
-
-// AllowRequest implements Limiter. A customer without RatePerSec costs no
-// Redis call.
-func (l *RedisLimiter) AllowRequest(ctx context.Context, c *Customer) (time.Duration, error) {
-	if c.RatePerSec <= 0 {
-		return 0, nil
-	}
-	emission := max(int64(1e6/c.RatePerSec), 1)
-	cctx, cancel := withTimeout(ctx, l.cfg.Timeout)
-	us, err := gcraScript.Run(cctx, l.rdb, []string{l.cfg.Prefix + "rate:{" + c.User + "}"}, emission, c.burst()).Int64()
-	cancel()
-	if l.outage.observe(ctx, err) || err != nil {
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("customer %q: checking rate: %w", c.User, ctx.Err())
-		}
-		return l.local.AllowRequest(ctx, c) // fail static: per gateway
-	}
-	if us > 0 {
-		return time.Duration(us) * time.Microsecond, fmt.Errorf("customer %q: %w", c.User, ErrRateLimited)
-	}
-	return 0, nil
-}
-
 // admitScript: KEYS conns, leases, rate; ARGV gateway, max tunnels, lease
 // ms, GCRA emission µs, burst, rate tokens wanted (0: the rate is not
 // checked; else 1 plus the extra asked for), tunnel slots wanted (same).
 // Extras are granted only out of at most half of what is left. Returns
 // {0, 0, extra slots, extra tokens} when admitted, {1, µs until a retry
 // may pass, 0, 0} when over the rate, {2, 0, 0, extra tokens} at the cap:
-// the rate token is spent even when the cap refuses, as AllowRequest then
-// AcquireTunnel would.
+// the rate token is spent even when the cap refuses, as in MemoryLimiter.
 var admitScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -430,15 +326,19 @@ type credit struct {
 	demand   int64 // Admit calls in the flush interval before
 }
 
-// Admit implements Limiter. It costs no Redis call for a customer with
-// neither MaxConns nor RatePerSec, nor while this gateway holds a reserved
-// slot and token for the customer; otherwise one round trip, which
-// reserves extras when the customer is busy here. Its release costs no
-// round trip while Run runs. See RedisLimiter for the accuracy this costs.
+// Admit admits one tunnel or request of c across every gateway, and fails
+// as MemoryLimiter.Admit does: ErrRateLimited with how long to wait, or
+// ErrTooManyConnections; on success release must be called once when the
+// tunnel or request ends (calling it again does nothing). It costs no
+// Redis call for a customer with neither MaxConns nor RatePerSec, nor
+// while this gateway holds a reserved slot and token for the customer;
+// otherwise one round trip, which reserves extras when the customer is
+// busy here. Its release costs no round trip while Run runs. See
+// RedisLimiter for the accuracy this costs.
 //
-// When Redis is unreachable it fails static like AllowRequest and
-// AcquireTunnel: the rate is enforced and the tunnels capped per gateway;
-// what this gateway had reserved is still used.
+// When Redis is unreachable it fails static: the rate is enforced and the
+// tunnels capped per gateway; what this gateway had reserved is still
+// used.
 func (l *RedisLimiter) Admit(ctx context.Context, c *Customer) (func(), time.Duration, error) {
 	capped, rated := c.MaxConns > 0, c.RatePerSec > 0
 	if !capped && !rated {
@@ -522,7 +422,7 @@ func (l *RedisLimiter) Admit(ctx context.Context, c *Customer) (func(), time.Dur
 		}
 		// Fail static: rate and cap per gateway.
 		if needRate {
-			if wait, err := l.local.AllowRequest(ctx, c); err != nil {
+			if wait, err := l.local.allow(c); err != nil {
 				undo(!needConn)
 				return nil, wait, err
 			}

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/farmgate/farmgate/auth"
 )
 
 // Config holds the gateway's settings. The zero value of a field means its
@@ -49,7 +47,7 @@ type Config struct {
 	Meter Meter
 	// Limiter enforces customers' concurrent tunnels and request rates.
 	// Default nil: no limits.
-	Limiter auth.Limiter
+	Limiter Limiter
 	// AccessLog gets one line per tunnel or request when it ends (or is
 	// refused). Default nil: no access log.
 	AccessLog *slog.Logger

@@ -9,6 +9,27 @@ import (
 	"github.com/farmgate/farmgate/auth"
 )
 
+// Limiter enforces customers' concurrent tunnels (auth.Customer.MaxConns)
+// and request rates (RatePerSec, RateBurst): auth.MemoryLimiter for one
+// gateway, auth.RedisLimiter across gateways. The gateway calls Admit on
+// the customer's goroutine, once per tunnel or request, after the customer
+// is authenticated and before an exit is picked; Admit must be safe for
+// concurrent use and should answer quickly (the Redis limiter takes at
+// most one bounded round trip).
+type Limiter interface {
+	// Admit admits one tunnel or request of c. It fails with an error
+	// wrapping auth.ErrRateLimited, retryAfter being how long to wait
+	// before a retry may pass, or one wrapping auth.ErrTooManyConnections
+	// when one more tunnel would exceed MaxConns. On success release must
+	// be called once when the tunnel or request ends.
+	Admit(ctx context.Context, c *auth.Customer) (release func(), retryAfter time.Duration, err error)
+}
+
+var (
+	_ Limiter = (*auth.MemoryLimiter)(nil)
+	_ Limiter = (*auth.RedisLimiter)(nil)
+)
+
 // rateLimited is auth.ErrRateLimited with the wait the limiter computed.
 type rateLimited struct {
 	user string

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -60,7 +61,7 @@ type meter interface {
 // in Redis (shared by every gateway) or in this process (file store).
 type backends struct {
 	store    customerStore
-	limiter  auth.Limiter
+	limiter  gateway.Limiter
 	meter    meter
 	sessions pool.SessionStore // nil: the pool's in-memory default
 	// loops are the background loops to run until shutdown.
