@@ -2,8 +2,10 @@ package exitnode
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -67,24 +70,46 @@ func (s *Server) isClosing() bool {
 
 // heads holds the readers of CONNECT heads; a gateway's head is a few
 // hundred bytes.
-var heads = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+var heads = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headSize) }}
+
+const headSize = 4096
 
 // serveConn reads the start of a connection: a CONNECT head is served here,
 // anything else goes to the HTTP server.
-func (s *Server) serveConn(c net.Conn) {
-	if !s.trackHead(c) {
+func (s *Server) serveConn(c net.Conn) { s.serveHead(c, nil, false) }
+
+// serveHead reads a head on c and serves it. rest is what was read of it
+// already. A link (idle) that finished a tunnel waits up to
+// link.IdleTimeout for the gateway's next CONNECT, and a Shutdown closes it
+// at once meanwhile.
+func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) {
+	if len(rest) > headSize || !s.trackHead(c, idle && len(rest) == 0) {
 		c.Close()
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	br := heads.Get().(*bufio.Reader)
-	br.Reset(c)
+	if len(rest) > 0 {
+		// All of rest fits the reader's first fill, so nothing stays
+		// behind in the MultiReader when the reader is handed on.
+		br.Reset(io.MultiReader(bytes.NewReader(rest), c))
+	} else {
+		br.Reset(c)
+	}
 	defer func() {
 		if br != nil {
 			br.Reset(nil)
 			heads.Put(br)
 		}
 	}()
+	if idle && len(rest) == 0 {
+		c.SetReadDeadline(time.Now().Add(link.IdleTimeout))
+		if _, err := br.Peek(1); err != nil || !s.busyHead(c) {
+			s.untrackHead(c)
+			c.Close()
+			return
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	start, err := br.Peek(8)
 	if err != nil {
 		s.untrackHead(c)
@@ -100,7 +125,7 @@ func (s *Server) serveConn(c net.Conn) {
 		br = nil // the connection owns it now
 		return
 	}
-	dest, err := s.openConnect(c, br)
+	dest, framed, err := s.openConnect(c, br)
 	s.untrackHead(c)
 	if err != nil {
 		c.Close()
@@ -108,13 +133,14 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	// relay is done with br when it returns (the copies run on c): the
 	// deferred Put gives it back before the tunnel's lifetime.
-	s.relay(c, br, dest, s.release)
+	s.relay(c, br, dest, framed, s.release)
 }
 
 // openConnect reads a CONNECT head from br, checks the token and the egress
 // IP, takes a slot and dials the target. On success the caller owns the
-// slot (release) and dest; on error the gateway has been answered.
-func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, err error) {
+// slot (release) and dest, and framed says the gateway offered to carry
+// the tunnel as a link; on error the gateway has been answered.
+func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, framed bool, err error) {
 	var auth, egress []string
 	target, err := wire.ReadConnectHead(br, func(k, v []byte) {
 		switch {
@@ -122,6 +148,8 @@ func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, err e
 			auth = append(auth, string(v))
 		case wire.HeaderIs(k, HeaderEgress):
 			egress = append(egress, string(v))
+		case wire.HeaderIs(k, link.Header):
+			framed = string(v) == link.Version
 		}
 	})
 	if err != nil {
@@ -146,9 +174,9 @@ func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, err e
 	}
 	if err != nil {
 		s.refuseRaw(c, target, err)
-		return nil, err
+		return nil, false, err
 	}
-	return dest, nil
+	return dest, framed, nil
 }
 
 // refuseRaw answers a CONNECT read by serveConn with the status and
@@ -182,13 +210,31 @@ func (s *Server) refuseRaw(c net.Conn, target string, err error) {
 }
 
 // trackHead registers a connection whose head is being read, so a Shutdown
-// cut can close it; false when shutting down already.
-func (s *Server) trackHead(c net.Conn) bool {
+// cut can close it; false when shutting down already. An idle link is
+// registered as such: Shutdown closes it at once.
+func (s *Server) trackHead(c net.Conn, idle bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cutting {
+	if s.cutting || idle && s.closing {
 		return false
 	}
+	if idle {
+		s.idleLinks[c] = struct{}{}
+	} else {
+		s.reading[c] = struct{}{}
+	}
+	return true
+}
+
+// busyHead moves an idle link whose next head has started to arrive among
+// the connections reading a head; false if Shutdown closed it meanwhile.
+func (s *Server) busyHead(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.idleLinks[c]; !ok {
+		return false
+	}
+	delete(s.idleLinks, c)
 	s.reading[c] = struct{}{}
 	return true
 }
@@ -196,5 +242,6 @@ func (s *Server) trackHead(c net.Conn) bool {
 func (s *Server) untrackHead(c net.Conn) {
 	s.mu.Lock()
 	delete(s.reading, c)
+	delete(s.idleLinks, c)
 	s.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package exitnode
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -10,11 +11,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/splice"
 )
 
-// connectEstablished is the reply to a CONNECT whose destination was dialled.
-const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+// connectEstablished is the reply to a CONNECT whose destination was
+// dialled; linkEstablished takes the gateway's offer of a link.
+const (
+	connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+	linkEstablished    = "HTTP/1.1 200 Connection established\r\n" + link.Header + ": " + link.Version + "\r\n\r\n"
+)
 
 // serveConnect dials the CONNECT target from the chosen egress IP, then takes
 // the connection over and relays it. Errors before the takeover are answered
@@ -61,15 +67,23 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relayed = true
-	s.relay(client, brw.Reader, dest, s.release)
+	s.relay(client, brw.Reader, dest, false, s.release)
 }
 
 // tunnel is one live CONNECT relay.
 type tunnel struct {
 	client, dest net.Conn
 	closeOnce    sync.Once
+	closed       atomic.Bool
 	ended        atomic.Int32 // copy directions that have returned
 	done         func()       // called once both have: releases the slot
+
+	// On a link (framed), each direction that ended with an end frame
+	// sets its clean flag; with both set and the tunnel not closed, the
+	// link serves the next CONNECT, starting with rest.
+	framed bool
+	clean  [2]atomic.Bool
+	rest   []byte
 
 	mu      sync.Mutex  // guards timer and stopped
 	timer   *time.Timer // idle check
@@ -79,6 +93,7 @@ type tunnel struct {
 // close closes both sides; safe to call more than once and concurrently.
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
+		t.closed.Store(true)
 		_ = t.client.Close()
 		_ = t.dest.Close()
 	})
@@ -87,31 +102,48 @@ func (t *tunnel) close() {
 // relay answers 200, writes to dest the bytes buffered read past the CONNECT
 // headers, then copies both ways until both directions end (each end
 // half-closes the other side) or one fails (both are closed). buffered is
-// not used after relay returns.
+// not used after relay returns. On a link (framed) the gateway's side is
+// framed (package link) and, once both directions ended cleanly, the link
+// waits for the gateway's next CONNECT.
 //
 // It returns at once: the copies run in two new goroutines, so an idle
 // tunnel holds two small stacks and not the one that read the head and
-// dialled. Whichever copy ends last closes both connections, untracks the
-// tunnel and calls done, which releases its slot; so does relay itself if
-// the tunnel fails before the copies start.
-func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, done func()) {
-	t := &tunnel{client: client, dest: dest, done: done}
+// dialled. Whichever copy ends last closes the tunnel, untracks it and
+// calls done, which releases its slot; so does relay itself if the tunnel
+// fails before the copies start.
+func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, framed bool, done func()) {
+	t := &tunnel{client: client, dest: dest, done: done, framed: framed}
 	if !s.track(t) {
 		t.close()
 		done()
 		return
 	}
 	_ = client.SetDeadline(time.Time{})
-	_, err := io.WriteString(client, connectEstablished)
+	reply := connectEstablished
+	if framed {
+		reply = linkEstablished
+	}
+	_, err := io.WriteString(client, reply)
+	var early []byte
 	if err == nil && buffered.Buffered() > 0 {
-		early, _ := buffered.Peek(buffered.Buffered())
-		_, err = dest.Write(early)
+		early, _ = buffered.Peek(buffered.Buffered())
+		if framed {
+			early = bytes.Clone(early) // frames, read after buffered is reused
+		} else {
+			_, err = dest.Write(early)
+		}
 	}
 	if err != nil {
+		t.close()
 		s.end(t)
 		return
 	}
 	s.watchIdle(t)
+	if framed {
+		go s.receive(t, early)
+		go s.send(t)
+		return
+	}
 	// Both copies run between the raw connections: with *net.TCPConn on
 	// both sides splice.Copy moves the bytes in the kernel.
 	go s.pipe(t, dest, client)
@@ -123,12 +155,32 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, d
 func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 	_, err := splice.Copy(dst, src)
 	if err == nil {
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			err = cw.CloseWrite()
-		} else {
-			err = dst.Close()
-		}
+		err = closeWrite(dst)
 	}
+	s.ended(t, err)
+}
+
+// receive is the gateway-to-destination direction of a tunnel on a link.
+func (s *Server) receive(t *tunnel, early []byte) {
+	_, rest, raw, err := link.Receive(t.dest, t.client, early)
+	if err == nil {
+		err = closeWrite(t.dest)
+	}
+	t.rest = rest
+	t.clean[0].Store(err == nil && !raw)
+	s.ended(t, err)
+}
+
+// send is the destination-to-gateway direction of a tunnel on a link.
+func (s *Server) send(t *tunnel) {
+	_, raw, err := link.Send(t.client, t.dest)
+	t.clean[1].Store(err == nil && !raw)
+	s.ended(t, err)
+}
+
+// ended records that one direction of t returned with err (which closes
+// both sides); the second ends the tunnel.
+func (s *Server) ended(t *tunnel, err error) {
 	if err != nil {
 		t.close()
 	}
@@ -137,12 +189,31 @@ func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 	}
 }
 
-// end closes t for good and gives its slot back.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+// end closes t for good and gives its slot back. A link whose tunnel ended
+// cleanly goes on to wait for the next CONNECT.
 func (s *Server) end(t *tunnel) {
 	t.stopIdle()
-	t.close()
+	reuse := t.framed && t.clean[0].Load() && t.clean[1].Load()
+	if reuse {
+		// closeOnce keeps a late idle check or cut from closing the link.
+		t.closeOnce.Do(func() { _ = t.dest.Close() })
+		reuse = !t.closed.Load()
+	}
+	if !reuse {
+		t.close()
+	}
 	s.untrack(t)
 	t.done()
+	if reuse {
+		s.serveHead(t.client, t.rest, true)
+	}
 }
 
 // track registers t so a Shutdown cut can close it; false if cutting already.

@@ -57,6 +57,7 @@ type Server struct {
 	tunnels   map[*tunnel]struct{}
 	listeners map[net.Listener]struct{}
 	reading   map[net.Conn]struct{} // connections whose CONNECT head is being read
+	idleLinks map[net.Conn]struct{} // links waiting for their next CONNECT
 	wg        sync.WaitGroup        // one count per held slot (tunnel or in-flight request)
 
 	drained chan struct{} // closed when Shutdown's drain has finished
@@ -84,6 +85,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		tunnels:   make(map[*tunnel]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		reading:   make(map[net.Conn]struct{}),
+		idleLinks: make(map[net.Conn]struct{}),
 		httpLn:    handoff.NewListener(),
 		drained:   make(chan struct{}),
 	}
@@ -120,6 +122,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
+	}
+	for c := range s.idleLinks {
+		c.Close() // as an HTTP server closes idle keep-alive connections
 	}
 	s.mu.Unlock()
 	if first {

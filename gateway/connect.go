@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -118,7 +119,13 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 	early := int64(br.Buffered())
 	if early > 0 {
 		buf, _ := br.Peek(int(early))
-		if _, err := exitConn.Write(buf); err != nil {
+		var err error
+		if lc, ok := exitConn.(*linkConn); ok {
+			err = link.SendBytes(lc.TCPConn, buf)
+		} else {
+			_, err = exitConn.Write(buf)
+		}
+		if err != nil {
 			release()
 			exitConn.Close()
 			g.putBuf(br)
@@ -128,6 +135,7 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 	g.putBuf(br)
 	// Bytes the destination sent that arrived with the exit's reply go to
 	// the customer first; then both sides are raw TCP again and splice.
+	// (On a link they are frames: the relay decodes them first.)
 	var earlyDown int64
 	if bc, ok := exitConn.(*handoff.Conn); ok {
 		n := bc.R.Buffered()

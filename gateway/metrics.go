@@ -16,6 +16,7 @@ type metrics struct {
 	setup     *prometheus.HistogramVec
 	byteCount *prometheus.CounterVec
 	authFails *prometheus.CounterVec
+	links     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,9 +46,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "farmgate_auth_failures_total",
 			Help: "Requests refused before picking an exit, by reason.",
 		}, []string{"reason"}),
+		links: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "farmgate_exit_links_total",
+			Help: "Tunnels to farmgate exits by the connection they went over: a kept link, a new connection, " +
+				"or a kept link the exit had closed meanwhile (replaced by a new one, unseen by the customer).",
+		}, []string{"link"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails)
+		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links)
 	}
 	return m
 }

@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/splice"
 	"github.com/farmgate/farmgate/internal/tcpinfo"
 )
@@ -25,6 +27,11 @@ type tunnel struct {
 	halfClosed atomic.Bool     // one side finished sending: FinTimeout applies
 	closed     atomic.Bool
 	done       func(up, down int64)
+
+	// On a link (conns[1] is a *linkConn) each direction that ended with
+	// an end frame sets its clean flag; with both, the link goes back to
+	// its pool instead of being closed.
+	clean [2]atomic.Bool
 
 	mu       sync.Mutex   // guards the metering state below
 	base     tcpinfo.Info // the customer connection when the relay started
@@ -55,7 +62,26 @@ func (g *Gateway) relay(t *tunnel) {
 // up.
 func (g *Gateway) pipe(t *tunnel, d int) {
 	src, dst := t.conns[d], t.conns[1-d]
-	n, err := splice.Copy(dst, src)
+	var n int64
+	var err error
+	halfClose := true // of dst, after a clean end
+	if lc, ok := t.conns[1].(*linkConn); ok {
+		var raw bool
+		if d == 0 {
+			n, raw, err = link.Send(lc.TCPConn, src)
+			halfClose = false // the end frame, or Send's own half-close after raw
+		} else {
+			var rest []byte
+			n, rest, raw, err = link.Receive(dst, lc.TCPConn, lc.early)
+			lc.early = nil
+			if err == nil && len(rest) > 0 {
+				err = fmt.Errorf("exit %s sent %d bytes past the end of a tunnel: %w", t.exit, len(rest), link.ErrProtocol)
+			}
+		}
+		t.clean[d].Store(err == nil && !raw)
+	} else {
+		n, err = splice.Copy(dst, src)
+	}
 	t.bytes[d].Store(n)
 	switch {
 	case err != nil:
@@ -64,16 +90,25 @@ func (g *Gateway) pipe(t *tunnel, d int) {
 	case t.finished.Load() == 0:
 		// Clean EOF while the other side may still deliver: pass the
 		// half-close on. A peer that cannot half-close ends the tunnel.
-		cw, ok := dst.(interface{ CloseWrite() error })
-		if !ok || cw.CloseWrite() != nil {
-			t.shut()
+		if halfClose {
+			cw, ok := dst.(interface{ CloseWrite() error })
+			if !ok || cw.CloseWrite() != nil {
+				t.shut()
+			}
 		}
 		t.halfClosed.Store(true)
 	}
 	if t.finished.Add(1) < 2 {
 		return
 	}
-	t.shut()
+	if lc, ok := t.conns[1].(*linkConn); ok && t.clean[0].Load() && t.clean[1].Load() && !t.closed.Swap(true) {
+		// Both directions ended with end frames: the exit waits for the
+		// next CONNECT on this link.
+		t.conns[0].Close()
+		lc.home.put(lc.TCPConn)
+	} else {
+		t.shut()
+	}
 	g.tunnels.Delete(t)
 	t.done(t.bytes[0].Load(), t.bytes[1].Load())
 }

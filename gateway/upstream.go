@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,11 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/proxy"
 
 	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -88,6 +92,9 @@ type connectDialer struct {
 	// replyTimeout bounds the wait for the proxy's reply to CONNECT, which
 	// includes the proxy's own dial of the destination.
 	replyTimeout time.Duration
+	// links, for farmgate exits, keeps the exit's idle links: tunnels are
+	// offered a link and reuse one when there is one. nil otherwise.
+	links *linkPool
 }
 
 var _ proxy.ContextDialer = (*connectDialer)(nil)
@@ -128,11 +135,37 @@ func (d *connectDialer) Dial(network, addr string) (net.Conn, error) {
 // refusal the exit answered with).
 var errExitDial = errors.New("exit unreachable")
 
+// errStaleLink marks a kept link the exit had closed before it read the
+// CONNECT: nothing happened at the exit, so a fresh connection is tried.
+var errStaleLink = errors.New("kept link closed by the exit")
+
 func (d *connectDialer) DialContext(ctx context.Context, network, target string) (net.Conn, error) {
+	if d.links != nil {
+		if c := d.links.get(); c != nil {
+			conn, err := d.open(ctx, c, target, true)
+			if !errors.Is(err, errStaleLink) {
+				if err == nil {
+					d.links.kept.Inc()
+				}
+				return conn, err
+			}
+			d.links.stale.Inc()
+		}
+	}
 	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errExitDial, err)
 	}
+	conn, err := d.open(ctx, c, target, false)
+	if _, ok := conn.(*linkConn); ok {
+		d.links.fresh.Inc()
+	}
+	return conn, err
+}
+
+// open sends CONNECT on c (kept: a link from the pool) and reads the reply.
+// c is closed unless the tunnel is up.
+func (d *connectDialer) open(ctx context.Context, c net.Conn, target string, kept bool) (net.Conn, error) {
 	deadline := time.Now().Add(d.replyTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -140,7 +173,7 @@ func (d *connectDialer) DialContext(ctx context.Context, network, target string)
 	c.SetDeadline(deadline)
 	// Cancelling ctx must unblock the handshake.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	conn, err := d.handshake(ctx, c, target)
+	conn, err := d.handshake(ctx, c, target, kept)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
@@ -152,9 +185,9 @@ func (d *connectDialer) DialContext(ctx context.Context, network, target string)
 	return conn, nil
 }
 
-func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string) (net.Conn, error) {
+func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string, kept bool) (net.Conn, error) {
 	var b strings.Builder
-	b.Grow(128)
+	b.Grow(160)
 	b.WriteString("CONNECT ")
 	b.WriteString(target)
 	b.WriteString(" HTTP/1.1\r\nHost: ")
@@ -170,25 +203,52 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		b.WriteString(ip.String())
 		b.WriteString("\r\n")
 	}
+	tc, canLink := c.(*net.TCPConn)
+	canLink = canLink && d.links != nil
+	if canLink {
+		b.WriteString(link.Header + ": " + link.Version + "\r\n")
+	}
 	b.WriteString("\r\n")
 	if _, err := c.Write([]byte(b.String())); err != nil {
+		if kept {
+			err = fmt.Errorf("%w: %w", errStaleLink, err)
+		}
 		return nil, fmt.Errorf("send CONNECT: %w", err)
 	}
 	br := replyBufs.Get().(*bufio.Reader)
 	br.Reset(c)
-	status, reason, err := readReplyHead(br)
-	if err == nil && status/100 == 2 && br.Buffered() > 0 {
-		// The destination spoke first and its bytes arrived with the
-		// reply: the reader goes with the connection.
-		return &handoff.Conn{Conn: c, R: br}, nil
-	}
-	br.Reset(nil)
-	replyBufs.Put(br)
+	defer func() {
+		if br != nil {
+			br.Reset(nil)
+			replyBufs.Put(br)
+		}
+	}()
+	status, hdr, err := readReplyHead(br)
 	if err != nil {
+		// EOF or a reset before the first byte of a reply: the exit closed
+		// the kept link before it read the CONNECT.
+		if kept && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			err = fmt.Errorf("%w: %w", errStaleLink, err)
+		}
 		return nil, fmt.Errorf("read CONNECT reply: %w", err)
 	}
 	if status/100 != 2 {
-		return nil, &ExitError{Status: status, Reason: reason}
+		return nil, &ExitError{Status: status, Reason: hdr.Get(headerError)}
+	}
+	if canLink && hdr.Get(link.Header) == link.Version {
+		lc := &linkConn{TCPConn: tc, home: d.links}
+		if n := br.Buffered(); n > 0 {
+			early, _ := br.Peek(n)
+			lc.early = bytes.Clone(early)
+		}
+		return lc, nil
+	}
+	if br.Buffered() > 0 {
+		// The destination spoke first and its bytes arrived with the
+		// reply: the reader goes with the connection.
+		conn := &handoff.Conn{Conn: c, R: br}
+		br = nil
+		return conn, nil
 	}
 	return c, nil
 }
@@ -197,26 +257,26 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 var replyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
 
 // readReplyHead reads an HTTP response head and returns the status and the
-// X-Farmgate-Error reason. A CONNECT reply has no body worth reading.
-func readReplyHead(br *bufio.Reader) (int, string, error) {
+// headers. A CONNECT reply has no body worth reading.
+func readReplyHead(br *bufio.Reader) (int, textproto.MIMEHeader, error) {
 	tp := textproto.NewReader(br)
 	line, err := tp.ReadLine()
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	proto, rest, ok := strings.Cut(line, " ")
 	if !ok || !strings.HasPrefix(proto, "HTTP/1.") || len(rest) < 3 {
-		return 0, "", fmt.Errorf("malformed status line %q", line)
+		return 0, nil, fmt.Errorf("malformed status line %q", line)
 	}
 	status, err := strconv.Atoi(rest[:3])
 	if err != nil {
-		return 0, "", fmt.Errorf("malformed status line %q", line)
+		return 0, nil, fmt.Errorf("malformed status line %q", line)
 	}
 	hdr, err := tp.ReadMIMEHeader()
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
-	return status, hdr.Get(headerError), nil
+	return status, hdr, nil
 }
 
 // upstream is how the gateway reaches one exit: a dialer for tunnels and a
@@ -262,7 +322,8 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	case SchemeFarmgate, "http":
 		var cd *connectDialer
 		if u.Scheme == SchemeFarmgate {
-			cd = &connectDialer{addr: u.Host, auth: "Bearer " + g.cfg.ExitToken, forward: nd}
+			cd = &connectDialer{addr: u.Host, auth: "Bearer " + g.cfg.ExitToken, forward: nd,
+				links: newLinkPool(g.cfg.MaxIdleExitConns, g.metrics)}
 		} else {
 			// Third-party HTTP upstreams go through x/net/proxy like SOCKS5 ones.
 			d, err := proxy.FromURL(u, nd)
@@ -310,6 +371,9 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 // closeIdle closes the kept-alive connections to the exit.
 func (u *upstream) closeIdle() {
 	u.transport.CloseIdleConnections()
+	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
+		cd.links.closeIdle()
+	}
 	if u.client != nil {
 		u.client.closeIdle()
 	}

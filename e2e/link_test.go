@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/farmgate/farmgate/internal/demo"
+)
+
+// gathered reads the values of the farm's metric family name by the value
+// of one label.
+func gathered(t *testing.T, f *demo.Farm, name, label string) map[string]float64 {
+	t.Helper()
+	fams, err := f.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, fam := range fams {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			got[labelOf(m, label)] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return got
+}
+
+func linkUses(t *testing.T, f *demo.Farm) map[string]float64 {
+	return gathered(t, f, "farmgate_exit_links_total", "link")
+}
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// echoTunnel runs one short tunnel to an echo server through us-1 and waits
+// until the gateway has closed it.
+func echoTunnel(t *testing.T, f *demo.Farm, echo, msg string) {
+	t.Helper()
+	c, br := dialTunnel(t, f, "demo-country-us", echo, "")
+	io.WriteString(c, msg)
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(br)
+	if err != nil || string(got) != msg {
+		t.Fatalf("echo %q %v, want %q", got, err, msg)
+	}
+	c.Close()
+	// The gateway keeps the link before it counts the tunnel closed.
+	waitFor(t, 5*time.Second, "tunnel closed at the gateway", func() error {
+		if n := gathered(t, f, "farmgate_tunnels_active", "exit")["us-1"]; n != 0 {
+			return fmt.Errorf("%v tunnels active", n)
+		}
+		return nil
+	})
+}
+
+// Short tunnels one after another to one exit go over one kept link: one
+// TCP handshake with the exit, not one per tunnel.
+func TestShortTunnelsKeepTheirLinkToTheExit(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	for i := range 10 {
+		echoTunnel(t, f, echo, "tunnel "+string(rune('a'+i)))
+	}
+	if got := linkUses(t, f); got["new"] != 1 || got["kept"] != 9 {
+		t.Fatalf("links: %v, want 1 new and 9 kept", got)
+	}
+}
+
+// A kept link the exit closed meanwhile (here: the exit restarted) is
+// replaced by a new connection, and the customer sees nothing of it.
+func TestStaleLinkIsReplaced(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	echoTunnel(t, f, echo, "before")
+	if err := f.StopExit("us-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RestartExit("us-1"); err != nil {
+		t.Fatal(err)
+	}
+	echoTunnel(t, f, echo, "after")
+	echoTunnel(t, f, echo, "again")
+	if got := linkUses(t, f); got["stale"] != 1 || got["new"] != 2 || got["kept"] != 1 {
+		t.Fatalf("links: %v, want 1 stale, 2 new, 1 kept", got)
+	}
+}
