@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -188,25 +187,10 @@ func (s *Server) refuseRaw(c net.Conn, target string, err error) {
 		"method", http.MethodConnect, "host", target, "remote", c.RemoteAddr().String(), "err", err)
 	body := reason + "\n"
 	if status == http.StatusProxyAuthRequired {
-		body = ""
+		body = "" // nothing for whoever knocked without the token
 	}
-	b := make([]byte, 0, 192)
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(status)...)
-	b = append(b, "\r\n"+HeaderError+": "...)
-	b = append(b, reason...)
-	b = append(b, "\r\nConnection: close\r\n"...)
-	if body != "" {
-		b = append(b, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
-	}
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
 	c.SetWriteDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
-	c.Write(b)
+	c.Write(wire.ErrorReply(status, reason, body))
 }
 
 // trackHead registers a connection whose head is being read, so a Shutdown

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -130,29 +131,14 @@ func (r reply) writeRaw(w io.Writer, detail string) error {
 	if detail != "" {
 		body += ": " + detail
 	}
-	body += "\n"
-	var b strings.Builder
-	b.Grow(256)
-	b.WriteString("HTTP/1.1 ")
-	b.WriteString(strconv.Itoa(r.status))
-	b.WriteByte(' ')
-	b.WriteString(http.StatusText(r.status))
-	b.WriteString("\r\n")
+	var extra []string
 	if r.status == http.StatusProxyAuthRequired {
-		b.WriteString("Proxy-Authenticate: Basic realm=\"farmgate\"\r\n")
+		extra = append(extra, `Proxy-Authenticate: Basic realm="farmgate"`)
 	}
 	if r.retryAfter > 0 {
-		b.WriteString("Retry-After: ")
-		b.WriteString(strconv.Itoa(retrySeconds(r.retryAfter)))
-		b.WriteString("\r\n")
+		extra = append(extra, "Retry-After: "+strconv.Itoa(retrySeconds(r.retryAfter)))
 	}
-	b.WriteString(headerError + ": ")
-	b.WriteString(r.reason)
-	b.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
-	b.WriteString(strconv.Itoa(len(body)))
-	b.WriteString("\r\nConnection: close\r\n\r\n")
-	b.WriteString(body)
-	_, err := io.WriteString(w, b.String())
+	_, err := w.Write(wire.ErrorReply(r.status, r.reason, body+"\n", extra...))
 	return err
 }
 

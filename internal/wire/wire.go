@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -98,4 +99,31 @@ func RemoveHop(h http.Header) (upgrade string) {
 func IsFarmgate(k string) bool {
 	const p = "X-Farmgate-"
 	return len(k) >= len(p) && strings.EqualFold(k[:len(p)], p)
+}
+
+// ErrorReply is a raw HTTP/1.1 error reply for a connection that is closed
+// after it: the status line, the extra header lines (each "Name: value"),
+// the reason in HeaderError, and body as text/plain (none if empty). The
+// gateway and the exit answer CONNECT heads they read themselves with it.
+func ErrorReply(status int, reason, body string, extra ...string) []byte {
+	b := make([]byte, 0, 192+len(body))
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\n"...)
+	for _, h := range extra {
+		b = append(b, h...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, HeaderError+": "...)
+	b = append(b, reason...)
+	b = append(b, "\r\nConnection: close\r\n"...)
+	if body != "" {
+		b = append(b, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
