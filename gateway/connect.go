@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -176,16 +177,30 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 // other exits when one fails for its own reasons. Nothing has been sent to
 // the customer yet, so a retry is invisible to them.
 func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target string) (net.Conn, pool.Pick, time.Duration, error) {
+	var conn net.Conn
+	pick, setup, err := g.tryExits(ctx, crit, func(pick pool.Pick, up *upstream) (err error) {
+		conn, err = up.dialer.DialContext(withEgress(ctx, pick.Egress), "tcp", target)
+		if err != nil {
+			err = fmt.Errorf("tunnel through exit %s: %w", pick.Exit.ID, err)
+		}
+		return err
+	}, nil)
+	return conn, pick, setup, err
+}
+
+// tryExits runs try on an exit matching crit, and on others while it fails
+// for the exit's own reasons (exitFault) and again allows it (nil: always),
+// at most MaxAttempts in all; it reports each outcome to the pool. It
+// returns the last exit tried, how long it took to answer, and try's error,
+// or the pool's when no exit was left to try.
+func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(pool.Pick, *upstream) error, again func() bool) (pool.Pick, time.Duration, error) {
 	var tried [10]string
 	var lastErr error
 	for attempt := 0; attempt < g.cfg.MaxAttempts; attempt++ {
 		crit.Exclude = tried[:attempt]
 		pick, err := g.pool.Pick(ctx, *crit)
 		if err != nil {
-			if lastErr != nil {
-				return nil, pool.Pick{}, 0, lastErr
-			}
-			return nil, pool.Pick{}, 0, err
+			return pool.Pick{}, 0, cmp.Or(lastErr, err)
 		}
 		id := pick.Exit.ID
 		tried[attempt] = id
@@ -196,25 +211,24 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 			continue
 		}
 		t0 := time.Now()
-		conn, err := up.dialer.DialContext(withEgress(ctx, pick.Egress), "tcp", target)
+		err = try(pick, up)
 		setup := time.Since(t0)
-		if err == nil {
+		switch {
+		case err == nil:
 			g.pool.Report(id, pool.OK, setup)
-			return conn, pick, setup, nil
-		}
-		err = fmt.Errorf("tunnel through exit %s: %w", id, err)
-		if !exitFault(err) {
+			return pick, setup, nil
+		case !exitFault(err):
 			g.pool.Report(id, pool.DestFailed, setup)
-			return nil, pool.Pick{}, 0, err
+			return pick, setup, err
 		}
 		g.pool.Report(id, pool.ExitFailed, setup)
-		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
 		lastErr = err
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || again != nil && !again() {
 			break
 		}
+		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
 	}
-	return nil, pool.Pick{}, 0, lastErr
+	return pool.Pick{}, 0, lastErr
 }
 
 // readConnectHead reads a CONNECT request head from br and returns its

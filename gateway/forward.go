@@ -103,25 +103,8 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		defer body.rc.Close()
 	}
 	ctx := req.Context()
-	var tried [10]string
-	var lastErr error
-	for attempt := 0; attempt < g.cfg.MaxAttempts; attempt++ {
-		a.crit.Exclude = tried[:attempt]
-		pick, err := g.pool.Pick(ctx, a.crit)
-		if err != nil {
-			if lastErr == nil {
-				lastErr = err
-			}
-			break
-		}
-		id := pick.Exit.ID
-		tried[attempt] = id
-		up, err := g.upstreamFor(pick.Exit)
-		if err != nil {
-			g.pool.Report(id, pool.ExitFailed, 0)
-			lastErr = err
-			continue
-		}
+	var resp *http.Response
+	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream) (err error) {
 		out := req.WithContext(withEgress(ctx, pick.Egress))
 		if up.proxyAuth != "" {
 			out.Header.Set("Proxy-Authorization", up.proxyAuth)
@@ -133,63 +116,58 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			// net/http would add its own; a customer who sent none sends none.
 			out.Header["User-Agent"] = []string{""}
 		}
-		t0 := time.Now()
-		g.pool.TunnelOpened(id)
-		var resp *http.Response
+		g.pool.TunnelOpened(pick.Exit.ID)
 		if up.client != nil {
 			resp, err = up.client.RoundTrip(out, body)
 		} else {
 			resp, err = up.transport.RoundTrip(out)
 		}
-		setup := time.Since(t0)
 		if err == nil && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
 			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(headerError)}
 			resp.Body.Close()
 		}
-		if err == nil {
-			g.pool.Report(id, pool.OK, setup)
-			g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
-			rb := &releaseBody{ReadCloser: resp.Body}
-			status := resp.StatusCode
-			released = true // the response body now holds the slot
-			rb.release = func() {
-				release()
-				g.pool.TunnelClosed(id)
-				g.metrics.tunnelClosed(a.crit.Pool, id)
-				up, down := body.n.Load(), rb.n
-				if g.meter != nil {
-					g.meter.Add(a.customer.User, a.crit.Pool, up, down)
-				}
-				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
-				g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-					exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
-					setup: setup, total: time.Since(start)})
-			}
-			resp.Body = rb
-			cleanResponse(resp.Header)
-			resp.Header.Set(headerExit, id)
-			if pick.Rebound {
-				resp.Header.Set(headerSess, "rebound")
-			}
-			return resp
+		if err != nil {
+			g.pool.TunnelClosed(pick.Exit.ID)
 		}
-		g.pool.TunnelClosed(id)
-		if !exitFault(err) {
-			g.pool.Report(id, pool.DestFailed, setup)
-			r := replyFor(err)
-			g.metrics.refused(r, a.crit.Pool)
+		return err
+	}, func() bool { return !body.touched.Load() }) // bytes of the body left: never send it twice
+	if err == nil {
+		id := pick.Exit.ID
+		g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
+		rb := &releaseBody{ReadCloser: resp.Body}
+		status := resp.StatusCode
+		released = true // the response body now holds the slot
+		rb.release = func() {
+			release()
+			g.pool.TunnelClosed(id)
+			g.metrics.tunnelClosed(a.crit.Pool, id)
+			up, down := body.n.Load(), rb.n
+			if g.meter != nil {
+				g.meter.Add(a.customer.User, a.crit.Pool, up, down)
+			}
+			g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
 			g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-				exit: id, egress: egressString(pick), dest: req.URL.Host, status: r.status, reason: r.reason,
+				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
 				setup: setup, total: time.Since(start)})
-			return r.response(req, "")
 		}
-		g.pool.Report(id, pool.ExitFailed, setup)
-		lastErr = err
-		if body.touched.Load() || ctx.Err() != nil {
-			break // bytes of the body left: never send it twice
+		resp.Body = rb
+		cleanResponse(resp.Header)
+		resp.Header.Set(headerExit, id)
+		if pick.Rebound {
+			resp.Header.Set(headerSess, "rebound")
 		}
-		g.logger.Warn("exit failed, trying another", "exit", id, "attempt", attempt+1, "err", err)
+		return resp
 	}
+	if pick.Exit != nil {
+		// The destination failed, not the exit.
+		r := replyFor(err)
+		g.metrics.refused(r, a.crit.Pool)
+		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+			exit: pick.Exit.ID, egress: egressString(pick), dest: req.URL.Host, status: r.status, reason: r.reason,
+			setup: setup, total: time.Since(start)})
+		return r.response(req, "")
+	}
+	lastErr := err
 	r := replyFor(lastErr)
 	g.metrics.refused(r, a.crit.Pool)
 	g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
