@@ -75,16 +75,41 @@ const headSize = 4096
 
 // serveConn reads the start of a connection: a CONNECT head is served here,
 // anything else goes to the HTTP server.
-func (s *Server) serveConn(c net.Conn) { s.serveHead(c, nil, false) }
+func (s *Server) serveConn(c net.Conn) { s.serveLink(c, nil, false) }
 
-// serveHead reads a head on c and serves it. rest is what was read of it
-// already. A link (idle) that finished a tunnel waits up to
-// link.IdleTimeout for the gateway's next CONNECT, and a Shutdown closes it
-// at once meanwhile.
-func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) {
+// serveLink serves the heads on c one after another. A tunnel on a link
+// runs its gateway-to-destination direction here; when that ends last and
+// cleanly, the link (idle) waits up to link.IdleTimeout for the gateway's
+// next CONNECT, rest being what was read of it already. A Shutdown closes
+// an idle link at once.
+func (s *Server) serveLink(c net.Conn, rest []byte, idle bool) {
+	for {
+		t := s.serveHead(c, rest, idle)
+		if t == nil {
+			return
+		}
+		var goOn bool
+		if rest, goOn = s.receive(t); !goOn {
+			return
+		}
+		idle = true
+	}
+}
+
+// serveHead reads a head on c and serves it. It returns a tunnel on a link
+// whose receive direction the caller runs, or nil when it is done with c.
+func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	if len(rest) > headSize || !s.trackHead(c, idle && len(rest) == 0) {
 		c.Close()
-		return
+		return nil
+	}
+	if idle && len(rest) == 0 {
+		c.SetReadDeadline(time.Now().Add(link.IdleTimeout))
+		if err := link.WaitReadable(c); err != nil || !s.busyHead(c) {
+			s.untrackHead(c)
+			c.Close()
+			return nil
+		}
 	}
 	br := heads.Get().(*bufio.Reader)
 	if len(rest) > 0 {
@@ -100,20 +125,12 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) {
 			heads.Put(br)
 		}
 	}()
-	if idle && len(rest) == 0 {
-		c.SetReadDeadline(time.Now().Add(link.IdleTimeout))
-		if _, err := br.Peek(1); err != nil || !s.busyHead(c) {
-			s.untrackHead(c)
-			c.Close()
-			return
-		}
-	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.ReadHeaderTimeout))
 	start, err := br.Peek(8)
 	if err != nil {
 		s.untrackHead(c)
 		c.Close()
-		return
+		return nil
 	}
 	if string(start) != "CONNECT " {
 		s.untrackHead(c)
@@ -122,17 +139,28 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) {
 			c.Close()
 		}
 		br = nil // the connection owns it now
-		return
+		return nil
 	}
 	dest, framed, err := s.openConnect(c, br)
 	s.untrackHead(c)
 	if err != nil {
 		c.Close()
-		return
+		return nil
 	}
-	// relay is done with br when it returns (the copies run on c): the
-	// deferred Put gives it back before the tunnel's lifetime.
-	s.relay(c, br, dest, framed, s.release)
+	early := buffered(br)
+	br.Reset(nil)
+	heads.Put(br) // before the tunnel's lifetime
+	br = nil
+	return s.relay(c, early, dest, framed, s.release)
+}
+
+// buffered returns a copy of what br holds, or nil.
+func buffered(br *bufio.Reader) []byte {
+	if br.Buffered() == 0 {
+		return nil
+	}
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Clone(b)
 }
 
 // openConnect reads a CONNECT head from br, checks the token and the egress

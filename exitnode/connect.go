@@ -1,8 +1,6 @@
 package exitnode
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -67,7 +65,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relayed = true
-	s.relay(client, brw.Reader, dest, false, s.release)
+	s.relay(client, buffered(brw.Reader), dest, false, s.release)
 }
 
 // tunnel is one live CONNECT relay.
@@ -82,6 +80,7 @@ type tunnel struct {
 	// sets its clean flag; with both set and the tunnel not closed, the
 	// link serves the next CONNECT, starting with rest.
 	framed bool
+	early  []byte // frames read behind the CONNECT head
 	clean  [2]atomic.Bool
 	rest   []byte
 
@@ -99,24 +98,26 @@ func (t *tunnel) close() {
 	})
 }
 
-// relay answers 200, writes to dest the bytes buffered read past the CONNECT
-// headers, then copies both ways until both directions end (each end
-// half-closes the other side) or one fails (both are closed). buffered is
-// not used after relay returns. On a link (framed) the gateway's side is
-// framed (package link) and, once both directions ended cleanly, the link
-// waits for the gateway's next CONNECT.
+// relay answers 200, writes to dest the early bytes read past the CONNECT
+// head, then copies both ways until both directions end (each end
+// half-closes the other side) or one fails (both are closed). On a link
+// (framed) the gateway's side is framed (package link) and, once both
+// directions ended cleanly, the link waits for the gateway's next CONNECT.
 //
-// It returns at once: the copies run in two new goroutines, so an idle
-// tunnel holds two small stacks and not the one that read the head and
-// dialled. Whichever copy ends last closes the tunnel, untracks it and
-// calls done, which releases its slot; so does relay itself if the tunnel
-// fails before the copies start.
-func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, framed bool, done func()) {
-	t := &tunnel{client: client, dest: dest, done: done, framed: framed}
+// A plain tunnel's copies run in two new goroutines and relay returns nil
+// at once: an idle tunnel holds two small stacks and not the one that read
+// the head and dialled. A tunnel on a link is returned for the caller to
+// run its receive direction, and only the send direction gets a goroutine:
+// the link's goroutine serves one tunnel after another. Whichever direction
+// ends last closes the tunnel, untracks it and calls done, which releases
+// its slot; so does relay itself if the tunnel fails before the copies
+// start.
+func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, framed bool, done func()) *tunnel {
+	t := &tunnel{client: client, dest: dest, done: done, framed: framed, early: early}
 	if !s.track(t) {
 		t.close()
 		done()
-		return
+		return nil
 	}
 	_ = client.SetDeadline(time.Time{})
 	reply := connectEstablished
@@ -124,30 +125,24 @@ func (s *Server) relay(client net.Conn, buffered *bufio.Reader, dest net.Conn, f
 		reply = linkEstablished
 	}
 	_, err := io.WriteString(client, reply)
-	var early []byte
-	if err == nil && buffered.Buffered() > 0 {
-		early, _ = buffered.Peek(buffered.Buffered())
-		if framed {
-			early = bytes.Clone(early) // frames, read after buffered is reused
-		} else {
-			_, err = dest.Write(early)
-		}
+	if err == nil && len(early) > 0 && !framed {
+		_, err = dest.Write(early)
 	}
 	if err != nil {
 		t.close()
 		s.end(t)
-		return
+		return nil
 	}
 	s.watchIdle(t)
 	if framed {
-		go s.receive(t, early)
 		go s.send(t)
-		return
+		return t
 	}
 	// Both copies run between the raw connections: with *net.TCPConn on
 	// both sides splice.Copy moves the bytes in the kernel.
 	go s.pipe(t, dest, client)
 	go s.pipe(t, client, dest)
+	return nil
 }
 
 // pipe copies src to dst, then half-closes dst so the peer sees EOF; an
@@ -161,32 +156,38 @@ func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 }
 
 // receive is the gateway-to-destination direction of a tunnel on a link.
-func (s *Server) receive(t *tunnel, early []byte) {
-	_, rest, raw, err := link.Receive(t.dest, t.client, early)
+// It reports whether the caller goes on with the link, starting with rest.
+func (s *Server) receive(t *tunnel) (rest []byte, goOn bool) {
+	_, rest, raw, err := link.Receive(t.dest, t.client, t.early)
 	if err == nil {
 		err = closeWrite(t.dest)
 	}
 	t.rest = rest
 	t.clean[0].Store(err == nil && !raw)
-	s.ended(t, err)
+	return t.rest, s.ended(t, err)
 }
 
-// send is the destination-to-gateway direction of a tunnel on a link.
+// send is the destination-to-gateway direction of a tunnel on a link. When
+// it ends last and the link goes on, this goroutine serves it.
 func (s *Server) send(t *tunnel) {
 	_, raw, err := link.Send(t.client, t.dest)
 	t.clean[1].Store(err == nil && !raw)
-	s.ended(t, err)
+	if s.ended(t, err) {
+		s.serveLink(t.client, t.rest, true)
+	}
 }
 
 // ended records that one direction of t returned with err (which closes
-// both sides); the second ends the tunnel.
-func (s *Server) ended(t *tunnel, err error) {
+// both sides); the second ends the tunnel and reports whether its link
+// goes on.
+func (s *Server) ended(t *tunnel, err error) (goOn bool) {
 	if err != nil {
 		t.close()
 	}
 	if t.ended.Add(1) == 2 {
-		s.end(t)
+		return s.end(t)
 	}
+	return false
 }
 
 func closeWrite(c net.Conn) error {
@@ -196,9 +197,10 @@ func closeWrite(c net.Conn) error {
 	return c.Close()
 }
 
-// end closes t for good and gives its slot back. A link whose tunnel ended
-// cleanly goes on to wait for the next CONNECT.
-func (s *Server) end(t *tunnel) {
+// end closes t for good and gives its slot back. It reports whether t is
+// on a link that ended cleanly: then the caller serves the link's next
+// CONNECT.
+func (s *Server) end(t *tunnel) (goOn bool) {
 	t.stopIdle()
 	reuse := t.framed && t.clean[0].Load() && t.clean[1].Load()
 	if reuse {
@@ -211,9 +213,7 @@ func (s *Server) end(t *tunnel) {
 	}
 	s.untrack(t)
 	t.done()
-	if reuse {
-		s.serveHead(t.client, t.rest, true)
-	}
+	return reuse
 }
 
 // track registers t so a Shutdown cut can close it; false if cutting already.

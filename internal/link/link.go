@@ -259,6 +259,25 @@ func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
 	return bp, m, nil
 }
 
+// WaitReadable waits until c has bytes to read, or its EOF or an error,
+// without reading and without a buffer: an idle link costs its goroutine
+// and nothing more. Deadlines on c apply.
+func WaitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil // the caller's read will wait
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+}
+
 func readChunkSlow(c net.Conn) (*[]byte, int, error) {
 	bp := bufs.Get().(*[]byte)
 	m, err := c.Read((*bp)[hdrLen : hdrLen+MaxChunk])
