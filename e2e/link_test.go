@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -98,5 +100,33 @@ func TestStaleLinkIsReplaced(t *testing.T) {
 	echoTunnel(t, f, echo, "again")
 	if got := linkUses(t, f); got["stale"] != 1 || got["new"] != 2 || got["kept"] != 1 {
 		t.Fatalf("links: %v, want 1 stale, 2 new, 1 kept", got)
+	}
+}
+
+// A tunnel that moves megabytes both ways switches its link to raw (the
+// kernel splices the rest) and still delivers every byte and the
+// half-close; the link is not kept after that, and the next tunnel gets a
+// new one.
+func TestBulkTunnelOverALink(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	echoTunnel(t, f, echo, "warm") // leaves a kept link to us-1
+	c, br := dialTunnel(t, f, "demo-country-us", echo, "")
+	payload := make([]byte, 4<<20+99)
+	rand.Read(payload)
+	go func() {
+		c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(br)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo of %d bytes: got %d bytes intact=%v, %v", len(payload), len(got), bytes.Equal(got, payload), err)
+	}
+	c.Close()
+	echoTunnel(t, f, echo, "after")
+	if got := linkUses(t, f); got["kept"] != 1 || got["new"] != 2 {
+		t.Fatalf("links: %v, want 2 new (the first, and after the raw one) and 1 kept", got)
 	}
 }
