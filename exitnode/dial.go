@@ -109,9 +109,13 @@ func (d *destDialer) DialContext(ctx context.Context, _, addr string) (net.Conn,
 		}
 		return nil, fmt.Errorf("dial %s: no address of the egress family %s: %w", addr, d.local, errUnreachable)
 	}
-	nd := net.Dialer{}
+	// No TCP keepalive probes: a tunnel ends on the exit's idle timeout
+	// and a pooled HTTP connection on IdleConnTimeout, and the four
+	// setsockopt calls per dial are not free.
+	nd := net.Dialer{KeepAlive: -1}
+	var local netip.AddrPort
 	if d.local.IsValid() {
-		nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(d.local, 0))
+		local = netip.AddrPortFrom(d.local, 0)
 		if !d.noPortOff {
 			nd.Control = sockopt.BindAddressNoPort
 		}
@@ -127,7 +131,15 @@ func (d *destDialer) DialContext(ctx context.Context, _, addr string) (net.Conn,
 			actx, c = context.WithTimeout(ctx, share)
 			defer c()
 		}
-		conn, err := nd.DialContext(actx, "tcp", netip.AddrPortFrom(ip, port).String())
+		var conn net.Conn
+		var err error
+		if local.IsValid() {
+			// DialTCP takes the checked address as it is: no parsing, no
+			// resolver, no dial racing.
+			conn, err = nd.DialTCP(actx, "tcp", local, netip.AddrPortFrom(ip, port))
+		} else {
+			conn, err = nd.DialContext(actx, "tcp", netip.AddrPortFrom(ip, port).String())
+		}
 		if err == nil {
 			return conn, nil
 		}
