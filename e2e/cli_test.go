@@ -186,6 +186,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{[]string{"exit", "--id", "x", "--token-file", token, "--allow-dest", "10.0.0.0/33"}, "--allow-dest"},
 		{[]string{"gateway", "--token-file", token, "--exit", "a=127.0.0.1:1"}, "--customers"},
 		{[]string{"gateway", "--nope"}, "nope"},
+		{[]string{"gateway", "--token-file", token, "--customers", token, "--exit", "a=127.0.0.1:1", "--max-idle-exit-conns", "0"}, "--max-idle-exit-conns"},
 		{[]string{"demo", "--exits", "0"}, "--exits"},
 		{[]string{"frobnicate"}, "unknown command"},
 	}

@@ -81,6 +81,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
 	fin := fs.Duration("fin-timeout", d.FinTimeout, "how long a half-closed tunnel may stay silent")
 	attempts := fs.Int("max-attempts", d.MaxAttempts, "exits a request may try before the customer gets an error")
+	maxIdle := fs.Int("max-idle-exit-conns", d.MaxIdleExitConns, "idle connections kept to each exit: keep-alive ones for requests and links for tunnels")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
 	gossip := gossipFlags(fs)
@@ -137,6 +138,10 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		s.gw.DC, s.gw.ExitToken = s.dc, s.token
 		s.gw.ReadHeaderTimeout, s.gw.ExitDialTimeout, s.gw.ExitReplyTimeout = *readHeader, *exitDial, *exitReply
 		s.gw.IdleTimeout, s.gw.FinTimeout, s.gw.MaxAttempts = *idle, *fin, *attempts
+		if *maxIdle < 1 {
+			return s, usageError{fmt.Errorf("--max-idle-exit-conns: want at least 1, got %d", *maxIdle)}
+		}
+		s.gw.MaxIdleExitConns = *maxIdle
 		if err := s.gw.Validate(); err != nil {
 			return s, usageError{err}
 		}
