@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/farmgate/farmgate/internal/link"
+)
+
+// fakeExit answers every CONNECT with reply and reports the link offer it
+// saw, then holds the connection until the test ends.
+func fakeExit(t *testing.T, reply string) (addr string, offers chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	offers = make(chan string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			req, err := http.ReadRequest(bufio.NewReader(c))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			offers <- req.Header.Get(link.Header)
+			c.Write([]byte(reply))
+		}
+	}()
+	return ln.Addr().String(), offers
+}
+
+func testDialer(addr string) *connectDialer {
+	return &connectDialer{addr: addr, auth: "Bearer t", forward: &net.Dialer{}, replyTimeout: 5 * time.Second,
+		links: newLinkPool(4, newMetrics(nil))}
+}
+
+// An exit that does not answer the offer (a version before links) gets a
+// plain tunnel, which is never kept.
+func TestExitWithoutLinksGetsAPlainTunnel(t *testing.T) {
+	t.Parallel()
+	addr, offers := fakeExit(t, "HTTP/1.1 200 Connection established\r\n\r\n")
+	conn, err := testDialer(addr).DialContext(context.Background(), "tcp", "example.com:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := <-offers; got != link.Version {
+		t.Fatalf("offer %q, want %q", got, link.Version)
+	}
+	if _, ok := conn.(*net.TCPConn); !ok {
+		t.Fatalf("conn is %T, want a plain *net.TCPConn", conn)
+	}
+}
+
+func TestExitThatTakesTheLink(t *testing.T) {
+	t.Parallel()
+	addr, _ := fakeExit(t, "HTTP/1.1 200 Connection established\r\n"+link.Header+": "+link.Version+"\r\n\r\n\x00\x00")
+	conn, err := testDialer(addr).DialContext(context.Background(), "tcp", "example.com:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lc, ok := conn.(*linkConn)
+	if !ok {
+		t.Fatalf("conn is %T, want a *linkConn", conn)
+	}
+	// Frame bytes behind the reply go to the relay.
+	if len(lc.early) != 2 {
+		t.Fatalf("early %q, want the 2 bytes behind the reply", lc.early)
+	}
+}
+
+func TestLinkPool(t *testing.T) {
+	t.Parallel()
+	p := newLinkPool(2, newMetrics(nil))
+	conns := make([]*net.TCPConn, 3)
+	for i := range conns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.TCPConn)
+		defer c.Close()
+	}
+	p.put(conns[0])
+	p.put(conns[1])
+	p.put(conns[2]) // over the limit: closed
+	if _, err := conns[2].Write([]byte("x")); err == nil {
+		t.Error("a link put into a full pool was not closed")
+	}
+	if got := p.get(); got != conns[1] {
+		t.Error("get did not return the newest link")
+	}
+	// An old link is closed, not handed out.
+	p.mu.Lock()
+	p.idle[0].since = time.Now().Add(-2 * link.MaxIdle)
+	p.mu.Unlock()
+	if got := p.get(); got != nil {
+		t.Errorf("get returned a link idle for %s", 2*link.MaxIdle)
+	}
+	if _, err := conns[0].Write([]byte("x")); err == nil {
+		t.Error("an expired link was not closed")
+	}
+	p.closeIdle()
+	p.put(conns[1])
+	if _, err := conns[1].Write([]byte("x")); err == nil {
+		t.Error("a link put after closeIdle was not closed")
+	}
+}
