@@ -129,18 +129,16 @@ func SendBytes(link net.Conn, p []byte) error {
 // the link's next use), and whether the sender switched to raw (then the
 // direction ended with the link's EOF). It does not half-close dst.
 func Receive(dst, link net.Conn, buffered []byte) (n int64, rest []byte, raw bool, err error) {
-	var r receiver
-	r.dst = dst
-	if len(buffered) > 0 {
-		if done, rest, err := r.take(buffered); done || err != nil {
-			return r.n, rest, false, err
-		}
-	}
+	r := receiver{dst: dst}
+	p := buffered
+	var bp *[]byte // the pooled buffer p is in, if any
 	for {
-		bp, m, rerr := readChunk(link)
-		if m > 0 {
-			done, rest, err := r.take((*bp)[hdrLen : hdrLen+m])
-			bufs.Put(bp)
+		if len(p) > 0 {
+			done, rest, err := r.take(p) // rest is a copy
+			if bp != nil {
+				bufs.Put(bp)
+				bp = nil
+			}
 			if err != nil || done {
 				return r.n, rest, false, err
 			}
@@ -148,13 +146,17 @@ func Receive(dst, link net.Conn, buffered []byte) (n int64, rest []byte, raw boo
 				k, err := splice.Copy(dst, link)
 				return r.n + k, nil, true, err
 			}
-			continue
 		}
-		bufs.Put(bp)
-		if rerr == io.EOF {
-			rerr = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
+		var m int
+		var rerr error
+		if bp, m, rerr = readChunk(link); m == 0 {
+			bufs.Put(bp)
+			if rerr == io.EOF {
+				rerr = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
+			}
+			return r.n, nil, false, rerr
 		}
-		return r.n, nil, false, rerr
+		p = (*bp)[hdrLen : hdrLen+m]
 	}
 }
 

@@ -247,3 +247,26 @@ func TestWaitReadable(t *testing.T) {
 		t.Fatalf("WaitReadable at EOF = %v, want nil (the read reports EOF)", err)
 	}
 }
+
+// A raw word among the bytes read before Receive starts (behind a reply
+// head) switches to raw just as one read from the link does.
+func TestReceiveRawInBufferedBytes(t *testing.T) {
+	t.Parallel()
+	w, linkB := tcpPair(t)
+	out, server := tcpPair(t)
+	buffered := binary.BigEndian.AppendUint32(nil, 2)
+	buffered = append(buffered, "ab"...)
+	buffered = binary.BigEndian.AppendUint32(buffered, rawWord)
+	buffered = append(buffered, "cd"...)
+	go func() {
+		w.Write([]byte("\x00\x00\x00\x00 raw bytes, not frames"))
+		w.CloseWrite()
+	}()
+	n, _, raw, err := Receive(out, linkB, buffered)
+	out.CloseWrite()
+	got, _ := io.ReadAll(server)
+	want := "abcd\x00\x00\x00\x00 raw bytes, not frames"
+	if err != nil || !raw || string(got) != want || n != int64(len(want)) {
+		t.Fatalf("Receive = %d, raw %v, %v; dst got %q, want %q", n, raw, err, got, want)
+	}
+}
