@@ -130,3 +130,50 @@ func TestBulkTunnelOverALink(t *testing.T) {
 		t.Fatalf("links: %v, want 2 new (the first, and after the raw one) and 1 kept", got)
 	}
 }
+
+// Many customers at once, short and long tunnels mixed, over the links the
+// gateway keeps: every byte arrives, nothing is lost or crosses tunnels,
+// and links are both made and kept (run it with -race).
+func TestManyTunnelsOverLinksAtOnce(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	echo := echoServer(t)
+	const workers, each = 16, 15
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range each {
+					size := 64 + w*10 + i
+					if i%5 == 4 {
+						size = 64<<10 + w // a long one: raw
+					}
+					msg := bytes.Repeat([]byte{byte('a' + (w+i)%26)}, size)
+					c, br, err := openTunnel(f, "demo", echo, "")
+					if err != nil {
+						return fmt.Errorf("worker %d tunnel %d: %w", w, i, err)
+					}
+					go func() {
+						c.Write(msg)
+						c.(*net.TCPConn).CloseWrite()
+					}()
+					c.SetReadDeadline(time.Now().Add(20 * time.Second))
+					got, err := io.ReadAll(br)
+					c.Close()
+					if err != nil || !bytes.Equal(got, msg) {
+						return fmt.Errorf("worker %d tunnel %d: %d of %d bytes back, %v", w, i, len(got), len(msg), err)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := linkUses(t, f); got["kept"] == 0 || got["new"] == 0 {
+		t.Fatalf("links: %v, want some kept and some new", got)
+	}
+}

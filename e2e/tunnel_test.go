@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -64,30 +65,42 @@ func echoServer(t testing.TB) string {
 // positioned after the 200 reply.
 func dialTunnel(t testing.TB, f *demo.Farm, user, target string, early string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", f.GatewayAddr)
+	c, br, err := openTunnel(f, user, target, early)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c, br
+}
+
+// openTunnel is dialTunnel for goroutines other than the test's.
+func openTunnel(f *demo.Farm, user, target string, early string) (net.Conn, *bufio.Reader, error) {
+	c, err := net.Dial("tcp", f.GatewayAddr)
+	if err != nil {
+		return nil, nil, err
+	}
 	cred := base64.StdEncoding.EncodeToString([]byte(user + ":demo"))
 	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Basic " + cred + "\r\n\r\n" + early
 	if _, err := c.Write([]byte(req)); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, nil, err
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
-		t.Fatalf("read CONNECT reply: %v", err)
+		c.Close()
+		return nil, nil, fmt.Errorf("read CONNECT reply: %w", err)
 	}
 	if resp.StatusCode != 200 {
-		t.Fatalf("CONNECT: %s (%s)", resp.Status, resp.Header.Get("X-Farmgate-Error"))
+		c.Close()
+		return nil, nil, fmt.Errorf("CONNECT: %s (%s)", resp.Status, resp.Header.Get("X-Farmgate-Error"))
 	}
 	c.SetReadDeadline(time.Time{})
 	tunnelExitsMu.Lock()
 	tunnelExits[c] = resp.Header.Get("X-Farmgate-Exit")
 	tunnelExitsMu.Unlock()
-	return c, br
+	return c, br, nil
 }
 
 func TestTunnelDeliversPipelinedBytesFirstAndHalfCloses(t *testing.T) {
