@@ -44,6 +44,18 @@ func readFrames(t *testing.T, br *bufio.Reader) string {
 	}
 }
 
+// dialExit connects to the exit at addr, within 10 s for the whole test.
+func dialExit(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
 // sendConnect writes a CONNECT offering a link on c and reads the reply.
 func sendConnect(t *testing.T, c net.Conn, br *bufio.Reader, target string) *http.Response {
 	t.Helper()
@@ -65,13 +77,7 @@ func TestLinkCarriesTunnelsOneAfterAnother(t *testing.T) {
 	t.Parallel()
 	s, addr := startExit(t, testConfig())
 	echo := startEcho(t)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialExit(t, addr)
 	for i, msg := range []string{"first", "second tunnel", "third"} {
 		resp := sendConnect(t, c, br, echo.addr())
 		if resp.StatusCode != 200 || resp.Header.Get(link.Header) != link.Version {
@@ -105,13 +111,7 @@ func TestLinkNextConnectRightBehindTheEnd(t *testing.T) {
 	t.Parallel()
 	_, addr := startExit(t, testConfig())
 	echo := startEcho(t)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialExit(t, addr)
 	if resp := sendConnect(t, c, br, echo.addr()); resp.StatusCode != 200 {
 		t.Fatalf("CONNECT: %s", resp.Status)
 	}

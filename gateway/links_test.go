@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/tcptest"
+
 	"github.com/farmgate/farmgate/internal/link"
 )
 
@@ -86,17 +88,7 @@ func TestLinkPool(t *testing.T) {
 	p := newLinkPool(2, newMetrics(nil))
 	conns := make([]*net.TCPConn, 3)
 	for i := range conns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c.(*net.TCPConn)
-		defer c.Close()
+		conns[i], _ = tcptest.Pair(t)
 	}
 	p.put(conns[0])
 	p.put(conns[1])

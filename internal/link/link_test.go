@@ -10,32 +10,9 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
+	"github.com/farmgate/farmgate/internal/tcptest"
+)
 
 type sendResult struct {
 	n   int64
@@ -53,8 +30,8 @@ type recvResult struct {
 // oneWay is client → Send → link → Receive → server, the shape of one
 // tunnel direction. It returns the ends the test drives.
 func oneWay(t *testing.T, linkA, linkB *net.TCPConn) (client, server *net.TCPConn, sent chan sendResult, got chan recvResult) {
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
+	client, in := tcptest.Pair(t)
+	out, server := tcptest.Pair(t)
 	sent = make(chan sendResult, 1)
 	got = make(chan recvResult, 1)
 	go func() {
@@ -73,7 +50,7 @@ func oneWay(t *testing.T, linkA, linkB *net.TCPConn) (client, server *net.TCPCon
 
 func TestShortTunnelsReuseTheLink(t *testing.T) {
 	t.Parallel()
-	linkA, linkB := tcpPair(t)
+	linkA, linkB := tcptest.Pair(t)
 	for i := range 3 {
 		client, server, sent, got := oneWay(t, linkA, linkB)
 		msg := bytes.Repeat([]byte{byte('a' + i)}, 100+i)
@@ -96,7 +73,7 @@ func TestShortTunnelsReuseTheLink(t *testing.T) {
 
 func TestBulkSwitchesToRawAndSplices(t *testing.T) {
 	t.Parallel()
-	linkA, linkB := tcpPair(t)
+	linkA, linkB := tcptest.Pair(t)
 	client, server, sent, got := oneWay(t, linkA, linkB)
 	payload := make([]byte, 4<<20+7)
 	rand.Read(payload)
@@ -131,8 +108,8 @@ func frames(msgs ...string) []byte {
 func TestReceiveReturnsWhatFollowsTheEnd(t *testing.T) {
 	t.Parallel()
 	next := "CONNECT example.com:443 HTTP/1.1\r\n"
-	w2, link2 := tcpPair(t)
-	out2, server2 := tcpPair(t)
+	w2, link2 := tcptest.Pair(t)
+	out2, server2 := tcptest.Pair(t)
 	all := append(frames("hello ", "world"), next...)
 	w2.Write(all[3:])
 	n, rest, raw, err := Receive(out2, link2, all[:3])
@@ -148,8 +125,8 @@ func TestReceiveReturnsWhatFollowsTheEnd(t *testing.T) {
 
 func TestReceiveRejectsOversizedFrame(t *testing.T) {
 	t.Parallel()
-	w, linkB := tcpPair(t)
-	out, _ := tcpPair(t)
+	w, linkB := tcptest.Pair(t)
+	out, _ := tcptest.Pair(t)
 	w.Write(binary.BigEndian.AppendUint32(nil, MaxChunk+1))
 	_, _, _, err := Receive(out, linkB, nil)
 	if !errors.Is(err, ErrProtocol) {
@@ -159,8 +136,8 @@ func TestReceiveRejectsOversizedFrame(t *testing.T) {
 
 func TestReceiveLinkClosedInsideTunnel(t *testing.T) {
 	t.Parallel()
-	w, linkB := tcpPair(t)
-	out, _ := tcpPair(t)
+	w, linkB := tcptest.Pair(t)
+	out, _ := tcptest.Pair(t)
 	w.Write(binary.BigEndian.AppendUint32(nil, 10))
 	w.Write([]byte("abc"))
 	w.Close()
@@ -224,7 +201,7 @@ func FuzzReceive(f *testing.F) {
 
 func TestWaitReadable(t *testing.T) {
 	t.Parallel()
-	a, b := tcpPair(t)
+	a, b := tcptest.Pair(t)
 	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if err := WaitReadable(b); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("WaitReadable with nothing sent = %v, want the deadline", err)
@@ -252,8 +229,8 @@ func TestWaitReadable(t *testing.T) {
 // head) switches to raw just as one read from the link does.
 func TestReceiveRawInBufferedBytes(t *testing.T) {
 	t.Parallel()
-	w, linkB := tcpPair(t)
-	out, server := tcpPair(t)
+	w, linkB := tcptest.Pair(t)
+	out, server := tcptest.Pair(t)
 	buffered := binary.BigEndian.AppendUint32(nil, 2)
 	buffered = append(buffered, "ab"...)
 	buffered = binary.BigEndian.AppendUint32(buffered, rawWord)

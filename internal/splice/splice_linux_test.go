@@ -13,37 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-acc
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
+	"github.com/farmgate/farmgate/internal/tcptest"
+)
 
 // relayPair is client → (in, out) → server: Copy runs from in to out.
 func relayPair(t *testing.T) (client, in, out, server *net.TCPConn) {
-	client, in = tcpPair(t)
-	out, server = tcpPair(t)
+	client, in = tcptest.Pair(t)
+	out, server = tcptest.Pair(t)
 	return
 }
 
