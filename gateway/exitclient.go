@@ -28,9 +28,15 @@ type exitClient struct {
 
 type exitConn struct {
 	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	since time.Time // when it went idle
 }
+
+// keepIdle is how long an idle connection to an exit is kept for the next
+// request. Exits close theirs after their idle timeout (5 minutes by
+// default); a request on one they closed is retried on a fresh one.
+const keepIdle = 60 * time.Second
 
 func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	c.mu.Lock()
@@ -49,6 +55,7 @@ func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 }
 
 func (c *exitClient) put(ec *exitConn) {
+	ec.since = time.Now()
 	c.mu.Lock()
 	if len(c.idle) < c.maxIdle {
 		c.idle = append(c.idle, ec)
@@ -57,6 +64,22 @@ func (c *exitClient) put(ec *exitConn) {
 	}
 	c.mu.Unlock()
 	ec.Close()
+}
+
+// sweep closes the pooled connections idle for longer than keepIdle. The
+// oldest are first in c.idle.
+func (c *exitClient) sweep(now time.Time) {
+	c.mu.Lock()
+	n := 0
+	for n < len(c.idle) && now.Sub(c.idle[n].since) > keepIdle {
+		n++
+	}
+	old := append([]*exitConn(nil), c.idle[:n]...)
+	c.idle = append(c.idle[:0], c.idle[n:]...)
+	c.mu.Unlock()
+	for _, ec := range old {
+		ec.Close()
+	}
 }
 
 // closeIdle closes the pooled connections.

@@ -81,6 +81,13 @@ func (p *linkPool) expire(now time.Time) {
 	}
 }
 
+// sweep closes the links idle for longer than link.MaxIdle.
+func (p *linkPool) sweep(now time.Time) {
+	p.mu.Lock()
+	p.expire(now)
+	p.mu.Unlock()
+}
+
 // closeIdle closes every idle link; the pool keeps none from now on.
 func (p *linkPool) closeIdle() {
 	p.mu.Lock()

@@ -115,3 +115,44 @@ func TestLinkPool(t *testing.T) {
 		t.Error("a link put after closeIdle was not closed")
 	}
 }
+
+// closed reports whether c was closed on this side.
+func closed(c net.Conn) bool {
+	_, err := c.Write([]byte("x"))
+	return err != nil
+}
+
+// The sweep closes idle connections to exits nobody used for a while, so
+// an exit that gets no more traffic leaves no descriptors behind.
+func TestSweepClosesLongIdleConnections(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+
+	p := newLinkPool(4, newMetrics(nil))
+	oldLink, _ := tcptest.Pair(t)
+	newLink, _ := tcptest.Pair(t)
+	p.put(oldLink)
+	p.put(newLink)
+	p.mu.Lock()
+	p.idle[0].since = now.Add(-link.MaxIdle - time.Second)
+	p.mu.Unlock()
+
+	c := &exitClient{maxIdle: 4}
+	oldConn, _ := tcptest.Pair(t)
+	newConn, _ := tcptest.Pair(t)
+	c.put(&exitConn{Conn: oldConn})
+	c.put(&exitConn{Conn: newConn})
+	c.idle[0].since = now.Add(-keepIdle - time.Second)
+
+	up := &upstream{dialer: &connectDialer{links: p}, client: c}
+	up.sweep(now)
+	if !closed(oldLink) || closed(newLink) {
+		t.Errorf("links: old closed %v (want true), recent closed %v (want false)", closed(oldLink), closed(newLink))
+	}
+	if !closed(oldConn) || closed(newConn) {
+		t.Errorf("keep-alive connections: old closed %v (want true), recent closed %v (want false)", closed(oldConn), closed(newConn))
+	}
+	if len(p.idle) != 1 || len(c.idle) != 1 {
+		t.Errorf("left idle: %d links, %d connections; want 1 and 1", len(p.idle), len(c.idle))
+	}
+}

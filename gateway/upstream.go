@@ -368,6 +368,17 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	return up, nil
 }
 
+// sweep closes the connections to the exit idle for longer than keepIdle.
+// (net/http's Transport, used for SOCKS5 exits, times out its own.)
+func (u *upstream) sweep(now time.Time) {
+	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
+		cd.links.sweep(now)
+	}
+	if u.client != nil {
+		u.client.sweep(now)
+	}
+}
+
 // closeIdle closes the kept-alive connections to the exit.
 func (u *upstream) closeIdle() {
 	u.transport.CloseIdleConnections()

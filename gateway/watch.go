@@ -20,7 +20,8 @@ type Meter interface {
 // watch runs until Shutdown: every CheckInterval it reads each live
 // tunnel's customer connection from the kernel, meters the bytes moved
 // since the last look, and closes tunnels that idled out or whose customer
-// ran out of quota.
+// ran out of quota. Every sweepEvery it also closes the connections to
+// exits that idled too long (sweepIdle).
 func (g *Gateway) watch() {
 	defer close(g.watchDone)
 	// Jitter the first tick so gateways started together do not align.
@@ -33,8 +34,13 @@ func (g *Gateway) watch() {
 	}
 	tick := time.NewTicker(g.cfg.CheckInterval)
 	defer tick.Stop()
+	lastSweep := time.Now()
 	for {
 		g.watchOnce()
+		if now := time.Now(); now.Sub(lastSweep) >= sweepEvery {
+			g.sweepIdle(now)
+			lastSweep = now
+		}
 		select {
 		case <-g.watchStop:
 			return
@@ -51,6 +57,21 @@ func (g *Gateway) watchOnce() {
 	}()
 	g.tunnels.Range(func(k, _ any) bool {
 		g.check(k.(*tunnel))
+		return true
+	})
+}
+
+// sweepEvery is how often idle connections to exits are swept.
+const sweepEvery = 10 * time.Second
+
+// sweepIdle closes the idle connections to exits (keep-alive ones and
+// links) that nobody used for keepIdle. An exit closes them on its side
+// after its own idle timeout; without the sweep, those of an exit that
+// gets no more traffic (or left the farm) would wait in CLOSE_WAIT, each
+// holding a descriptor, until the gateway stopped.
+func (g *Gateway) sweepIdle(now time.Time) {
+	g.upstreams.Range(func(_, v any) bool {
+		v.(*upstream).sweep(now)
 		return true
 	})
 }
