@@ -148,3 +148,27 @@ func TestNoLinkWithoutTheOffer(t *testing.T) {
 		t.Fatalf("echo %q", got)
 	}
 }
+
+// A tunnel on a link that idles out is closed with its link, as a plain
+// one is, and gives its slot back.
+func TestIdleTunnelOnALinkIsClosed(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	s, addr := startExit(t, cfg)
+	echo := startEcho(t)
+	c, br := dialExit(t, addr)
+	if resp := sendConnect(t, c, br, echo.addr()); resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %s", resp.Status)
+	}
+	c.Write(frame("ping"))
+	var hdr [8]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil || string(hdr[4:]) != "ping" {
+		t.Fatalf("echo %q, %v", hdr, err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := br.Read(hdr[:]); err != io.EOF {
+		t.Fatalf("idle tunnel on a link: read %d, %v; want the exit to close it", n, err)
+	}
+	waitFor(t, func() bool { return s.ActiveTunnels() == 0 }, "slot released")
+}
