@@ -27,6 +27,10 @@ type farm struct {
 	gateway   *child
 	exits     []*child
 	reference *child // the reference proxy in front of the exits; nil without --reference
+	// With --exit-delay, every way to an exit goes through one of these;
+	// exitAddrs are the addresses to reach the exits by.
+	relays    []*delayRelay
+	exitAddrs []string
 }
 
 // child is one farmgate process.
@@ -67,7 +71,7 @@ func buildFarmgate(ctx context.Context, dir string) (string, error) {
 
 // startFarm starts the exits, then the gateway in front of them, and waits
 // until each exit listens and a tunnel through the gateway works.
-func startFarm(ctx context.Context, bin, dir string, o *origins, reference string) (*farm, error) {
+func startFarm(ctx context.Context, bin, dir string, o *origins, reference string, exitDelay time.Duration) (*farm, error) {
 	f := &farm{dir: dir}
 	tok := make([]byte, 16)
 	rand.Read(tok)
@@ -97,7 +101,18 @@ func startFarm(ctx context.Context, bin, dir string, o *origins, reference strin
 			return nil, err
 		}
 		f.exits = append(f.exits, c)
-		exitFlags = append(exitFlags, "--exit", id+"="+c.addr)
+		reach := c.addr
+		if exitDelay > 0 {
+			r, err := startDelayRelay(c.addr, exitDelay)
+			if err != nil {
+				f.stop()
+				return nil, fmt.Errorf("relay to exit %s: %w", id, err)
+			}
+			f.relays = append(f.relays, r)
+			reach = r.addr()
+		}
+		f.exitAddrs = append(f.exitAddrs, reach)
+		exitFlags = append(exitFlags, "--exit", id+"="+reach)
 	}
 	args := append([]string{"gateway", "--admin", "", "--dc", "eu", "--customers", customers,
 		"--token-file", tokenFile, "--drain-timeout", "1s"}, exitFlags...)
@@ -135,8 +150,8 @@ func (f *farm) startHAProxy(ctx context.Context, o *origins) (*child, error) {
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "global\n  maxconn 6000\n\ndefaults\n  mode tcp\n  option splice-auto\n"+
 		"  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\nlisten farm\n  bind %s\n  balance roundrobin\n", addr)
-	for i, e := range f.exits {
-		fmt.Fprintf(&cfg, "  server e%d %s\n", i+1, e.addr)
+	for i, a := range f.exitAddrs {
+		fmt.Fprintf(&cfg, "  server e%d %s\n", i+1, a)
 	}
 	path := filepath.Join(f.dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
@@ -256,7 +271,7 @@ func (f *farm) gatewayProxy() proxyTarget {
 
 // directProxy is how the gateway talks to the first exit.
 func (f *farm) directProxy() proxyTarget {
-	return proxyTarget{addr: f.exits[0].addr, auth: "Bearer " + f.token}
+	return proxyTarget{addr: f.exitAddrs[0], auth: "Bearer " + f.token}
 }
 
 // stop kills every process the farm started and waits for them.
@@ -271,6 +286,9 @@ func (f *farm) stop() {
 	}
 	for _, c := range all {
 		c.kill()
+	}
+	for _, r := range f.relays {
+		r.close()
 	}
 }
 

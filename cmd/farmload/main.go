@@ -45,6 +45,7 @@ type options struct {
 	JSON        bool
 	Only        []string
 	Reference   string // "" or refHAProxy
+	ExitDelay   time.Duration
 }
 
 var allPhases = []string{"idle", "tunnels", "requests", "bulk"}
@@ -109,6 +110,8 @@ flags:
 	fs.BoolVar(&o.JSON, "json", false, "print the result as JSON on stdout (tables go to stderr)")
 	fs.StringVar(&o.Reference, "reference", "", "also measure a reference proxy in front of the same 4 exits: "+refHAProxy+
 		" (TCP mode, round robin; needs the haproxy binary)")
+	fs.DurationVar(&o.ExitDelay, "exit-delay", 0, "one-way delay added on every connection to an exit (direct, from the gateway and from the reference), as over a WAN; "+
+		"throughput then depends on latency, so read the set-up rows")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -133,6 +136,8 @@ flags:
 		return o, fmt.Errorf("--bulk-streams: want 1..1000, got %d", o.BulkStreams)
 	case o.IdleTunnels < 1 || o.IdleTunnels > 100000:
 		return o, fmt.Errorf("--idle-tunnels: want 1..100000, got %d", o.IdleTunnels)
+	case o.ExitDelay < 0 || o.ExitDelay > 10*time.Second:
+		return o, fmt.Errorf("--exit-delay: want 0..10s, got %s", o.ExitDelay)
 	}
 	switch o.Reference {
 	case "":
@@ -217,7 +222,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 	res := Result{Config: map[string]any{
 		"runs": opts.Runs, "duration": opts.Duration.String(), "concurrency": opts.Concurrency,
 		"max_ops": opts.MaxOps, "bulk_streams": opts.BulkStreams, "bulk_size": opts.BulkSize,
-		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only, "reference": opts.Reference,
+		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only, "reference": opts.Reference, "exit_delay": opts.ExitDelay.String(),
 	}}
 	dir, err := os.MkdirTemp("", "farmload-")
 	if err != nil {
@@ -263,7 +268,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 // which goes first rotates every run. The idle phase always measures direct
 // first so the exit it measures has not carried the other modes' tunnels yet.
 func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, opts options, i int, log io.Writer) (Run, error) {
-	f, err := startFarm(ctx, bin, dir, o, opts.Reference)
+	f, err := startFarm(ctx, bin, dir, o, opts.Reference, opts.ExitDelay)
 	if err != nil {
 		return Run{}, err
 	}
