@@ -7,6 +7,9 @@
 // TOKEN" and names the egress IP in HeaderEgress; the exit strips both. An
 // exit's own errors carry HeaderError; it strips X-Farmgate-* from origin
 // responses, so a gateway can trust that header.
+//
+// A gateway may also offer, on a CONNECT, to keep the connection for the
+// tunnels after this one; package link has that part of the protocol.
 package wire
 
 import (
