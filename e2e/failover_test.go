@@ -15,11 +15,15 @@ func TestFailoverWhenAnExitDies(t *testing.T) {
 	t.Parallel()
 	// Round robin sends every other pick to the dead exit, so failover is
 	// exercised (a latency-aware policy might simply avoid it).
+	// No active probes: under a loaded test run they could mark the dead
+	// exit down before the failed attempts eject it, and this test is about
+	// the attempts (passive health).
 	f := startFarm(t, func(c *demo.Config) {
 		pc := pool.DefaultConfig()
 		pc.LocalDC = "eu"
 		pc.DefaultPolicy = pool.PolicyRoundRobin
 		c.Pool = &pc
+		c.NoProbes = true
 	})
 	const workers, perWorker = 4, 30
 	var done, failed atomic.Int64
