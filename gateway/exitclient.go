@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -21,76 +20,28 @@ type exitClient struct {
 	addr    string // the proxy's host:port
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	timeout time.Duration // for the response head
-	maxIdle int
-	mu      sync.Mutex // guards idle
-	idle    []*exitConn
+	idle    idlePool[*exitConn]
+}
+
+func newExitClient(addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error), timeout time.Duration, maxIdle int) *exitClient {
+	return &exitClient{addr: addr, dial: dial, timeout: timeout, idle: idlePool[*exitConn]{max: maxIdle}}
 }
 
 type exitConn struct {
 	net.Conn
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	since time.Time // when it went idle
+	br *bufio.Reader
+	bw *bufio.Writer
 }
 
-// keepIdle is how long an idle connection to an exit is kept for the next
-// request. Exits close theirs after their idle timeout (5 minutes by
-// default); a request on one they closed is retried on a fresh one.
-const keepIdle = 60 * time.Second
-
 func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
-	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
-		ec := c.idle[n-1]
-		c.idle = c.idle[:n-1]
-		c.mu.Unlock()
+	if ec, ok := c.idle.get(); ok {
 		return ec, true, nil
 	}
-	c.mu.Unlock()
 	conn, err := c.dial(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
 	}
 	return &exitConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, false, nil
-}
-
-func (c *exitClient) put(ec *exitConn) {
-	ec.since = time.Now()
-	c.mu.Lock()
-	if len(c.idle) < c.maxIdle {
-		c.idle = append(c.idle, ec)
-		c.mu.Unlock()
-		return
-	}
-	c.mu.Unlock()
-	ec.Close()
-}
-
-// sweep closes the pooled connections idle for longer than keepIdle. The
-// oldest are first in c.idle.
-func (c *exitClient) sweep(now time.Time) {
-	c.mu.Lock()
-	n := 0
-	for n < len(c.idle) && now.Sub(c.idle[n].since) > keepIdle {
-		n++
-	}
-	old := append([]*exitConn(nil), c.idle[:n]...)
-	c.idle = append(c.idle[:0], c.idle[n:]...)
-	c.mu.Unlock()
-	for _, ec := range old {
-		ec.Close()
-	}
-}
-
-// closeIdle closes the pooled connections.
-func (c *exitClient) closeIdle() {
-	c.mu.Lock()
-	idle := c.idle
-	c.idle = nil
-	c.mu.Unlock()
-	for _, ec := range idle {
-		ec.Close()
-	}
 }
 
 // RoundTrip sends req through the proxy and returns its response; the body
@@ -178,7 +129,7 @@ func (b *pooledBody) finish(atEOF bool) {
 	b.done = true
 	b.ReadCloser.Close()
 	if atEOF && b.reusable {
-		b.c.put(b.ec)
+		b.c.idle.put(b.ec)
 		return
 	}
 	b.ec.Close()

@@ -85,6 +85,9 @@ func TestExitThatTakesTheLink(t *testing.T) {
 
 func TestLinkPool(t *testing.T) {
 	t.Parallel()
+	if keepIdle >= link.IdleTimeout {
+		t.Fatalf("the gateway keeps idle links %s, not less than the exits' %s", keepIdle, link.IdleTimeout)
+	}
 	p := newLinkPool(2, newMetrics(nil))
 	conns := make([]*net.TCPConn, 3)
 	for i := range conns {
@@ -93,25 +96,25 @@ func TestLinkPool(t *testing.T) {
 	p.put(conns[0])
 	p.put(conns[1])
 	p.put(conns[2]) // over the limit: closed
-	if _, err := conns[2].Write([]byte("x")); err == nil {
+	if !closed(conns[2]) {
 		t.Error("a link put into a full pool was not closed")
 	}
-	if got := p.get(); got != conns[1] {
+	if got, ok := p.get(); !ok || got != conns[1] {
 		t.Error("get did not return the newest link")
 	}
 	// An old link is closed, not handed out.
 	p.mu.Lock()
-	p.idle[0].since = time.Now().Add(-2 * link.MaxIdle)
+	p.idle[0].since = time.Now().Add(-2 * keepIdle)
 	p.mu.Unlock()
-	if got := p.get(); got != nil {
-		t.Errorf("get returned a link idle for %s", 2*link.MaxIdle)
+	if _, ok := p.get(); ok {
+		t.Errorf("get returned a link idle for %s", 2*keepIdle)
 	}
-	if _, err := conns[0].Write([]byte("x")); err == nil {
+	if !closed(conns[0]) {
 		t.Error("an expired link was not closed")
 	}
 	p.closeIdle()
 	p.put(conns[1])
-	if _, err := conns[1].Write([]byte("x")); err == nil {
+	if !closed(conns[1]) {
 		t.Error("a link put after closeIdle was not closed")
 	}
 }
@@ -134,15 +137,15 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 	p.put(oldLink)
 	p.put(newLink)
 	p.mu.Lock()
-	p.idle[0].since = now.Add(-link.MaxIdle - time.Second)
+	p.idle[0].since = now.Add(-keepIdle - time.Second)
 	p.mu.Unlock()
 
-	c := &exitClient{maxIdle: 4}
+	c := newExitClient("", nil, 0, 4)
 	oldConn, _ := tcptest.Pair(t)
 	newConn, _ := tcptest.Pair(t)
-	c.put(&exitConn{Conn: oldConn})
-	c.put(&exitConn{Conn: newConn})
-	c.idle[0].since = now.Add(-keepIdle - time.Second)
+	c.idle.put(&exitConn{Conn: oldConn})
+	c.idle.put(&exitConn{Conn: newConn})
+	c.idle.idle[0].since = now.Add(-keepIdle - time.Second)
 
 	up := &upstream{dialer: &connectDialer{links: p}, client: c}
 	up.sweep(now)
@@ -152,7 +155,7 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 	if !closed(oldConn) || closed(newConn) {
 		t.Errorf("keep-alive connections: old closed %v (want true), recent closed %v (want false)", closed(oldConn), closed(newConn))
 	}
-	if len(p.idle) != 1 || len(c.idle) != 1 {
-		t.Errorf("left idle: %d links, %d connections; want 1 and 1", len(p.idle), len(c.idle))
+	if len(p.idle) != 1 || len(c.idle.idle) != 1 {
+		t.Errorf("left idle: %d links, %d connections; want 1 and 1", len(p.idle), len(c.idle.idle))
 	}
 }

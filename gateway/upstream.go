@@ -141,7 +141,7 @@ var errStaleLink = errors.New("kept link closed by the exit")
 
 func (d *connectDialer) DialContext(ctx context.Context, network, target string) (net.Conn, error) {
 	if d.links != nil {
-		if c := d.links.get(); c != nil {
+		if c, ok := d.links.get(); ok {
 			conn, err := d.open(ctx, c, target, true)
 			if !errors.Is(err, errStaleLink) {
 				if err == nil {
@@ -337,7 +337,7 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 		up.farmgate = u.Scheme == SchemeFarmgate
 		auth := cd.auth
 		up.proxyAuth = auth
-		up.client = &exitClient{addr: cd.addr, dial: nd.DialContext, timeout: g.cfg.ExitReplyTimeout, maxIdle: g.cfg.MaxIdleExitConns}
+		up.client = newExitClient(cd.addr, nd.DialContext, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns)
 		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
 		tr.Proxy = http.ProxyURL(proxyURL)
 		tr.GetProxyConnectHeader = func(ctx context.Context, _ *url.URL, _ string) (http.Header, error) {
@@ -375,7 +375,7 @@ func (u *upstream) sweep(now time.Time) {
 		cd.links.sweep(now)
 	}
 	if u.client != nil {
-		u.client.sweep(now)
+		u.client.idle.sweep(now)
 	}
 }
 
@@ -386,6 +386,6 @@ func (u *upstream) closeIdle() {
 		cd.links.closeIdle()
 	}
 	if u.client != nil {
-		u.client.closeIdle()
+		u.client.idle.closeIdle()
 	}
 }

@@ -42,12 +42,9 @@ const Header = "X-Farmgate-Link"
 const Version = "1"
 
 // IdleTimeout is how long an exit keeps a link that waits for its next
-// CONNECT. A gateway stops reusing a link well before (MaxIdle), so it
-// rarely picks one the exit is closing.
-const (
-	IdleTimeout = 90 * time.Second
-	MaxIdle     = 60 * time.Second
-)
+// CONNECT. A gateway should stop reusing a link well before, so it rarely
+// picks one the exit is closing.
+const IdleTimeout = 90 * time.Second
 
 const (
 	hdrLen  = 4
