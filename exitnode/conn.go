@@ -3,7 +3,6 @@ package exitnode
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/accept"
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/link"
 	"github.com/farmgate/farmgate/internal/wire"
@@ -40,25 +40,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	s.startHTTP.Do(func() { go s.srv.Serve(s.httpLn) }) // ends in Shutdown
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("serve exit %s: %w", s.cfg.ID, err)
-			}
-			// EMFILE and friends: back off instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed, backing off", "err", err, "backoff", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	err := accept.Loop(ln, s.log, s.isClosing, func(c net.Conn) bool {
 		go s.serveConn(c)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("serve exit %s: %w", s.cfg.ID, err)
 	}
+	return nil
 }
 
 func (s *Server) isClosing() bool {

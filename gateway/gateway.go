@@ -18,6 +18,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/internal/accept"
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/sockopt"
 	"github.com/farmgate/farmgate/pool"
@@ -121,30 +122,19 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		delete(g.listeners, ln)
 		g.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if g.isClosing() {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("accept customers: %w", err)
-			}
-			// EMFILE and friends: back off instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			g.logger.Warn("accept failed, backing off", "err", err, "backoff", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	err := accept.Loop(ln, g.logger, g.isClosing, func(c net.Conn) bool {
 		if !g.track(c) {
 			c.Close()
-			return nil
+			return false
 		}
 		g.wg.Add(1)
 		go g.serveConn(c)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("accept customers: %w", err)
 	}
+	return nil
 }
 
 func (g *Gateway) isClosing() bool {
