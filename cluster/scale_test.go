@@ -18,11 +18,13 @@ import (
 // checks that:
 //   - every gateway's pool holds every exit, with its gossiped egress list,
 //     within 10 s (the bar);
-//   - every member, exits included, sees all 200 members alive within 90 s:
-//     exits learn of each other only through gossip;
+//   - every member, exits included, sees all 200 members alive within two
+//     push/pull periods (4 minutes): exits learn of each other only through
+//     gossip;
 //   - once idle, the cluster is whole: every pool holds every exit and
 //     every member sees every member (a member falsely declared dead on a
-//     starved machine must be back within 60 s; the test logs any);
+//     starved machine must be back within the same bound; the test logs
+//     any);
 //   - an exit shut down without leaving is dropped by every gateway, and
 //     only that exit.
 //
@@ -47,11 +49,15 @@ func TestLargeClusterConverges(t *testing.T) {
 		members         = gateways + exits
 		within          = 10 * time.Second
 		// membersWithin bounds full membership: exits learn of the exits
-		// that started after them only by gossip, at LAN speed; measured
-		// 6-13 s on a quiet 2-CPU machine, and once over 30 s when it was
-		// shared. The bound is there to catch gossip that never converges,
-		// not to time it (the test logs the time).
-		membersWithin = 90 * time.Second
+		// that started after them by gossip, at LAN speed; measured 6-13 s
+		// on a quiet 2-CPU machine. A member that missed a node's gossip
+		// learns of it only at a full-state push/pull, which memberlist
+		// makes every 30 s on LAN times ceil(log2(n) - log2(32)) + 1, that
+		// is every 2 minutes at 200 members: a CI run saw a member still
+		// missing one other after 90 s. Two push/pull periods are the
+		// bound; it is there to catch gossip that never converges, not to
+		// time it (the test logs the time).
+		membersWithin = 2 * 4 * 30 * time.Second
 		// workers bounds how many nodes start at once: 200 joins at once
 		// on 2 CPUs starve the nodes already running.
 		workers = 8
@@ -174,11 +180,12 @@ func TestLargeClusterConverges(t *testing.T) {
 	// Steady state: measure the traffic, then check that the cluster is
 	// whole: every pool holds every exit and every member sees every
 	// member. A member falsely declared dead on a busy machine must be back
-	// within healWithin (it refutes as soon as it hears of its death, at the
-	// latest at its next push/pull, 30 s on LAN); the test logs any.
+	// within healWithin (it refutes as soon as it hears of its death; a
+	// member that missed the refutation hears of it at a push/pull, as
+	// above); the test logs any.
 	const (
 		window     = 5 * time.Second
-		healWithin = 60 * time.Second
+		healWithin = membersWithin
 	)
 	before := sent.Load()
 	time.Sleep(window)
