@@ -22,7 +22,7 @@ func TestShortLoad(t *testing.T) {
 	defer cancel()
 	opts := options{
 		Runs: 1, Duration: 300 * time.Millisecond, Concurrency: 4, MaxOps: 1_000_000,
-		BulkStreams: 2, BulkSize: 4 << 20, IdleTunnels: 50, Only: allPhases,
+		BulkStreams: 2, BulkSize: 4 << 20, IdleTunnels: 50, Only: allPhases, Slices: 2,
 	}
 	var out, log bytes.Buffer
 	res, err := run(ctx, opts, &out, &log)

@@ -46,6 +46,7 @@ type options struct {
 	Only        []string
 	Reference   string // "" or refHAProxy
 	ExitDelay   time.Duration
+	Slices      int // each load phase is cut in this many turns per mode
 }
 
 var allPhases = []string{"idle", "tunnels", "requests", "bulk"}
@@ -112,6 +113,8 @@ flags:
 		" (TCP mode, round robin; needs the haproxy binary)")
 	fs.DurationVar(&o.ExitDelay, "exit-delay", 0, "one-way delay added on every connection to an exit (direct, from the gateway and from the reference), as over a WAN; "+
 		"throughput then depends on latency, so read the set-up rows")
+	fs.IntVar(&o.Slices, "slices", 5, "cut each load phase into this many slices and let the modes take turns slice by slice, "+
+		"so that the machine getting slower or faster during a phase (a shared machine's neighbours) hits every mode alike")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -136,6 +139,8 @@ flags:
 		return o, fmt.Errorf("--bulk-streams: want 1..1000, got %d", o.BulkStreams)
 	case o.IdleTunnels < 1 || o.IdleTunnels > 100000:
 		return o, fmt.Errorf("--idle-tunnels: want 1..100000, got %d", o.IdleTunnels)
+	case o.Slices < 1 || o.Duration/time.Duration(max(o.Slices, 1)) < 100*time.Millisecond:
+		return o, fmt.Errorf("--slices: want 1.. and slices of at least 100ms, got %d slices of --duration %s", o.Slices, o.Duration)
 	case o.ExitDelay < 0 || o.ExitDelay > 10*time.Second:
 		return o, fmt.Errorf("--exit-delay: want 0..10s, got %s", o.ExitDelay)
 	}
@@ -265,7 +270,8 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 // oneRun starts a fresh farm (so the idle-memory phase, which goes first,
 // sees processes no earlier load has grown) and runs the phases. The modes
 // (direct, gateway and the reference proxy if any) take turns phase by phase;
-// which goes first rotates every run. The idle phase always measures direct
+// which goes first rotates every run, and they take turns again in each of
+// the --slices slices of a load phase. The idle phase always measures direct
 // first so the exit it measures has not carried the other modes' tunnels yet.
 func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, opts options, i int, log io.Writer) (Run, error) {
 	f, err := startFarm(ctx, bin, dir, o, opts.Reference, opts.ExitDelay)
@@ -287,16 +293,36 @@ func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, o
 			k := i % len(all)
 			modes = append(slices.Clone(all[k:]), all[:k]...)
 		}
+		// The load phases run in slices, the modes taking turns, so that a
+		// change in the machine's speed falls on every mode alike; the idle
+		// phase measures memory, once per mode.
+		n, sliceCfg := 1, cfg
+		if name != "idle" {
+			n = max(opts.Slices, 1)
+			sliceCfg.Duration = cfg.Duration / time.Duration(n)
+			sliceCfg.MaxOps = max(1, cfg.MaxOps/int64(n))
+		}
+		phases := map[string]*Phase{}
+		for range n {
+			for _, mode := range modes {
+				sleep(ctx, 300*time.Millisecond) // let the previous slice's sockets close
+				if ctx.Err() != nil {
+					return r, ctx.Err()
+				}
+				ph, err := measure(ctx, f, o, sliceCfg, name, mode)
+				if err != nil {
+					return r, fmt.Errorf("%s %s: %w", name, mode, err)
+				}
+				if sum, ok := phases[mode]; ok {
+					sum.merge(ph)
+				} else {
+					phases[mode] = &ph
+				}
+			}
+		}
 		p := &Pair{}
 		for _, mode := range modes {
-			sleep(ctx, 300*time.Millisecond) // let the previous phase's sockets close
-			if ctx.Err() != nil {
-				return r, ctx.Err()
-			}
-			ph, err := measure(ctx, f, o, cfg, name, mode)
-			if err != nil {
-				return r, fmt.Errorf("%s %s: %w", name, mode, err)
-			}
+			ph := *phases[mode]
 			fmt.Fprintf(log, "run %d: %-8s %-7s %10.1f %-12s ops %d, errors %d, connections %d, CPU %.2fs proxy, %.2fs all in %.2fs\n",
 				i+1, name, mode, ph.Rate, unit(name), ph.Ops, ph.Errors, ph.Dials, ph.CPU, ph.AllCPU, ph.Seconds)
 			switch mode {

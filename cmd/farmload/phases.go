@@ -174,6 +174,31 @@ type Phase struct {
 	AllCPU  float64  `json:"all_cpu_s"`                // CPU seconds of the farm (gateway and exits) and the load process together
 	Dials   int64    `json:"dials"`                    // connections the load opened to the proxy
 	Samples []string `json:"error_samples,omitempty"`
+
+	// What merge needs to combine slices: what Rate counts (ops, or MB in
+	// the bulk phase) and every set-up time of the tunnels phase.
+	amount float64
+	setups []time.Duration
+}
+
+// merge adds q, a later slice of the same phase in the same mode, to p.
+func (p *Phase) merge(q Phase) {
+	p.Ops += q.Ops
+	p.Errors += q.Errors
+	p.Seconds += q.Seconds
+	p.CPU += q.CPU
+	p.ExitCPU += q.ExitCPU
+	p.AllCPU += q.AllCPU
+	p.Dials += q.Dials
+	p.Samples = append(p.Samples, q.Samples[:min(len(q.Samples), max(0, 5-len(p.Samples)))]...)
+	p.amount += q.amount
+	p.Rate = p.amount / p.Seconds
+	if len(q.setups) > 0 {
+		p.setups = append(p.setups, q.setups...)
+		slices.Sort(p.setups)
+		p.P50ms = ms(percentile(p.setups, 0.50))
+		p.P99ms = ms(percentile(p.setups, 0.99))
+	}
 }
 
 // errLog counts failed ops and keeps the first few messages.
@@ -227,10 +252,10 @@ func runTunnels(ctx context.Context, c *client, echo *targets, cfg phaseConfig) 
 		setups[w] = append(setups[w], setup)
 	})
 	p := finish(start, ok.Load(), &errs)
-	all := slices.Concat(setups...)
-	slices.Sort(all)
-	p.P50ms = ms(percentile(all, 0.50))
-	p.P99ms = ms(percentile(all, 0.99))
+	p.setups = slices.Concat(setups...)
+	slices.Sort(p.setups)
+	p.P50ms = ms(percentile(p.setups, 0.50))
+	p.P99ms = ms(percentile(p.setups, 0.99))
 	return p
 }
 
@@ -312,7 +337,8 @@ func runBulk(ctx context.Context, c *client, bulk *targets, cfg phaseConfig) Pha
 	})
 	p := finish(start, ops.Load(), &errs)
 	p.Seconds = min(p.Seconds, cfg.Duration.Seconds())
-	p.Rate = float64(total.Load()) / 1e6 / p.Seconds
+	p.amount = float64(total.Load()) / 1e6
+	p.Rate = p.amount / p.Seconds
 	return p
 }
 
@@ -439,7 +465,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 func finish(start time.Time, ok int64, errs *errLog) Phase {
 	sec := time.Since(start).Seconds()
-	return Phase{Ops: ok, Errors: errs.n.Load(), Seconds: sec, Rate: float64(ok) / sec, Samples: errs.samples}
+	return Phase{Ops: ok, Errors: errs.n.Load(), Seconds: sec, Rate: float64(ok) / sec, Samples: errs.samples, amount: float64(ok)}
 }
 
 func percentile(sorted []time.Duration, q float64) time.Duration {
