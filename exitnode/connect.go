@@ -150,7 +150,7 @@ func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, framed bool
 func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 	_, err := splice.Copy(dst, src)
 	if err == nil {
-		err = closeWrite(dst)
+		err = link.CloseWrite(dst)
 	}
 	s.ended(t, err)
 }
@@ -160,7 +160,7 @@ func (s *Server) pipe(t *tunnel, dst, src net.Conn) {
 func (s *Server) receive(t *tunnel) (rest []byte, goOn bool) {
 	_, rest, raw, err := link.Receive(t.dest, t.client, t.early)
 	if err == nil {
-		err = closeWrite(t.dest)
+		err = link.CloseWrite(t.dest)
 	}
 	t.rest = rest
 	t.clean[0].Store(err == nil && !raw)
@@ -188,13 +188,6 @@ func (s *Server) ended(t *tunnel, err error) (goOn bool) {
 		return s.end(t)
 	}
 	return false
-}
-
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
 }
 
 // end closes t for good and gives its slot back. It reports whether t is

@@ -89,7 +89,7 @@ func Send(link, src net.Conn) (n int64, raw bool, err error) {
 				k, err := splice.Copy(link, src)
 				n += k
 				if err == nil {
-					err = closeWrite(link)
+					err = CloseWrite(link)
 				}
 				return n, true, err
 			}
@@ -289,7 +289,9 @@ func readChunkSlow(c net.Conn) (*[]byte, int, error) {
 	return bp, 0, err
 }
 
-func closeWrite(c net.Conn) error {
+// CloseWrite half-closes c, or closes it when c cannot half-close: either
+// way its peer reads EOF.
+func CloseWrite(c net.Conn) error {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
