@@ -31,6 +31,7 @@ type farm struct {
 	// exitAddrs are the addresses to reach the exits by.
 	relays    []*delayRelay
 	exitAddrs []string
+	exitEnv   []string // extra environment of the exit processes
 }
 
 // child is one farmgate process.
@@ -71,8 +72,12 @@ func buildFarmgate(ctx context.Context, dir string) (string, error) {
 
 // startFarm starts the exits, then the gateway in front of them, and waits
 // until each exit listens and a tunnel through the gateway works.
-func startFarm(ctx context.Context, bin, dir string, o *origins, reference string, exitDelay time.Duration) (*farm, error) {
+func startFarm(ctx context.Context, bin, dir string, o *origins, opts options) (*farm, error) {
+	reference, exitDelay := opts.Reference, opts.ExitDelay
 	f := &farm{dir: dir}
+	if opts.ExitProcs > 0 {
+		f.exitEnv = []string{fmt.Sprintf("GOMAXPROCS=%d", opts.ExitProcs)}
+	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	f.token = hex.EncodeToString(tok)
@@ -157,7 +162,7 @@ func (f *farm) startHAProxy(ctx context.Context, o *origins) (*child, error) {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("write haproxy config: %w", err)
 	}
-	c, err := f.run(ctx, "haproxy", addr, "haproxy", "-db", "-f", path)
+	c, err := f.run(ctx, "haproxy", addr, nil, "haproxy", "-db", "-f", path)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +189,11 @@ func (f *farm) start(ctx context.Context, bin, name string, args ...string) (*ch
 		return nil, fmt.Errorf("pick a port for %s: %w", name, err)
 	}
 	args = append(args[:1:1], append([]string{"--listen", addr}, args[1:]...)...)
-	return f.run(ctx, name, addr, bin, args...)
+	var env []string
+	if args[0] == "exit" {
+		env = f.exitEnv
+	}
+	return f.run(ctx, name, addr, env, bin, args...)
 }
 
 // freeAddr returns a loopback address with a port free right now.
@@ -197,9 +206,9 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// run starts bin with args, which listens on addr, and waits until it
-// accepts connections (at most 10s).
-func (f *farm) run(ctx context.Context, name, addr, bin string, args ...string) (*child, error) {
+// run starts bin with args and env added to farmload's environment; bin
+// listens on addr, and run waits until it accepts connections (at most 10s).
+func (f *farm) run(ctx context.Context, name, addr string, env []string, bin string, args ...string) (*child, error) {
 	logPath := filepath.Join(f.dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -207,6 +216,9 @@ func (f *farm) run(ctx context.Context, name, addr, bin string, args ...string) 
 	}
 	defer logFile.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If farmload dies without cleaning up, the kernel kills the child.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -47,6 +47,7 @@ type options struct {
 	Reference   string // "" or refHAProxy
 	ExitDelay   time.Duration
 	Slices      int // each load phase is cut in this many turns per mode
+	ExitProcs   int // GOMAXPROCS of the exits; 0: Go's default
 }
 
 var allPhases = []string{"idle", "tunnels", "requests", "bulk"}
@@ -115,6 +116,8 @@ flags:
 		"throughput then depends on latency, so read the set-up rows")
 	fs.IntVar(&o.Slices, "slices", 5, "cut each load phase into this many slices and let the modes take turns slice by slice, "+
 		"so that the machine getting slower or faster during a phase (a shared machine's neighbours) hits every mode alike")
+	fs.IntVar(&o.ExitProcs, "exit-gomaxprocs", 0, "GOMAXPROCS of the exit processes, as if each exit had a host of that many CPUs (default: Go's own, this machine's CPU count); "+
+		"the exits then cost less CPU per op here, in direct mode too (see docs/performance.md)")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -141,6 +144,8 @@ flags:
 		return o, fmt.Errorf("--idle-tunnels: want 1..100000, got %d", o.IdleTunnels)
 	case o.Slices < 1 || o.Duration/time.Duration(max(o.Slices, 1)) < 100*time.Millisecond:
 		return o, fmt.Errorf("--slices: want 1.. and slices of at least 100ms, got %d slices of --duration %s", o.Slices, o.Duration)
+	case o.ExitProcs < 0 || o.ExitProcs > 1024:
+		return o, fmt.Errorf("--exit-gomaxprocs: want 0..1024, got %d", o.ExitProcs)
 	case o.ExitDelay < 0 || o.ExitDelay > 10*time.Second:
 		return o, fmt.Errorf("--exit-delay: want 0..10s, got %s", o.ExitDelay)
 	}
@@ -228,6 +233,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 		"runs": opts.Runs, "duration": opts.Duration.String(), "concurrency": opts.Concurrency,
 		"max_ops": opts.MaxOps, "bulk_streams": opts.BulkStreams, "bulk_size": opts.BulkSize,
 		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only, "reference": opts.Reference, "exit_delay": opts.ExitDelay.String(),
+		"slices": opts.Slices, "exit_gomaxprocs": opts.ExitProcs,
 	}}
 	dir, err := os.MkdirTemp("", "farmload-")
 	if err != nil {
@@ -274,7 +280,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 // the --slices slices of a load phase. The idle phase always measures direct
 // first so the exit it measures has not carried the other modes' tunnels yet.
 func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, opts options, i int, log io.Writer) (Run, error) {
-	f, err := startFarm(ctx, bin, dir, o, opts.Reference, opts.ExitDelay)
+	f, err := startFarm(ctx, bin, dir, o, opts)
 	if err != nil {
 		return Run{}, err
 	}
