@@ -117,7 +117,7 @@ flags:
 	fs.IntVar(&o.Slices, "slices", 5, "cut each load phase into this many slices and let the modes take turns slice by slice, "+
 		"so that the machine getting slower or faster during a phase (a shared machine's neighbours) hits every mode alike")
 	fs.IntVar(&o.ExitProcs, "exit-gomaxprocs", 0, "GOMAXPROCS of the exit processes, as if each exit had a host of that many CPUs (default: Go's own, this machine's CPU count); "+
-		"the exits then cost less CPU per op here, in direct mode too (see docs/performance.md)")
+		"with 1 the exits cost less CPU per op here, but the direct mode's exit can then use one CPU only (see docs/performance.md)")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
