@@ -1,19 +1,17 @@
 package exitnode
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/stream"
 	"github.com/farmgate/farmgate/internal/wire"
 
 	"github.com/elazarl/goproxy"
@@ -117,12 +115,11 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.release()
 	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	fw := newFlushWriter(w)
 	// Let the origin's response stream back while the request body is
 	// still arriving (net/http otherwise stops reading the body once the
 	// response starts).
-	_ = fw.rc.EnableFullDuplex()
-	s.proxy.ServeHTTP(fw, r.WithContext(ctx))
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	s.proxy.ServeHTTP(stream.NewWriter(w), r.WithContext(ctx))
 }
 
 // errorResponse is the response goproxy relays when the exit refuses or fails
@@ -187,73 +184,6 @@ func cleanResponseHeader(resp *http.Response) {
 		}
 	}
 }
-
-// flushWriter flushes after every write so a forwarded body streams to the
-// gateway as the origin produces it. It keeps Hijack for goproxy's WebSocket
-// path.
-type flushWriter struct {
-	http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func newFlushWriter(w http.ResponseWriter) *flushWriter {
-	return &flushWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
-}
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.ResponseWriter.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
-	}
-	return n, err
-}
-
-// WriteHeader passes the response head on. A head whose body has no
-// Content-Length (chunked, event streams, until close) goes out at once:
-// its body may come late or never, and the gateway should see the answer
-// as soon as the origin gave it. With a Content-Length the head waits for
-// the body's first bytes and leaves with them in one write, as with
-// net/http's ReverseProxy: one write and one wake-up of the gateway fewer
-// per response.
-func (f *flushWriter) WriteHeader(code int) {
-	f.ResponseWriter.WriteHeader(code)
-	if code >= 200 && f.Header().Get("Content-Length") == "" {
-		_ = f.rc.Flush()
-	}
-}
-
-// ReadFrom copies a response body like Write, flushing after each read,
-// through a pooled buffer: the embedded ResponseWriter hides net/http's own
-// ReadFrom, so io.Copy would allocate 32 KiB for every response, and the
-// garbage collector made up a tenth of an exit's CPU.
-func (f *flushWriter) ReadFrom(r io.Reader) (n int64, err error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	for {
-		m, rerr := r.Read(*bp)
-		if m > 0 {
-			w, werr := f.Write((*bp)[:m])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (f *flushWriter) Flush() { _ = f.rc.Flush() }
-
-func (f *flushWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return f.rc.Hijack() }
-
-func (f *flushWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // goproxyLogger sends goproxy's log lines to slog at debug level.
 type goproxyLogger struct{ l *slog.Logger }

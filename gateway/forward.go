@@ -8,6 +8,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/farmgate/farmgate/internal/stream"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -42,7 +43,13 @@ func (g *Gateway) forwardHandler() http.Handler {
 			g.connectOnKeptAlive(w, r)
 			return
 		}
-		gp.ServeHTTP(w, r)
+		if r.ContentLength != 0 {
+			// The origin's answer may start while the customer is still
+			// sending the body (an early 413, a streaming echo); net/http
+			// would otherwise swallow the rest of the body first.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		gp.ServeHTTP(stream.NewWriter(w), r)
 	})
 }
 
@@ -98,9 +105,17 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 	}()
 	body := &trackedBody{rc: req.Body}
-	if req.Body != nil && req.Body != http.NoBody {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody {
 		req.Body = body
-		defer body.rc.Close()
+		// The transport may still be sending the body while the answer
+		// streams back, so the body is closed once the answer is done,
+		// or here if there is none.
+		defer func() {
+			if !released {
+				body.rc.Close()
+			}
+		}()
 	}
 	ctx := req.Context()
 	var resp *http.Response
@@ -117,9 +132,14 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			out.Header["User-Agent"] = []string{""}
 		}
 		g.pool.TunnelOpened(pick.Exit.ID)
-		if up.client != nil {
+		if up.client != nil && !hasBody {
 			resp, err = up.client.RoundTrip(out, body)
 		} else {
+			// net/http's Transport reads the answer while it sends the
+			// body: an early answer (a 413 to a large upload) reaches the
+			// customer instead of a failed write blaming the exit, and a
+			// full-duplex exchange does not deadlock. exitClient writes the
+			// whole request first, which is all a bodiless one needs.
 			resp, err = up.transport.RoundTrip(out)
 		}
 		if err == nil && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
@@ -138,6 +158,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		status := resp.StatusCode
 		released = true // the response body now holds the slot
 		rb.release = func() {
+			if hasBody {
+				body.rc.Close()
+			}
 			release()
 			g.pool.TunnelClosed(id)
 			g.metrics.tunnelClosed(a.crit.Pool, id)

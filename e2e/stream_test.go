@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// proxyClient sends absolute-form requests through the demo farm's gateway
+// as user.
+func proxyClient(t *testing.T, proxy string) *http.Client {
+	t.Helper()
+	pu, err := url.Parse(proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// An answer streams back through the gateway and an exit while the
+// customer is still sending the body: the origin echoes each line as it
+// comes, and the customer sends the next line only after it read the echo
+// of the last. A gateway that sends the whole body before it reads the
+// answer, or that holds the answer's head back, waits forever.
+func TestFullDuplexThroughTheGateway(t *testing.T) {
+	t.Parallel()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				_, _ = io.WriteString(w, "echo:"+line)
+				_ = rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(origin.Close)
+	f := startFarm(t, nil)
+	hc := proxyClient(t, proxyURL(f, "demo"))
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, origin.URL+"/stream", pr)
+	respc := make(chan *http.Response, 1)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err != nil {
+			errc <- err
+			return
+		}
+		respc <- resp
+	}()
+	if _, err := io.WriteString(pw, "one\n"); err != nil {
+		t.Fatal(err)
+	}
+	var resp *http.Response
+	select {
+	case resp = <-respc:
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer while the request body is still open")
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Farmgate-Exit") == "" {
+		t.Errorf("answer without X-Farmgate-Exit: %v", resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	for i, word := range []string{"one", "two", "three"} {
+		if i > 0 {
+			if _, err := io.WriteString(pw, word+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo:"+word+"\n" {
+			t.Fatalf("line %d: %q, %v", i, line, err)
+		}
+	}
+	_ = pw.Close()
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the body ended: %q, %v", rest, err)
+	}
+}
+
+// An origin that answers a large upload before reading it (413 here) is
+// heard: the customer gets that answer, not a 502 blaming the exit for the
+// upload it could not finish sending.
+func TestEarlyAnswerToALargeUpload(t *testing.T) {
+	t.Parallel()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	t.Cleanup(origin.Close)
+	f := startFarm(t, nil)
+	hc := proxyClient(t, proxyURL(f, "demo"))
+	for i := range 2 {
+		body := strings.NewReader(strings.Repeat("x", 64<<20))
+		resp, err := hc.Post(origin.URL+"/upload", "application/octet-stream", body)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(got) != "too large\n" {
+			t.Fatalf("upload %d: %d %q (X-Farmgate-Error %q), want the origin's 413",
+				i, resp.StatusCode, got, resp.Header.Get("X-Farmgate-Error"))
+		}
+	}
+}
