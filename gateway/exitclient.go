@@ -11,11 +11,13 @@ import (
 	"time"
 )
 
-// exitClient forwards absolute-form requests to one HTTP proxy (a farmgate
-// exit or a third-party HTTP upstream) over keep-alive connections it
-// pools, in the caller's goroutine: net/http's Transport hands every
+// exitClient forwards bodiless absolute-form requests to one HTTP proxy (a
+// farmgate exit or a third-party HTTP upstream) over keep-alive connections
+// it pools, in the caller's goroutine: net/http's Transport hands every
 // request to two goroutines of its own, and those hand-offs were a good
-// part of the gateway's cost per request.
+// part of the gateway's cost per request. It writes a request whole before
+// it reads the answer, so requests with a body go through the Transport,
+// which reads an early answer while it still sends.
 type exitClient struct {
 	addr    string // the proxy's host:port
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -44,10 +46,10 @@ func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	return &exitConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, false, nil
 }
 
-// RoundTrip sends req through the proxy and returns its response; the body
-// must be read to the end or closed. A pooled connection the proxy closed
-// meanwhile is replaced once, when no byte of the request body was sent.
-func (c *exitClient) RoundTrip(req *http.Request, body *trackedBody) (*http.Response, error) {
+// RoundTrip sends req, which has no body, through the proxy and returns its
+// response; the response body must be read to the end or closed. A pooled
+// connection the proxy closed meanwhile is replaced once.
+func (c *exitClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		ec, reused, err := c.get(ctx)
@@ -59,7 +61,7 @@ func (c *exitClient) RoundTrip(req *http.Request, body *trackedBody) (*http.Resp
 			return resp, nil
 		}
 		ec.Close()
-		if reused && attempt == 0 && !body.touched.Load() && ctx.Err() == nil && !isTimeout(err) {
+		if reused && attempt == 0 && ctx.Err() == nil && !isTimeout(err) {
 			continue // a stale keep-alive connection: try a fresh one
 		}
 		return nil, err

@@ -133,7 +133,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		g.pool.TunnelOpened(pick.Exit.ID)
 		if up.client != nil && !hasBody {
-			resp, err = up.client.RoundTrip(out, body)
+			resp, err = up.client.RoundTrip(out)
 		} else {
 			// net/http's Transport reads the answer while it sends the
 			// body: an early answer (a 413 to a large upload) reaches the
