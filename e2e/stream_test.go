@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -122,5 +125,83 @@ func TestEarlyAnswerToALargeUpload(t *testing.T) {
 			t.Fatalf("upload %d: %d %q (X-Farmgate-Error %q), want the origin's 413",
 				i, resp.StatusCode, got, resp.Header.Get("X-Farmgate-Error"))
 		}
+	}
+}
+
+// A customer who leaves in the middle of an answer, or of the body they
+// send, frees the exit's slot, and the origin stops sending: neither the
+// gateway nor the exit goes on fetching an answer nobody will read.
+func TestCustomerLeavingMidwayStopsTheTransfer(t *testing.T) {
+	t.Parallel()
+	var sending atomic.Int32 // origin handlers still at work
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sending.Add(1)
+		defer sending.Add(-1)
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		for range 1000 { // an answer that takes 10 s
+			if _, err := w.Write(make([]byte, 1024)); err != nil {
+				return
+			}
+			_ = rc.Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(origin.Close)
+	f := startFarm(t, nil)
+	active := func() int {
+		n := 0
+		for _, e := range f.Pool.Exits() {
+			n += e.ActiveTunnels
+		}
+		return n
+	}
+	host := strings.TrimPrefix(origin.URL, "http://")
+	auth := "Proxy-Authorization: Basic ZGVtbzpkZW1v\r\n" // demo:demo
+	for _, c := range []struct {
+		name, head string
+		answered   bool // the customer reads some of the answer before leaving
+	}{
+		{"GET, gone mid-answer", "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth + "\r\n", true},
+		{"chunked POST, gone mid-answer", "POST " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth +
+			"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true},
+		{"POST, gone mid-body", "POST " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth +
+			"Content-Length: 100000\r\n\r\nabc", false},
+		{"CONNECT, gone mid-answer", "CONNECT " + host + " HTTP/1.1\r\n" + auth + "\r\nGET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n", true},
+	} {
+		conn, err := net.Dial("tcp", f.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, c.head); err != nil {
+			t.Fatal(err)
+		}
+		if c.answered {
+			if _, err := io.ReadFull(conn, make([]byte, 3000)); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+		} else {
+			waitFor(t, 3*time.Second, c.name+": counted active", func() error {
+				if active() == 0 {
+					return fmt.Errorf("no exit counts it")
+				}
+				return nil
+			})
+		}
+		if n := active(); n != 1 {
+			t.Fatalf("%s: %d active before leaving, want 1", c.name, n)
+		}
+		_ = conn.(*net.TCPConn).SetLinger(0) // leave with a reset
+		conn.Close()
+		waitFor(t, 3*time.Second, c.name+": slot freed and the origin stopped", func() error {
+			if n := active(); n != 0 {
+				return fmt.Errorf("%d still active", n)
+			}
+			if n := sending.Load(); n != 0 {
+				return fmt.Errorf("the origin still sends %d answers", n)
+			}
+			return nil
+		})
 	}
 }

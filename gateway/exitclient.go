@@ -129,8 +129,17 @@ func (b *pooledBody) Close() error {
 
 func (b *pooledBody) finish(atEOF bool) {
 	b.done = true
+	if !atEOF {
+		// Closing a body read with http.ReadResponse reads the rest of
+		// it first, to keep the connection usable: a customer who left a
+		// download would have the gateway fetch all of it from the exit.
+		// The connection goes first, so that read ends at once.
+		b.ec.Close()
+		b.ReadCloser.Close()
+		return
+	}
 	b.ReadCloser.Close()
-	if atEOF && b.reusable {
+	if b.reusable {
 		b.c.idle.put(b.ec)
 		return
 	}
