@@ -50,7 +50,10 @@ type Config struct {
 	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
 	ReadHeaderTimeout time.Duration
 	// DialTimeout bounds resolving and dialling a destination (all its
-	// addresses together). Default 10s.
+	// addresses together), and for a forwarded request the wait for the
+	// destination's answer to start. Keep it below the gateways'
+	// ExitReplyTimeout (15s), so that a slow destination is reported as
+	// such and not as a silent exit. Default 10s.
 	DialTimeout time.Duration
 	// IdleTimeout closes a tunnel that moved no byte in either direction for
 	// this long (measured by the kernel, see watchIdle), closes idle

@@ -39,14 +39,17 @@ func newRoute(cfg Config, local netip.Addr) *route {
 		local:  local,
 		dialer: d,
 		transport: &http.Transport{
-			Proxy:                 nil, // never chain to an environment proxy
-			DialContext:           d.DialContext,
-			DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   32,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   cfg.DialTimeout,
-			ResponseHeaderTimeout: cfg.IdleTimeout,
+			Proxy:               nil, // never chain to an environment proxy
+			DialContext:         d.DialContext,
+			DisableCompression:  true, // pass Accept-Encoding and bodies through untouched
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: cfg.DialTimeout,
+			// An origin slower than this gets the customer 504
+			// destination_timeout from us, before the gateway's own wait
+			// (ExitReplyTimeout, 15 s) ends and blames the exit.
+			ResponseHeaderTimeout: cfg.DialTimeout,
 			ExpectContinueTimeout: time.Second,
 		},
 	}

@@ -217,6 +217,11 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 		case err == nil:
 			g.pool.Report(id, pool.OK, setup)
 			return pick, setup, nil
+		case ctx.Err() != nil:
+			// The customer left, or the gateway is stopping, while the
+			// exit was at work: that says nothing about the exit, and a
+			// customer who gives up on slow sites must not eject it.
+			return pick, setup, err
 		case !exitFault(err):
 			g.pool.Report(id, pool.DestFailed, setup)
 			return pick, setup, err

@@ -41,7 +41,7 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 	tokenFile := fs.String("token-file", "", "file holding the gateway↔exit token (required)")
 	allow := fs.String("allow-dest", "", "destination CIDRs allowed despite the private/loopback/metadata deny list, comma-separated")
 	maxTunnels := fs.Int("max-tunnels", d.MaxTunnels, "concurrent tunnels and requests")
-	dialTimeout := fs.Duration("dial-timeout", d.DialTimeout, "destination dial timeout")
+	dialTimeout := fs.Duration("dial-timeout", d.DialTimeout, "destination dial timeout, and how long a forwarded request waits for the answer to start (keep it below the gateways' exit-reply-timeout)")
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
 	readHeader := fs.Duration("read-header-timeout", d.ReadHeaderTimeout, "request header read timeout")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")

@@ -76,6 +76,8 @@ type Config struct {
 	Gateway gateway.Config
 	// Pool settings; default pool.DefaultConfig with LocalDC "eu".
 	Pool *pool.Config
+	// Exit, if set, adjusts each exit's configuration.
+	Exit func(*exitnode.Config)
 	// NoProbes turns the active health probes off.
 	NoProbes bool
 	// Gossip makes the gateway discover the exits over a memberlist cluster
@@ -98,11 +100,12 @@ type Farm struct {
 	// Customers is the customer store.
 	Customers *auth.FileStore
 
-	nodes  []*cluster.Cluster // gossip: the gateway's first, then one per exit
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	logger *slog.Logger
-	token  string
+	nodes   []*cluster.Cluster // gossip: the gateway's first, then one per exit
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	logger  *slog.Logger
+	token   string
+	exitMod func(*exitnode.Config) // Config.Exit
 }
 
 // Exit is one running demo exit.
@@ -137,7 +140,7 @@ func Start(cfg Config) (_ *Farm, err error) {
 		cfg.Gateway.ExitToken = hex.EncodeToString(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Farm{cancel: cancel, logger: logger, token: cfg.Gateway.ExitToken}
+	f := &Farm{cancel: cancel, logger: logger, token: cfg.Gateway.ExitToken, exitMod: cfg.Exit}
 	defer func() {
 		if err != nil {
 			f.Shutdown(context.Background())
@@ -247,6 +250,9 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 	ecfg.Token = f.token
 	// The demo's origin is on loopback; nothing else private is reachable.
 	ecfg.AllowDest = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	if f.exitMod != nil {
+		f.exitMod(&ecfg)
+	}
 	srv, err := exitnode.New(ecfg, f.logger)
 	if err != nil {
 		return nil, err
