@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/demo"
 )
 
 // proxyClient sends absolute-form requests through the demo farm's gateway
@@ -203,5 +205,74 @@ func TestCustomerLeavingMidwayStopsTheTransfer(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// A forwarded request whose customer moves no byte either way for
+// IdleTimeout is ended, as an idle tunnel is: one who stops reading the
+// answer, or stops sending the body, frees the exit's slot. A slow but
+// steady answer is not cut.
+func TestIdleForwardedRequestIsEnded(t *testing.T) {
+	t.Parallel()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/trickle" { // a byte every 300 ms for 3 s
+			rc := http.NewResponseController(w)
+			for range 10 {
+				if _, err := w.Write([]byte("x")); err != nil {
+					return
+				}
+				_ = rc.Flush()
+				time.Sleep(300 * time.Millisecond)
+			}
+			return
+		}
+		for range 10000 { // 640 MB, far more than any socket buffer
+			if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(origin.Close)
+	f := startFarm(t, func(c *demo.Config) { c.Gateway.IdleTimeout = time.Second })
+	active := func() int {
+		n := 0
+		for _, e := range f.Pool.Exits() {
+			n += e.ActiveTunnels
+		}
+		return n
+	}
+	host := strings.TrimPrefix(origin.URL, "http://")
+	auth := "Proxy-Authorization: Basic ZGVtbzpkZW1v\r\n" // demo:demo
+	for _, c := range []struct{ name, head string }{
+		{"never reads the answer", "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth + "\r\n"},
+		{"stops sending the body", "POST " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth +
+			"Content-Length: 100000\r\n\r\nabc"},
+	} {
+		conn, err := net.Dial("tcp", f.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, c.head); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 3*time.Second, c.name+": counted active", func() error {
+			if active() == 0 {
+				return fmt.Errorf("no exit counts it")
+			}
+			return nil
+		})
+		waitFor(t, 8*time.Second, c.name+": ended", func() error {
+			if n := active(); n != 0 {
+				return fmt.Errorf("%d still active", n)
+			}
+			return nil
+		})
+		conn.Close()
+	}
+
+	r := curl(t, proxyURL(f, "demo"), origin.URL+"/trickle")
+	if r.status != http.StatusOK || r.body != "xxxxxxxxxx" {
+		t.Fatalf("slow answer: %d %q, want 200 and all 10 bytes", r.status, r.body)
 	}
 }

@@ -43,14 +43,49 @@ func (g *Gateway) forwardHandler() http.Handler {
 			g.connectOnKeptAlive(w, r)
 			return
 		}
+		rc := http.NewResponseController(w)
 		if r.ContentLength != 0 {
 			// The origin's answer may start while the customer is still
 			// sending the body (an early 413, a streaming echo); net/http
 			// would otherwise swallow the rest of the body first.
-			_ = http.NewResponseController(w).EnableFullDuplex()
+			_ = rc.EnableFullDuplex()
 		}
-		gp.ServeHTTP(stream.NewWriter(w), r)
+		guard := idleGuard{rc: rc, idle: g.cfg.IdleTimeout}
+		guard.touch()
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = guardedBody{ReadCloser: r.Body, guard: guard}
+		}
+		sw := stream.NewWriter(w)
+		sw.Touch = guard.touch
+		gp.ServeHTTP(sw, r)
+		guard.touch() // for what net/http writes after the handler
 	})
+}
+
+// idleGuard ends a forwarded request whose customer moved no byte either
+// way for IdleTimeout, as the watcher does for tunnels: each read of the
+// request body and each write of the answer pushes both of the customer
+// connection's deadlines on. When one passes, the blocked read or write
+// fails (a read also cancels the request), and the exit's slot is freed.
+type idleGuard struct {
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (g idleGuard) touch() {
+	d := time.Now().Add(g.idle)
+	_ = g.rc.SetReadDeadline(d)
+	_ = g.rc.SetWriteDeadline(d)
+}
+
+type guardedBody struct {
+	io.ReadCloser
+	guard idleGuard
+}
+
+func (b guardedBody) Read(p []byte) (int, error) {
+	b.guard.touch()
+	return b.ReadCloser.Read(p)
 }
 
 // connectOnKeptAlive takes over the connection for a CONNECT that came
@@ -66,6 +101,9 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// Deadlines of the requests before stay on a hijacked connection; the
+	// tunnel's watcher times it out from here.
+	_ = c.SetDeadline(time.Time{})
 	if !g.track(c) {
 		c.Close()
 		return

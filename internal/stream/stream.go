@@ -18,6 +18,8 @@ import (
 type Writer struct {
 	http.ResponseWriter
 	rc *http.ResponseController
+	// Touch, if set, runs before every write (a deadline to push on).
+	Touch func()
 }
 
 // NewWriter wraps w.
@@ -26,6 +28,9 @@ func NewWriter(w http.ResponseWriter) *Writer {
 }
 
 func (f *Writer) Write(p []byte) (int, error) {
+	if f.Touch != nil {
+		f.Touch()
+	}
 	n, err := f.ResponseWriter.Write(p)
 	if err == nil {
 		err = f.rc.Flush()
