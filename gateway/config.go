@@ -26,8 +26,9 @@ type Config struct {
 	// a forwarded request's headers, which includes the exit's own dial of
 	// the destination. Default 15s.
 	ExitReplyTimeout time.Duration
-	// IdleTimeout closes a tunnel or a kept-alive customer connection that
-	// moved no byte in either direction for this long. Default 5m.
+	// IdleTimeout closes a tunnel, a forwarded request or a kept-alive
+	// customer connection that moved no byte in either direction for this
+	// long. Default 5m.
 	IdleTimeout time.Duration
 	// FinTimeout closes a tunnel this long after one side finished sending
 	// when the other side stays silent. Default 30s.

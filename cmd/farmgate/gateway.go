@@ -78,7 +78,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	readHeader := fs.Duration("read-header-timeout", d.ReadHeaderTimeout, "customer request header timeout")
 	exitDial := fs.Duration("exit-dial-timeout", d.ExitDialTimeout, "TCP connect timeout to an exit")
 	exitReply := fs.Duration("exit-reply-timeout", d.ExitReplyTimeout, "wait for an exit's reply to CONNECT or a request")
-	idle := fs.Duration("idle-timeout", d.IdleTimeout, "idle tunnel timeout")
+	idle := fs.Duration("idle-timeout", d.IdleTimeout, "how long a tunnel, a forwarded request or a kept-alive customer connection may move no byte either way")
 	fin := fs.Duration("fin-timeout", d.FinTimeout, "how long a half-closed tunnel may stay silent")
 	attempts := fs.Int("max-attempts", d.MaxAttempts, "exits a request may try before the customer gets an error")
 	maxIdle := fs.Int("max-idle-exit-conns", d.MaxIdleExitConns, "idle connections kept to each exit: keep-alive ones for requests and links for tunnels")
