@@ -64,6 +64,10 @@ func TestCustomersGivingUpDoNotEjectTheExit(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	checkNotEjected(t, f, "eu-1")
+	// Nor are they failures on the operator's dashboard.
+	if failed := gathered(t, f, "farmgate_tunnels_failed_total", "reason"); len(failed) != 0 {
+		t.Errorf("farmgate_tunnels_failed_total by reason: %v, want none", failed)
+	}
 }
 
 // A destination slower than the exit's DialTimeout, which also bounds the

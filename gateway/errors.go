@@ -91,6 +91,13 @@ func exitFault(err error) bool {
 	return true
 }
 
+// clientClosed is what the access log says of a request whose customer
+// left before the answer: nothing failed and nobody reads the reply (nginx
+// logs these as 499 too).
+var clientClosed = reply{status: 499, reason: reasonClientClosed}
+
+const reasonClientClosed = "client_closed"
+
 func (r reply) message() string {
 	switch r.reason {
 	case "auth_required":
@@ -119,6 +126,8 @@ func (r reply) message() string {
 		return "the destination did not answer in time"
 	case "exit_timeout":
 		return "the exit did not answer in time"
+	case reasonClientClosed:
+		return "the customer left before the answer"
 	default:
 		return "the exit failed"
 	}

@@ -219,6 +219,16 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		return resp
 	}
+	if ctx.Err() != nil && g.ctx.Err() == nil {
+		// The customer left: not a failure to count or log as one.
+		ev := accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+			dest: req.URL.Host, status: clientClosed.status, reason: clientClosed.reason, total: time.Since(start)}
+		if pick.Exit != nil {
+			ev.exit, ev.egress, ev.setup = pick.Exit.ID, egressString(pick), setup
+		}
+		g.access(ev)
+		return clientClosed.response(req, "")
+	}
 	if pick.Exit != nil {
 		// The destination failed, not the exit.
 		r := replyFor(err)
