@@ -89,6 +89,11 @@ func (s *Server) newForwardProxy() *goproxy.ProxyHttpServer {
 			if err == nil {
 				err = fmt.Errorf("forward %s: no response: %w", ctx.Req.Host, errUnreachable)
 			}
+			if ctx.Req.Context().Err() != nil {
+				// The gateway left (its customer did): nothing was refused.
+				s.log.Debug("request abandoned", "method", ctx.Req.Method, "host", ctx.Req.Host, "remote", ctx.Req.RemoteAddr)
+				return errorResponse(ctx.Req, err)
+			}
 			status, reason := reply(err)
 			s.log.Info("request refused", "reason", reason, "status", status,
 				"method", ctx.Req.Method, "host", ctx.Req.Host, "remote", ctx.Req.RemoteAddr, "err", err)
