@@ -210,12 +210,21 @@ func TestCustomerLeavingMidwayStopsTheTransfer(t *testing.T) {
 
 // A forwarded request whose customer moves no byte either way for
 // IdleTimeout is ended, as an idle tunnel is: one who stops reading the
-// answer, or stops sending the body, frees the exit's slot. A slow but
-// steady answer is not cut.
+// answer, or stops sending the body, or waits on an answer that stalled,
+// frees the exit's slot. A slow but steady answer is not cut.
 func TestIdleForwardedRequestIsEnded(t *testing.T) {
 	t.Parallel()
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/stall" { // one byte, then nothing for 10 s
+			_, _ = w.Write([]byte("x"))
+			http.NewResponseController(w).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
+		}
 		if r.URL.Path == "/trickle" { // a byte every 300 ms for 3 s
 			rc := http.NewResponseController(w)
 			for range 10 {
@@ -248,6 +257,7 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 		{"never reads the answer", "GET " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth + "\r\n"},
 		{"stops sending the body", "POST " + origin.URL + "/ HTTP/1.1\r\nHost: " + host + "\r\n" + auth +
 			"Content-Length: 100000\r\n\r\nabc"},
+		{"reads an answer that stalls", "GET " + origin.URL + "/stall HTTP/1.1\r\nHost: " + host + "\r\n" + auth + "\r\n"},
 	} {
 		conn, err := net.Dial("tcp", f.GatewayAddr)
 		if err != nil {

@@ -69,20 +69,24 @@ func (c *exitClient) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Request) (*http.Response, error) {
-	// A body may take long to upload; only the wait for the answer is
-	// bounded. A customer who leaves unblocks both through ctx.
+	// Only the wait for the answer's head is bounded here. A customer who
+	// leaves (or idles past IdleTimeout, see idleGuard) cancels ctx, which
+	// unblocks every read of the exchange, the answer's body included:
+	// the watch ends with the body.
 	stop := context.AfterFunc(ctx, func() { ec.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 	if err := req.WriteProxy(ec.bw); err != nil {
+		stop()
 		return nil, fmt.Errorf("send request to exit: %w", err)
 	}
 	if err := ec.bw.Flush(); err != nil {
+		stop()
 		return nil, fmt.Errorf("send request to exit: %w", err)
 	}
 	ec.SetReadDeadline(time.Now().Add(c.timeout))
 	for {
 		resp, err := http.ReadResponse(ec.br, req)
 		if err != nil {
+			stop()
 			return nil, fmt.Errorf("read exit response: %w", err)
 		}
 		// 1xx interim answers (100 Continue) are not the response; a
@@ -92,7 +96,7 @@ func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Reque
 		}
 		ec.SetReadDeadline(time.Time{})
 		reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, c: c, reusable: reusable}
+		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, c: c, reusable: reusable, stop: stop}
 		return resp, nil
 	}
 }
@@ -105,6 +109,7 @@ type pooledBody struct {
 	c        *exitClient
 	reusable bool
 	done     bool
+	stop     func() bool // ends the watch on the request's context
 }
 
 func (b *pooledBody) Read(p []byte) (int, error) {
@@ -129,6 +134,10 @@ func (b *pooledBody) Close() error {
 
 func (b *pooledBody) finish(atEOF bool) {
 	b.done = true
+	if !b.stop() {
+		// The context's end already set a deadline on the connection.
+		atEOF, b.reusable = false, false
+	}
 	if !atEOF {
 		// Closing a body read with http.ReadResponse reads the rest of
 		// it first, to keep the connection usable: a customer who left a
