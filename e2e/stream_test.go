@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/demo"
 )
 
@@ -285,4 +286,30 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 	if r.status != http.StatusOK || r.body != "xxxxxxxxxx" {
 		t.Fatalf("slow answer: %d %q, want 200 and all 10 bytes", r.status, r.body)
 	}
+}
+
+// quotaMeter is a Meter whose every customer has the same quota.
+type quotaMeter struct {
+	quota int64
+	used  atomic.Int64
+}
+
+func (m *quotaMeter) Add(_, _ string, up, down int64) { m.used.Add(up + down) }
+func (m *quotaMeter) OverQuota(*auth.Customer) bool   { return m.used.Load() >= m.quota }
+
+// A download through absolute-form HTTP is cut soon after the customer's
+// quota is used up, as a tunnel is, not only counted once it has ended.
+func TestLongAnswerIsCutAtQuota(t *testing.T) {
+	t.Parallel()
+	meter := &quotaMeter{quota: 5 << 20}
+	f := startFarm(t, func(c *demo.Config) { c.Gateway.Meter = meter })
+	r := curl(t, proxyURL(f, "demo"), "http://"+f.Origin.HTTPAddr+"/bytes?n=104857600") // 100 MiB
+	got := int64(len(r.body))
+	if got >= 100<<20 || got < 5<<20 {
+		t.Fatalf("downloaded %d bytes with a quota of 5 MiB; want it cut a little past 5 MiB", got)
+	}
+	if used := meter.used.Load(); used < got {
+		t.Errorf("metered %d bytes of %d downloaded", used, got)
+	}
+	t.Logf("cut after %d bytes, metered %d", got, meter.used.Load())
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -192,7 +193,17 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	if err == nil {
 		id := pick.Exit.ID
 		g.metrics.tunnelOpened("http", a.crit.Pool, pick.Exit.DC, id, setup)
-		rb := &releaseBody{ReadCloser: resp.Body}
+		rb := &releaseBody{ReadCloser: resp.Body, up: &body.n}
+		if g.meter != nil {
+			rb.meter = func(up, down int64) { g.meter.Add(a.customer.User, a.crit.Pool, up, down) }
+			rb.over = func() bool {
+				if !g.meter.OverQuota(a.customer) {
+					return false
+				}
+				g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
+				return true
+			}
+		}
 		status := resp.StatusCode
 		released = true // the response body now holds the slot
 		rb.release = func() {
@@ -202,10 +213,8 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			release()
 			g.pool.TunnelClosed(id)
 			g.metrics.tunnelClosed(a.crit.Pool, id)
+			rb.meterNow()
 			up, down := body.n.Load(), rb.n
-			if g.meter != nil {
-				g.meter.Add(a.customer.User, a.crit.Pool, up, down)
-			}
 			g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
 			g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
@@ -264,19 +273,46 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 
 func (b *trackedBody) Close() error { return nil }
 
-// releaseBody counts the response body and runs release once when it is
-// closed.
+// meterEvery is how many bytes of an answer pass between two visits to the
+// meter: a long download is cut soon after the customer's quota is used
+// up, as a tunnel is by the watcher, not only counted when it ends.
+const meterEvery = 1 << 20
+
+// releaseBody counts the response body, meters it (and the request body)
+// every meterEvery bytes, and runs release once when it is closed.
 type releaseBody struct {
 	io.ReadCloser
 	release func()
 	done    bool
 	n       int64
+	up      *atomic.Int64 // request body bytes sent
+	// With a meter: meter takes bytes it has not seen yet, over reports
+	// whether the customer's quota is used up.
+	meter   func(up, down int64)
+	over    func() bool
+	metered [2]int64 // up and down already handed to meter
 }
 
 func (b *releaseBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
+	if b.meter != nil && b.n-b.metered[1] >= meterEvery {
+		b.meterNow()
+		if b.over() {
+			return n, fmt.Errorf("answer cut: %w", errQuotaExceeded)
+		}
+	}
 	return n, err
+}
+
+// meterNow hands the meter what it has not seen yet.
+func (b *releaseBody) meterNow() {
+	if b.meter == nil {
+		return
+	}
+	up := b.up.Load()
+	b.meter(up-b.metered[0], b.n-b.metered[1])
+	b.metered = [2]int64{up, b.n}
 }
 
 func (b *releaseBody) Close() error {
