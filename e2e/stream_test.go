@@ -152,13 +152,7 @@ func TestCustomerLeavingMidwayStopsTheTransfer(t *testing.T) {
 	}))
 	t.Cleanup(origin.Close)
 	f := startFarm(t, nil)
-	active := func() int {
-		n := 0
-		for _, e := range f.Pool.Exits() {
-			n += e.ActiveTunnels
-		}
-		return n
-	}
+	active := func() int { return activeTunnels(f) }
 	host := strings.TrimPrefix(origin.URL, "http://")
 	auth := "Proxy-Authorization: Basic ZGVtbzpkZW1v\r\n" // demo:demo
 	for _, c := range []struct {
@@ -245,13 +239,7 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 	}))
 	t.Cleanup(origin.Close)
 	f := startFarm(t, func(c *demo.Config) { c.Gateway.IdleTimeout = time.Second })
-	active := func() int {
-		n := 0
-		for _, e := range f.Pool.Exits() {
-			n += e.ActiveTunnels
-		}
-		return n
-	}
+	active := func() int { return activeTunnels(f) }
 	host := strings.TrimPrefix(origin.URL, "http://")
 	auth := "Proxy-Authorization: Basic ZGVtbzpkZW1v\r\n" // demo:demo
 	for _, c := range []struct{ name, head string }{
@@ -286,6 +274,16 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 	if r.status != http.StatusOK || r.body != "xxxxxxxxxx" {
 		t.Fatalf("slow answer: %d %q, want 200 and all 10 bytes", r.status, r.body)
 	}
+}
+
+// activeTunnels is how many tunnels and requests the farm's exits carry, as
+// the gateway counts them.
+func activeTunnels(f *demo.Farm) int {
+	n := 0
+	for _, e := range f.Pool.Exits() {
+		n += e.ActiveTunnels
+	}
+	return n
 }
 
 // quotaMeter is a Meter whose every customer has the same quota.
