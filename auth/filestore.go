@@ -364,6 +364,13 @@ func (s *FileStore) Customer(user string) (*Customer, bool) {
 	return r.c, true
 }
 
+// Allows reports whether user is in the file and may log in now (not
+// disabled, not expired).
+func (s *FileStore) Allows(user string) bool {
+	c, ok := s.Customer(user)
+	return ok && c.active(s.cfg.Now())
+}
+
 // Users returns every user name, in file order.
 func (s *FileStore) Users() []string {
 	s.mu.RLock()

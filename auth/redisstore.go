@@ -49,6 +49,36 @@ type RedisStore struct {
 	dummySecret credKey
 
 	subscriptions atomic.Int64 // successful (re)subscriptions, for tests
+	onChange      func(user string)
+}
+
+// OnChange sets f to be told of every change to a customer this gateway
+// makes or hears of from another (a user name, or "*" when any may have
+// changed). Set it before Run. f runs on the store's own goroutines and
+// must return quickly.
+func (s *RedisStore) OnChange(f func(user string)) { s.onChange = f }
+
+func (s *RedisStore) changed(user string) {
+	if s.onChange != nil {
+		s.onChange(user)
+	}
+}
+
+// Allows reports whether user exists and may log in now (not disabled, not
+// expired); an error means Redis could not tell.
+func (s *RedisStore) Allows(ctx context.Context, user string) (bool, error) {
+	r, err := s.Get(ctx, user)
+	if errors.Is(err, ErrUnknownCustomer) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c, err := r.Customer()
+	if err != nil {
+		return false, err
+	}
+	return c.active(s.cfg.Now()), nil
 }
 
 var (
@@ -277,6 +307,7 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, gap *bool) (ok bool) {
 	if *gap {
 		s.cache.staleAll() // messages may have been missed
 		*gap = false
+		s.changed("*")
 	}
 	s.subscriptions.Add(1)
 	const idle = 10 * time.Second
@@ -306,6 +337,7 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, gap *bool) (ok bool) {
 			} else {
 				s.cache.dropUser(m.Payload)
 			}
+			s.changed(m.Payload)
 		case *redis.Pong, *redis.Subscription:
 		}
 	}
@@ -315,6 +347,7 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, gap *bool) (ok bool) {
 // backstop) and drops the user's entries here at once.
 func (s *RedisStore) publish(ctx context.Context, user string) {
 	s.cache.dropUser(user)
+	s.changed(user)
 	cctx, cancel := withTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	if err := s.rdb.Publish(cctx, s.channel, user).Err(); err != nil {

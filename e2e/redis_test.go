@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +76,7 @@ func startRedisGateway(t testing.TB, f *demo.Farm, rdb redis.UniversalClient, pr
 	if err != nil {
 		t.Fatal(err)
 	}
+	gw.FollowRevocations(store)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context) error{store.Run, lim.Run, meter.Run} {
@@ -240,5 +243,61 @@ func TestQuotaAndRateLimit(t *testing.T) {
 	r = curl(t, "http://slow:demo@"+g.addr, "http://"+f.Origin.HTTPAddr+"/ip")
 	if r.status != 429 || r.all.Get("X-Farmgate-Error") != "rate_limited" || r.all.Get("Retry-After") == "" {
 		t.Errorf("second request at 0.2/s: %d %q Retry-After %q, want 429 rate_limited with Retry-After", r.status, r.all.Get("X-Farmgate-Error"), r.all.Get("Retry-After"))
+	}
+}
+
+// A customer disabled or deleted in Redis loses their live tunnels on every
+// gateway within seconds, not only new requests; other customers keep
+// theirs.
+func TestRevokedCustomerLosesLiveTunnels(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Shared(t)
+	f := startFarm(t, nil)
+	g1 := startRedisGateway(t, f, rdb, prefix)
+	g2 := startRedisGateway(t, f, rdb, prefix)
+	for _, u := range []string{"stays", "disabled", "deleted"} {
+		putCustomer(t, g1.store, auth.CustomerRecord{User: u, Pools: []string{"resi"}})
+	}
+	echo := echoServer(t)
+	type live struct {
+		user string
+		conn net.Conn
+		r    io.Reader
+	}
+	var tunnels []live
+	for _, g := range []*redisGateway{g1, g2} {
+		for _, u := range []string{"stays", "disabled", "deleted"} {
+			c, r := dialTunnelAs(t, &demo.Farm{GatewayAddr: g.addr}, u, echo)
+			tunnels = append(tunnels, live{u, c, r})
+		}
+	}
+	if err := g1.store.Put(context.Background(), auth.CustomerRecord{User: "disabled", Password: "demo", Pools: []string{"resi"}, Disabled: true}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := g2.store.Delete(context.Background(), "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tu := range tunnels {
+		_ = tu.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if tu.user == "stays" {
+			continue
+		}
+		t0 := time.Now()
+		if n, err := tu.r.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: tunnel still open 5 s after the change (read %d, %v)", tu.user, n, err)
+		}
+		t.Logf("%s: cut after %s", tu.user, time.Since(t0))
+	}
+	for _, tu := range tunnels {
+		if tu.user != "stays" {
+			continue
+		}
+		if _, err := tu.conn.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(tu.r, buf); err != nil || string(buf) != "ping\n" {
+			t.Errorf("stays: tunnel broken: %q %v", buf, err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 		os.WriteFile(tmp, []byte(s), 0o600)
 		os.Rename(tmp, customers)
 	}
-	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi]\n")
+	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi]\n  - user: gone\n    password: demo\n    pools: [resi]\n")
 	origin, err := demo.StartOrigin("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +54,17 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 	if r := get("demo-zone-dc"); r.status != 403 {
 		t.Fatalf("zone dc before reload: %d, want 403", r.status)
 	}
-	// A live tunnel must survive the reloads.
+	// A live tunnel must survive the reloads, unless its customer is gone.
 	f := &demo.Farm{GatewayAddr: gw}
 	live, br := dialTunnel(t, f, "demo", echo, "")
+	doomed, doomedR := dialTunnel(t, f, "gone", echo, "")
 
 	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi, dc]\n")
 	g.cmd.Process.Signal(syscall.SIGHUP)
+	doomed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := doomedR.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the tunnel of a customer the reload removed is still open (read %d, %v); log:\n%s", n, err, g.output())
+	}
 	deadline = time.Now().Add(5 * time.Second)
 	for {
 		r := get("demo-zone-dc")

@@ -85,6 +85,63 @@ func (a *admission) targeting() string {
 	return ""
 }
 
+// CutRevoked ends the live tunnels of every customer allowed reports false
+// for (disabled, expired or deleted since the tunnel opened), and returns
+// how many it ended. A reload of the customers, or a change announced by
+// the customer store, calls it: new requests are refused at once anyway,
+// and a long tunnel should not outlive its account.
+func (g *Gateway) CutRevoked(allowed func(user string) bool) int {
+	verdict := map[string]bool{} // one question per customer
+	n := 0
+	g.tunnels.Range(func(k, _ any) bool {
+		t := k.(*tunnel)
+		user := t.customer.User
+		ok, seen := verdict[user]
+		if !seen {
+			ok = allowed(user)
+			verdict[user] = ok
+		}
+		if !ok {
+			g.logger.Info("customer no longer allowed, cutting tunnel", "customer", user, "exit", t.exit)
+			t.shut()
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// ChangingStore is a customer store that tells of changes to customers as
+// they happen, on every gateway (auth.RedisStore).
+type ChangingStore interface {
+	// OnChange sets f to be told of each changed user name, or "*".
+	OnChange(f func(user string))
+	// Allows reports whether user may log in now; an error means the
+	// store could not tell.
+	Allows(ctx context.Context, user string) (bool, error)
+}
+
+// FollowRevocations makes every change s tells of end the live tunnels of
+// the customers it disabled, expired or deleted. Call it before s runs.
+// When s cannot tell, the tunnels stay: a store outage must not cut every
+// customer.
+func (g *Gateway) FollowRevocations(s ChangingStore) {
+	s.OnChange(func(user string) {
+		go func() {
+			n := g.CutRevoked(func(u string) bool {
+				if user != "*" && u != user {
+					return true
+				}
+				ok, err := s.Allows(g.ctx, u)
+				return ok || err != nil
+			})
+			if n > 0 {
+				g.logger.Info("cut the tunnels of customers disabled or removed", "user", user, "tunnels", n)
+			}
+		}()
+	})
+}
+
 // SetAuthenticator replaces the customer store (a configuration reload);
 // requests already admitted keep the customer they were admitted as.
 func (g *Gateway) SetAuthenticator(a Authenticator) {

@@ -222,6 +222,11 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		go func() { defer wg.Done(); gateway.LearnExits(runCtx, p, exits, s.token, logger) }()
 	}
 	learn(s.static)
+	if rs, ok := be.store.(*auth.RedisStore); ok {
+		// A customer disabled, expired or deleted in Redis loses their
+		// live tunnels too, on every gateway.
+		gw.FollowRevocations(rs)
+	}
 	for _, loop := range be.loops {
 		wg.Add(1)
 		go func() {
@@ -344,6 +349,9 @@ func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *p
 	}
 	if store != nil {
 		gw.SetAuthenticator(store)
+		if n := gw.CutRevoked(store.Allows); n > 0 {
+			logger.Info("cut the tunnels of customers removed or disabled by the reload", "tunnels", n)
+		}
 	}
 
 	keep := map[string]bool{}
@@ -391,3 +399,4 @@ func gatewayID(s gatewaySettings) string {
 	}
 	return "gw-" + host + "-" + addr
 }
+
