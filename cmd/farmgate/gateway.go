@@ -399,4 +399,3 @@ func gatewayID(s gatewaySettings) string {
 	}
 	return "gw-" + host + "-" + addr
 }
-
