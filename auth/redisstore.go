@@ -54,7 +54,7 @@ type RedisStore struct {
 
 // OnChange sets f to be told of every change to a customer this gateway
 // makes or hears of from another (a user name, or "*" when any may have
-// changed). Set it before Run. f runs on the store's own goroutines and
+// changed: each time the subscription starts). Set it before Run. f runs on the store's own goroutines and
 // must return quickly.
 func (s *RedisStore) OnChange(f func(user string)) { s.onChange = f }
 
@@ -307,8 +307,9 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, gap *bool) (ok bool) {
 	if *gap {
 		s.cache.staleAll() // messages may have been missed
 		*gap = false
-		s.changed("*")
 	}
+	// Changes made before this subscription were not heard of here.
+	s.changed("*")
 	s.subscriptions.Add(1)
 	const idle = 10 * time.Second
 	for {
