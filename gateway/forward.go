@@ -51,7 +51,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 			// would otherwise swallow the rest of the body first.
 			_ = rc.EnableFullDuplex()
 		}
-		guard := idleGuard{rc: rc, idle: g.cfg.IdleTimeout}
+		guard := &idleGuard{rc: rc, idle: g.cfg.IdleTimeout}
 		guard.touch()
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = guardedBody{ReadCloser: r.Body, guard: guard}
@@ -59,7 +59,7 @@ func (g *Gateway) forwardHandler() http.Handler {
 		sw := stream.NewWriter(w)
 		sw.Touch = guard.touch
 		gp.ServeHTTP(sw, r)
-		guard.touch() // for what net/http writes after the handler
+		guard.touch() // for what net/http writes after the handler (if the deadlines are near)
 	})
 }
 
@@ -68,20 +68,30 @@ func (g *Gateway) forwardHandler() http.Handler {
 // request body and each write of the answer pushes both of the customer
 // connection's deadlines on. When one passes, the blocked read or write
 // fails (a read also cancels the request), and the exit's slot is freed.
+//
+// The deadlines move only once they are less than idle/2 away, so a short
+// request sets them once, not at every read and write; the cut comes
+// after idle/2 to idle of silence.
 type idleGuard struct {
 	rc   *http.ResponseController
 	idle time.Duration
+	set  atomic.Int64 // UnixNano of the deadlines' last move; body reads run on the transport's goroutine
 }
 
-func (g idleGuard) touch() {
-	d := time.Now().Add(g.idle)
+func (g *idleGuard) touch() {
+	now := time.Now()
+	if last := g.set.Load(); last != 0 && now.UnixNano()-last < int64(g.idle/2) {
+		return
+	}
+	g.set.Store(now.UnixNano())
+	d := now.Add(g.idle)
 	_ = g.rc.SetReadDeadline(d)
 	_ = g.rc.SetWriteDeadline(d)
 }
 
 type guardedBody struct {
 	io.ReadCloser
-	guard idleGuard
+	guard *idleGuard
 }
 
 func (b guardedBody) Read(p []byte) (int, error) {
