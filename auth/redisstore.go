@@ -53,9 +53,9 @@ type RedisStore struct {
 }
 
 // OnChange sets f to be told of every change to a customer this gateway
-// makes or hears of from another (a user name, or "*" when any may have
-// changed: each time the subscription starts). Set it before Run. f runs on the store's own goroutines and
-// must return quickly.
+// makes or hears of from another: a user name, or "*" when any may have
+// changed (each time the subscription starts). Set it before Run. f runs
+// on the store's own goroutines and must return quickly.
 func (s *RedisStore) OnChange(f func(user string)) { s.onChange = f }
 
 func (s *RedisStore) changed(user string) {

@@ -127,6 +127,8 @@ type ChangingStore interface {
 // customer.
 func (g *Gateway) FollowRevocations(s ChangingStore) {
 	s.OnChange(func(user string) {
+		// Off the store's goroutine; it ends with the store's answers,
+		// which g.ctx bounds at shutdown.
 		go func() {
 			n := g.CutRevoked(func(u string) bool {
 				if user != "*" && u != user {

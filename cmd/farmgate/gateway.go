@@ -223,8 +223,8 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	}
 	learn(s.static)
 	if rs, ok := be.store.(*auth.RedisStore); ok {
-		// A customer disabled, expired or deleted in Redis loses their
-		// live tunnels too, on every gateway.
+		// A customer disabled or deleted in Redis loses their live
+		// tunnels too, on every gateway.
 		gw.FollowRevocations(rs)
 	}
 	for _, loop := range be.loops {
