@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/internal/duplextest"
 )
 
 // proxyClient sends absolute-form requests through the demo farm's gateway
@@ -37,70 +37,11 @@ func proxyClient(t *testing.T, proxy string) *http.Client {
 // answer, or that holds the answer's head back, waits forever.
 func TestFullDuplexThroughTheGateway(t *testing.T) {
 	t.Parallel()
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		_ = rc.EnableFullDuplex()
-		w.WriteHeader(http.StatusOK)
-		_ = rc.Flush()
-		br := bufio.NewReader(r.Body)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				_, _ = io.WriteString(w, "echo:"+line)
-				_ = rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(origin.Close)
+	origin := duplextest.EchoOrigin(t)
 	f := startFarm(t, nil)
-	hc := proxyClient(t, proxyURL(f, "demo"))
-
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, _ := http.NewRequest(http.MethodPost, origin.URL+"/stream", pr)
-	respc := make(chan *http.Response, 1)
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := hc.Do(req)
-		if err != nil {
-			errc <- err
-			return
-		}
-		respc <- resp
-	}()
-	if _, err := io.WriteString(pw, "one\n"); err != nil {
-		t.Fatal(err)
-	}
-	var resp *http.Response
-	select {
-	case resp = <-respc:
-	case err := <-errc:
-		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no answer while the request body is still open")
-	}
-	defer resp.Body.Close()
-	if resp.Header.Get("X-Farmgate-Exit") == "" {
-		t.Errorf("answer without X-Farmgate-Exit: %v", resp.Header)
-	}
-	br := bufio.NewReader(resp.Body)
-	for i, word := range []string{"one", "two", "three"} {
-		if i > 0 {
-			if _, err := io.WriteString(pw, word+"\n"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		line, err := br.ReadString('\n')
-		if err != nil || line != "echo:"+word+"\n" {
-			t.Fatalf("line %d: %q, %v", i, line, err)
-		}
-	}
-	_ = pw.Close()
-	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
-		t.Fatalf("after the body ended: %q, %v", rest, err)
+	h := duplextest.Exchange(t, proxyClient(t, proxyURL(f, "demo")), origin.URL+"/stream")
+	if h.Get("X-Farmgate-Exit") == "" {
+		t.Errorf("answer without X-Farmgate-Exit: %v", h)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/exitnode"
+	"github.com/farmgate/farmgate/internal/duplextest"
 )
 
 func TestForwardHeaderHygiene(t *testing.T) {
@@ -99,66 +100,9 @@ func TestForwardHeaderHygiene(t *testing.T) {
 // second.
 func TestForwardStreams(t *testing.T) {
 	t.Parallel()
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		_ = rc.EnableFullDuplex()
-		w.WriteHeader(200)
-		_ = rc.Flush()
-		br := bufio.NewReader(r.Body)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				_, _ = io.WriteString(w, "echo:"+line)
-				_ = rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(origin.Close)
+	origin := duplextest.EchoOrigin(t)
 	_, exit := startExit(t, testConfig())
-
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequest(http.MethodPost, origin.URL+"/stream", pr)
-	respc := make(chan *http.Response, 1)
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := proxyClient(t, exit, authHeader()).Do(req)
-		if err != nil {
-			errc <- err
-			return
-		}
-		respc <- resp
-	}()
-	if _, err := io.WriteString(pw, "one\n"); err != nil {
-		t.Fatal(err)
-	}
-	var resp *http.Response
-	select {
-	case resp = <-respc:
-	case err := <-errc:
-		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no response head while the request body is still open")
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	for i, word := range []string{"one", "two", "three"} {
-		if i > 0 {
-			if _, err := io.WriteString(pw, word+"\n"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		line, err := br.ReadString('\n')
-		if err != nil || line != "echo:"+word+"\n" {
-			t.Fatalf("chunk %d: %q, %v", i, line, err)
-		}
-	}
-	_ = pw.Close()
-	if rest, _ := io.ReadAll(br); len(rest) != 0 {
-		t.Fatalf("trailing %q", rest)
-	}
+	duplextest.Exchange(t, proxyClient(t, exit, authHeader()), origin.URL+"/stream")
 }
 
 func TestForwardLargeBodies(t *testing.T) {
