@@ -38,8 +38,10 @@ type Config struct {
 	// customer are retried. Default 3.
 	MaxAttempts int
 	// MaxIdleExitConns is how many idle keep-alive connections to each exit
-	// are kept for absolute-form HTTP, and how many idle links (tunnels one
-	// after another on one connection) to each farmgate exit. Default 256.
+	// are kept for absolute-form HTTP, how many idle links (tunnels one
+	// after another on one connection) to each farmgate exit, and how many
+	// idle tunnels through each farmgate exit to origins, kept for the next
+	// http:// request from the same egress IP. Default 256.
 	MaxIdleExitConns int
 	// CheckInterval is how often live tunnels are metered and checked for
 	// idleness and quota; a tunnel over quota is cut within this. Default 1s.

@@ -12,12 +12,13 @@ import (
 )
 
 // exitClient forwards bodiless absolute-form requests to one HTTP proxy (a
-// farmgate exit or a third-party HTTP upstream) over keep-alive connections
-// it pools, in the caller's goroutine: net/http's Transport hands every
-// request to two goroutines of its own, and those hand-offs were a good
-// part of the gateway's cost per request. It writes a request whole before
-// it reads the answer, so requests with a body go through the Transport,
-// which reads an early answer while it still sends.
+// third-party HTTP upstream, or a farmgate exit for https:// URLs; http://
+// ones go to the origin through a tunnel, see originClient) over keep-alive
+// connections it pools, in the caller's goroutine: net/http's Transport
+// hands every request to two goroutines of its own, and those hand-offs
+// were a good part of the gateway's cost per request. It writes a request
+// whole before it reads the answer, so requests with a body go through the
+// Transport, which reads an early answer while it still sends.
 type exitClient struct {
 	addr    string // the proxy's host:port
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -33,7 +34,19 @@ type exitConn struct {
 	net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// home takes the connection back after an answer read to the end, or
+	// closes it; for an origin connection it also knows its key.
+	home connHome
 }
+
+// connHome is where a connection goes once its answer was read to the end.
+type connHome interface{ put(*exitConn) }
+
+func newExitConn(c net.Conn, home connHome) *exitConn {
+	return &exitConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), home: home}
+}
+
+func (c *exitClient) put(ec *exitConn) { c.idle.put(ec) }
 
 func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	if ec, ok := c.idle.get(); ok {
@@ -43,7 +56,7 @@ func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
 	}
-	return &exitConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, false, nil
+	return newExitConn(conn, c), false, nil
 }
 
 // RoundTrip sends req, which has no body, through the proxy and returns its
@@ -56,38 +69,69 @@ func (c *exitClient) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.exchange(ctx, ec, req)
+		resp, err := exchange(ctx, ec, req, req.WriteProxy, c.timeout)
 		if err == nil {
 			return resp, nil
 		}
 		ec.Close()
-		if reused && attempt == 0 && ctx.Err() == nil && !isTimeout(err) {
+		if reused && attempt == 0 && ctx.Err() == nil && retryable(req, err) {
 			continue // a stale keep-alive connection: try a fresh one
 		}
 		return nil, err
 	}
 }
 
-func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Request) (*http.Response, error) {
+// errNoAnswer marks an exchange whose connection ended before a byte of
+// the answer arrived: on a reused connection, most likely closed by its
+// peer while idle.
+var errNoAnswer = errors.New("connection closed before an answer")
+
+// retryable reports whether req may be sent again on a fresh connection
+// after err on a reused one. As net/http's Transport does: only when the
+// peer closed before answering, and only a request that can be replayed,
+// since the peer may have acted on it before it closed.
+func retryable(req *http.Request, err error) bool {
+	if !errors.Is(err, errNoAnswer) {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// exchange writes req on ec with write (unless write is nil: the request
+// went out already) and reads the answer's head, waiting up to timeout.
+func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(io.Writer) error, timeout time.Duration) (*http.Response, error) {
 	// Only the wait for the answer's head is bounded here. A customer who
 	// leaves (or idles past IdleTimeout, see idleGuard) cancels ctx, which
 	// unblocks every read of the exchange, the answer's body included:
 	// the watch ends with the body.
 	stop := context.AfterFunc(ctx, func() { ec.SetDeadline(time.Unix(1, 0)) })
-	if err := req.WriteProxy(ec.bw); err != nil {
-		stop()
-		return nil, fmt.Errorf("send request to exit: %w", err)
+	if write != nil {
+		if err := write(ec.bw); err != nil {
+			stop()
+			return nil, fmt.Errorf("send request: %w", err)
+		}
+		if err := ec.bw.Flush(); err != nil {
+			stop()
+			return nil, fmt.Errorf("send request: %w", err)
+		}
 	}
-	if err := ec.bw.Flush(); err != nil {
+	ec.SetReadDeadline(time.Now().Add(timeout))
+	if _, err := ec.br.Peek(1); err != nil {
 		stop()
-		return nil, fmt.Errorf("send request to exit: %w", err)
+		if !isTimeout(err) {
+			err = fmt.Errorf("%w: %w", errNoAnswer, err)
+		}
+		return nil, fmt.Errorf("read response: %w", err)
 	}
-	ec.SetReadDeadline(time.Now().Add(c.timeout))
 	for {
 		resp, err := http.ReadResponse(ec.br, req)
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("read exit response: %w", err)
+			return nil, fmt.Errorf("read response: %w", err)
 		}
 		// 1xx interim answers (100 Continue) are not the response; a
 		// 101 is, and the connection is the customer's from then on.
@@ -96,7 +140,7 @@ func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Reque
 		}
 		ec.SetReadDeadline(time.Time{})
 		reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, c: c, reusable: reusable, stop: stop}
+		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, reusable: reusable, stop: stop}
 		return resp, nil
 	}
 }
@@ -106,7 +150,6 @@ func (c *exitClient) exchange(ctx context.Context, ec *exitConn, req *http.Reque
 type pooledBody struct {
 	io.ReadCloser
 	ec       *exitConn
-	c        *exitClient
 	reusable bool
 	done     bool
 	stop     func() bool // ends the watch on the request's context
@@ -149,7 +192,7 @@ func (b *pooledBody) finish(atEOF bool) {
 	}
 	b.ReadCloser.Close()
 	if b.reusable {
-		b.c.idle.put(b.ec)
+		b.ec.home.put(b.ec)
 		return
 	}
 	b.ec.Close()

@@ -170,20 +170,30 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	var resp *http.Response
 	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream) (err error) {
 		out := req.WithContext(withEgress(ctx, pick.Egress))
-		if up.proxyAuth != "" {
-			out.Header.Set("Proxy-Authorization", up.proxyAuth)
-		}
-		if up.farmgate && pick.Egress.IsValid() {
-			out.Header.Set(headerEgress, pick.Egress.String())
-		}
 		if _, ok := out.Header["User-Agent"]; !ok {
 			// net/http would add its own; a customer who sent none sends none.
 			out.Header["User-Agent"] = []string{""}
 		}
-		g.pool.TunnelOpened(pick.Exit.ID)
-		if up.client != nil && !hasBody {
-			resp, err = up.client.RoundTrip(out)
+		// The header is the customer's request's, shared by every attempt:
+		// what one exit needs must not reach the next exit's origin.
+		toOrigin := up.origins != nil && !hasBody && out.URL.Scheme == "http"
+		if up.proxyAuth != "" && !toOrigin {
+			out.Header.Set("Proxy-Authorization", up.proxyAuth)
 		} else {
+			out.Header.Del("Proxy-Authorization")
+		}
+		if up.farmgate && pick.Egress.IsValid() && !toOrigin {
+			out.Header.Set(headerEgress, pick.Egress.String())
+		} else {
+			out.Header.Del(headerEgress)
+		}
+		g.pool.TunnelOpened(pick.Exit.ID)
+		switch {
+		case toOrigin:
+			resp, err = up.origins.RoundTrip(out, pick.Egress)
+		case up.client != nil && !hasBody:
+			resp, err = up.client.RoundTrip(out)
+		default:
 			// net/http's Transport reads the answer while it sends the
 			// body: an early answer (a 413 to a large upload) reaches the
 			// customer instead of a failed write blaming the exit, and a
@@ -191,7 +201,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			// whole request first, which is all a bodiless one needs.
 			resp, err = up.transport.RoundTrip(out)
 		}
-		if err == nil && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
+		if err == nil && !toOrigin && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
 			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(headerError)}
 			resp.Body.Close()
 		}

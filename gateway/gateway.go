@@ -78,6 +78,7 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		conns:     make(map[net.Conn]struct{}),
 	}
 	g.authn.Store(&a)
+	p.OnLeave(g.exitLeft)
 	g.meter = g.cfg.Meter
 	g.metrics = newMetrics(g.cfg.Metrics)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
@@ -276,6 +277,15 @@ func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
 		old.(*upstream).closeIdle()
 	}
 	return up, nil
+}
+
+// exitLeft drops what the gateway keeps for an exit that left the farm or
+// drains: its idle links, keep-alive connections and tunnels to origins.
+// A draining exit waits for every tunnel it carries, idle ones included.
+func (g *Gateway) exitLeft(id string) {
+	if v, ok := g.upstreams.LoadAndDelete(id); ok {
+		v.(*upstream).closeIdle()
+	}
 }
 
 // goproxy insists on a logger; ours speaks slog.

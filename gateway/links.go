@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -10,6 +11,10 @@ import (
 // through a kept link skip the TCP handshake and teardown with the exit.
 type linkPool struct {
 	idlePool[*net.TCPConn]
+
+	// taken: the exit has taken a link (it is a version that knows them),
+	// so bytes may follow a CONNECT framed before its reply.
+	taken atomic.Bool
 
 	// What each tunnel went over (farmgate_exit_links_total).
 	kept, fresh, stale prometheus.Counter

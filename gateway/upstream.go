@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -140,32 +141,54 @@ var errExitDial = errors.New("exit unreachable")
 var errStaleLink = errors.New("kept link closed by the exit")
 
 func (d *connectDialer) DialContext(ctx context.Context, network, target string) (net.Conn, error) {
+	conn, _, err := d.dial(ctx, target, nil)
+	return conn, err
+}
+
+// dialOwn opens a tunnel the gateway reads and writes itself (to speak
+// HTTP to the origin), and sends first through it. On a link the tunnel
+// is a *link.Conn, and first leaves with the CONNECT when the exit is
+// known to take links: a request to a new origin then costs one round
+// trip to the exit, as through the exit's HTTP proxy. sent says whether
+// first went out.
+func (d *connectDialer) dialOwn(ctx context.Context, target string, first []byte) (conn net.Conn, sent bool, err error) {
+	return d.dial(ctx, target, &ownTunnel{first: first})
+}
+
+// ownTunnel asks dial for a tunnel the gateway uses itself.
+type ownTunnel struct {
+	first []byte
+	sent  bool
+}
+
+func (d *connectDialer) dial(ctx context.Context, target string, own *ownTunnel) (net.Conn, bool, error) {
 	if d.links != nil {
 		if c, ok := d.links.get(); ok {
-			conn, err := d.open(ctx, c, target, true)
+			conn, err := d.open(ctx, c, target, true, own)
 			if !errors.Is(err, errStaleLink) {
 				if err == nil {
 					d.links.kept.Inc()
 				}
-				return conn, err
+				return conn, own != nil && own.sent, err
 			}
 			d.links.stale.Inc()
 		}
 	}
 	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errExitDial, err)
+		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
 	}
-	conn, err := d.open(ctx, c, target, false)
-	if _, ok := conn.(*linkConn); ok {
+	conn, err := d.open(ctx, c, target, false, own)
+	switch conn.(type) {
+	case *linkConn, *link.Conn:
 		d.links.fresh.Inc()
 	}
-	return conn, err
+	return conn, own != nil && own.sent, err
 }
 
 // open sends CONNECT on c (kept: a link from the pool) and reads the reply.
 // c is closed unless the tunnel is up.
-func (d *connectDialer) open(ctx context.Context, c net.Conn, target string, kept bool) (net.Conn, error) {
+func (d *connectDialer) open(ctx context.Context, c net.Conn, target string, kept bool, own *ownTunnel) (net.Conn, error) {
 	deadline := time.Now().Add(d.replyTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -173,7 +196,7 @@ func (d *connectDialer) open(ctx context.Context, c net.Conn, target string, kep
 	c.SetDeadline(deadline)
 	// Cancelling ctx must unblock the handshake.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	conn, err := d.handshake(ctx, c, target, kept)
+	conn, err := d.handshake(ctx, c, target, kept, own)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
@@ -185,7 +208,7 @@ func (d *connectDialer) open(ctx context.Context, c net.Conn, target string, kep
 	return conn, nil
 }
 
-func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string, kept bool) (net.Conn, error) {
+func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string, kept bool, own *ownTunnel) (net.Conn, error) {
 	var b strings.Builder
 	b.Grow(160)
 	b.WriteString("CONNECT ")
@@ -209,7 +232,15 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		b.WriteString(link.Header + ": " + link.Version + "\r\n")
 	}
 	b.WriteString("\r\n")
-	if _, err := c.Write([]byte(b.String())); err != nil {
+	head := []byte(b.String())
+	// Bytes behind the head are framed, so they go only to an exit that
+	// has taken a link before (and so will take this one).
+	if own != nil && len(own.first) > 0 && canLink && d.links.taken.Load() && len(own.first) <= link.MaxChunk {
+		head = binary.BigEndian.AppendUint32(head, uint32(len(own.first)))
+		head = append(head, own.first...)
+		own.sent = true
+	}
+	if _, err := c.Write(head); err != nil {
 		if kept {
 			err = fmt.Errorf("%w: %w", errStaleLink, err)
 		}
@@ -236,12 +267,21 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		return nil, &ExitError{Status: status, Reason: hdr.Get(headerError)}
 	}
 	if canLink && hdr.Get(link.Header) == link.Version {
-		lc := &linkConn{TCPConn: tc, home: d.links}
+		d.links.taken.Store(true)
+		var early []byte
 		if n := br.Buffered(); n > 0 {
-			early, _ := br.Peek(n)
-			lc.early = bytes.Clone(early)
+			b, _ := br.Peek(n)
+			early = bytes.Clone(b)
 		}
-		return lc, nil
+		if own != nil {
+			return link.NewConn(tc, early), nil
+		}
+		return &linkConn{TCPConn: tc, home: d.links, early: early}, nil
+	}
+	if own != nil && own.sent {
+		// Framed bytes went to an exit that answered as a plain proxy: they
+		// reached the destination as they were.
+		return nil, fmt.Errorf("exit took the tunnel without the link it took before: %w", link.ErrProtocol)
 	}
 	if br.Buffered() > 0 {
 		// The destination spoke first and its bytes arrived with the
@@ -292,6 +332,9 @@ type upstream struct {
 	// client forwards absolute-form requests to HTTP proxies (ours and
 	// third-party); nil for SOCKS5 upstreams, which use transport.
 	client *exitClient
+	// origins sends bodiless http:// requests through tunnels across a
+	// farmgate exit; nil for other exits.
+	origins *originClient
 }
 
 func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
@@ -338,6 +381,9 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 		auth := cd.auth
 		up.proxyAuth = auth
 		up.client = newExitClient(cd.addr, nd.DialContext, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns)
+		if up.farmgate {
+			up.origins = newOriginClient(cd, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns)
+		}
 		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
 		tr.Proxy = http.ProxyURL(proxyURL)
 		tr.GetProxyConnectHeader = func(ctx context.Context, _ *url.URL, _ string) (http.Header, error) {
@@ -377,6 +423,9 @@ func (u *upstream) sweep(now time.Time) {
 	if u.client != nil {
 		u.client.idle.sweep(now)
 	}
+	if u.origins != nil {
+		u.origins.sweep(now)
+	}
 }
 
 // closeIdle closes the kept-alive connections to the exit.
@@ -387,5 +436,8 @@ func (u *upstream) closeIdle() {
 	}
 	if u.client != nil {
 		u.client.idle.closeIdle()
+	}
+	if u.origins != nil {
+		u.origins.closeIdle()
 	}
 }

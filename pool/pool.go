@@ -42,6 +42,36 @@ type Pool struct {
 	pools  map[string]*poolState
 
 	running atomic.Bool // Run is active
+
+	leaveMu sync.Mutex
+	onLeave atomic.Pointer[[]func(id string)]
+}
+
+// OnLeave registers f, called with an exit's id when it is removed or starts
+// draining: a gateway then lets go of the idle connections it keeps to it,
+// which would otherwise hold a draining exit up. f must not call back into
+// the pool.
+func (p *Pool) OnLeave(f func(id string)) {
+	p.leaveMu.Lock()
+	defer p.leaveMu.Unlock()
+	var fs []func(string)
+	if old := p.onLeave.Load(); old != nil {
+		fs = append(fs, *old...)
+	}
+	fs = append(fs, f)
+	p.onLeave.Store(&fs)
+}
+
+func (p *Pool) left(ids ...string) {
+	fs := p.onLeave.Load()
+	if fs == nil {
+		return
+	}
+	for _, id := range ids {
+		for _, f := range *fs {
+			f(id)
+		}
+	}
 }
 
 // poolState is a pool's lasting state across snapshots.
@@ -173,8 +203,7 @@ func (p *Pool) Upsert(e Exit) {
 // upserts; invalid exits are logged and skipped.
 func (p *Pool) Apply(upserts []Exit, removes []string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	added, updated, removed := 0, 0, 0
+	added, updated := 0, 0
 	for _, e := range upserts {
 		normalise(&e)
 		if err := validExit(&e); err != nil {
@@ -189,30 +218,35 @@ func (p *Pool) Apply(upserts []Exit, removes []string) {
 		}
 		p.exits[e.ID] = &e
 	}
+	var gone []string
 	for _, id := range removes {
 		if _, ok := p.exits[id]; ok {
 			delete(p.exits, id)
 			delete(p.states, id)
-			removed++
+			gone = append(gone, id)
 		}
 	}
 	p.rebuildLocked()
-	p.log.Info("exits applied", "exits", len(p.exits), "added", added, "updated", updated, "removed", removed)
+	p.log.Info("exits applied", "exits", len(p.exits), "added", added, "updated", updated, "removed", len(gone))
+	p.mu.Unlock()
+	p.left(gone...)
 }
 
 // Remove forgets an exit and its state; unknown ids are ignored. Tunnels
 // already open through it are the caller's to finish.
 func (p *Pool) Remove(id string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	e, ok := p.exits[id]
 	if !ok {
+		p.mu.Unlock()
 		return
 	}
 	delete(p.exits, id)
 	delete(p.states, id)
 	p.rebuildLocked()
 	p.log.Info("exit removed", "exit", id, "pool", e.Pool, "dc", e.DC)
+	p.mu.Unlock()
+	p.left(id)
 }
 
 // rebuildLocked builds and publishes a snapshot of p.exits. p.mu must be held.

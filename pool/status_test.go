@@ -65,3 +65,21 @@ func TestPackageHasDocComment(t *testing.T) {
 		t.Error("package pool has no doc comment in doc.go")
 	}
 }
+
+// OnLeave hears of every exit that stops taking new tunnels for good or for
+// a drain, and of nothing else.
+func TestOnLeave(t *testing.T) {
+	t.Parallel()
+	f := newPool(t, nil, mkExits(4, "e", "eu", "de")...)
+	var left []string
+	f.p.OnLeave(func(id string) { left = append(left, id) })
+	f.p.Drain("e-0000", true)
+	f.p.Drain("e-0000", false)
+	f.p.Remove("e-0001")
+	f.p.Remove("nobody")
+	f.p.Apply(nil, []string{"e-0002", "nobody"})
+	f.p.Upsert(mkExits(1, "n", "eu", "de")[0])
+	if want := []string{"e-0000", "e-0001", "e-0002"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+}

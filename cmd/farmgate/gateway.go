@@ -81,7 +81,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	idle := fs.Duration("idle-timeout", d.IdleTimeout, "how long a tunnel, a forwarded request or a kept-alive customer connection may move no byte either way")
 	fin := fs.Duration("fin-timeout", d.FinTimeout, "how long a half-closed tunnel may stay silent")
 	attempts := fs.Int("max-attempts", d.MaxAttempts, "exits a request may try before the customer gets an error")
-	maxIdle := fs.Int("max-idle-exit-conns", d.MaxIdleExitConns, "idle connections kept to each exit: keep-alive ones for requests and links for tunnels")
+	maxIdle := fs.Int("max-idle-exit-conns", d.MaxIdleExitConns, "idle connections kept to each exit: keep-alive ones for requests, links for tunnels, and tunnels to origins for http:// requests")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
 	gossip := gossipFlags(fs)

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/pool"
+)
+
+// countingOrigin is an HTTP origin that counts the connections it accepted.
+type countingOrigin struct {
+	addr string
+	mu   sync.Mutex
+	conn int
+}
+
+func (o *countingOrigin) conns() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.conn
+}
+
+func startCountingOrigin(t *testing.T, idle time.Duration, h http.HandlerFunc) *countingOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &countingOrigin{addr: ln.Addr().String()}
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s\n", r.Method, r.URL.Path) }
+	}
+	srv := &http.Server{Handler: h, IdleTimeout: idle, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			o.mu.Lock()
+			o.conn++
+			o.mu.Unlock()
+		}
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return o
+}
+
+// Requests from one sticky session to one origin reuse one tunnel through
+// the exit to the origin, across customer connections, and one link.
+func TestRequestsReuseTheirTunnelToTheOrigin(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	o := startCountingOrigin(t, time.Minute, nil)
+	for i := range 8 {
+		r := curl(t, proxyURL(f, "demo-country-us-session-reuse"), fmt.Sprintf("http://%s/r%d", o.addr, i))
+		if r.status != 200 || r.body != fmt.Sprintf("GET /r%d\n", i) {
+			t.Fatalf("request %d: %d %q", i, r.status, r.body)
+		}
+	}
+	if n := o.conns(); n != 1 {
+		t.Errorf("the origin saw %d connections for 8 requests from one egress IP, want 1", n)
+	}
+	if got := linkUses(t, f); got["new"] != 1 {
+		t.Errorf("links: %v, want one new link", got)
+	}
+}
+
+// An origin that closes idle connections (here after 100 ms) costs nothing:
+// the next request finds out before it is sent and opens a new tunnel, on
+// the link the closed one gave back.
+func TestOriginClosingIdleTunnelsIsTransparent(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	o := startCountingOrigin(t, 100*time.Millisecond, nil)
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond)
+		}
+		// DELETE is not replayable: it must not meet a closed tunnel.
+		r := curl(t, proxyURL(f, "demo-country-us-session-idle"), fmt.Sprintf("http://%s/d%d", o.addr, i), "-X", "DELETE")
+		if r.status != 200 || r.body != fmt.Sprintf("DELETE /d%d\n", i) {
+			t.Fatalf("request %d: %d %q %v", i, r.status, r.body, r.header)
+		}
+	}
+	if n := o.conns(); n != 4 {
+		t.Errorf("the origin saw %d connections, want 4 (it closed each after 100 ms)", n)
+	}
+	if got := linkUses(t, f); got["new"] != 1 || got["kept"] != 3 {
+		t.Errorf("links: %v, want 1 new and 3 kept", got)
+	}
+}
+
+// Errors past the tunnel are the destination's: the customer is told so
+// and the exit stays in rotation.
+func TestOriginFailuresAreTheDestinations(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, func(c *demo.Config) { c.Gateway.ExitReplyTimeout = time.Second })
+	reset := serveTCP(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	silent := serveTCP(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		time.Sleep(3 * time.Second)
+		c.Close()
+	})
+	for _, tc := range []struct {
+		dest   string
+		status int
+		reason string
+	}{
+		{reset, 502, "destination_unreachable"},
+		{silent, 504, "destination_timeout"},
+	} {
+		for range 6 { // more than the failures that eject an exit
+			r := curl(t, proxyURL(f, "demo-country-us"), "http://"+tc.dest+"/")
+			if r.status != tc.status || r.header.Get("X-Farmgate-Error") != tc.reason {
+				t.Fatalf("%s: %d %q, want %d %s", tc.dest, r.status, r.header.Get("X-Farmgate-Error"), tc.status, tc.reason)
+			}
+		}
+	}
+	for _, e := range f.Pool.Exits() {
+		if e.ID == "us-1" && e.State != pool.StateHealthy {
+			t.Errorf("us-1 is %s after the destination's failures", e.State)
+		}
+	}
+}
+
+// A destination the exit refuses is refused as before, also when the
+// request left with the CONNECT on a link.
+func TestRefusedDestinationBehindAKeptLink(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	o := startCountingOrigin(t, time.Minute, nil)
+	if r := curl(t, proxyURL(f, "demo-country-us"), "http://"+o.addr+"/"); r.status != 200 {
+		t.Fatalf("first request: %d", r.status)
+	}
+	r := curl(t, proxyURL(f, "demo-country-us"), "http://10.0.0.1/")
+	if r.status != 403 || r.header.Get("X-Farmgate-Error") != "destination_forbidden" {
+		t.Fatalf("forbidden destination: %d %q", r.status, r.header.Get("X-Farmgate-Error"))
+	}
+	if r := curl(t, proxyURL(f, "demo-country-us"), "http://"+o.addr+"/after"); r.status != 200 || r.body != "GET /after\n" {
+		t.Fatalf("after the refusal: %d %q", r.status, r.body)
+	}
+}

@@ -1,0 +1,251 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/farmgate/farmgate/internal/link"
+)
+
+// originClient sends bodiless http:// requests to origins through tunnels
+// across one farmgate exit, and keeps those tunnels for the next request
+// from the same egress IP to the same origin, as a browser keeps its
+// connections. The exit then only relays bytes: it parses no request and
+// runs no HTTP client of its own, which cost it about twice a tunnel's
+// relay per request. A tunnel to a new origin is opened on a kept link
+// with the request behind the CONNECT, so it costs one round trip to the
+// exit, as sending the request to the exit's HTTP proxy did.
+type originClient struct {
+	dialer  *connectDialer
+	timeout time.Duration // for the CONNECT reply and the answer's head
+
+	mu     sync.Mutex
+	idle   map[originKey][]idle[*exitConn] // oldest first
+	n      int                             // idle connections in all
+	max    int
+	closed bool
+}
+
+// originKey says which idle tunnel can carry a request: one from the same
+// egress IP to the same origin.
+type originKey struct {
+	egress netip.Addr
+	target string // host:port
+}
+
+// originHome is where a tunnel goes back after an answer.
+type originHome struct {
+	c   *originClient
+	key originKey
+}
+
+func (h originHome) put(ec *exitConn) { h.c.put(h.key, ec) }
+
+func newOriginClient(d *connectDialer, timeout time.Duration, max int) *originClient {
+	return &originClient{dialer: d, timeout: timeout, max: max, idle: map[originKey][]idle[*exitConn]{}}
+}
+
+// RoundTrip sends req from egress through the exit to its origin. Errors
+// after the tunnel is up are the destination's (an ExitError with a
+// destination_ reason): the exit only relays there.
+func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Response, error) {
+	ctx := req.Context()
+	target := req.URL.Host
+	if req.URL.Port() == "" {
+		target = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	key := originKey{egress: egress, target: target}
+	var buf bytes.Buffer
+	if err := req.Write(&buf); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadTarget, err)
+	}
+	head := buf.Bytes()
+	for attempt := 0; ; attempt++ {
+		ec, reused := c.get(key)
+		var write func(io.Writer) error
+		if reused {
+			write = func(w io.Writer) error { _, err := w.Write(head); return err }
+		} else {
+			conn, sent, err := c.dialer.dialOwn(withEgress(ctx, egress), target, head)
+			if err != nil {
+				return nil, err
+			}
+			ec = newExitConn(conn, originHome{c: c, key: key})
+			if !sent {
+				write = func(w io.Writer) error { _, err := w.Write(head); return err }
+			}
+		}
+		resp, err := exchange(ctx, ec, req, write, c.timeout)
+		if err == nil {
+			return resp, nil
+		}
+		ec.Close()
+		if reused && attempt == 0 && ctx.Err() == nil && retryable(req, err) {
+			continue // the origin closed the idle tunnel as we sent
+		}
+		return nil, destinationError(err)
+	}
+}
+
+// destinationError marks an error of an exchange through an open tunnel as
+// the destination's fault.
+func destinationError(err error) error {
+	reason := "destination_unreachable"
+	status := http.StatusBadGateway
+	if isTimeout(err) {
+		reason, status = "destination_timeout", http.StatusGatewayTimeout
+	}
+	return fmt.Errorf("%w: %w", &ExitError{Status: status, Reason: reason}, err)
+}
+
+// get returns the newest idle tunnel for key that is still open.
+func (c *originClient) get(key originKey) (*exitConn, bool) {
+	now := time.Now()
+	for {
+		c.mu.Lock()
+		list := c.idle[key]
+		n := len(list)
+		if n == 0 || now.Sub(list[n-1].since) > keepIdle {
+			c.mu.Unlock()
+			return nil, false
+		}
+		ec := list[n-1].c
+		list[n-1] = idle[*exitConn]{}
+		if n == 1 {
+			delete(c.idle, key)
+		} else {
+			c.idle[key] = list[:n-1]
+		}
+		c.n--
+		c.mu.Unlock()
+		// The origin may have closed it while it sat idle: an exit framed
+		// that as an end, a plain tunnel reads EOF.
+		if err := poll(ec); err == nil {
+			return ec, true
+		}
+		c.retire(ec, false)
+	}
+}
+
+// poll looks without waiting whether anything arrived on an idle tunnel;
+// nil means nothing did.
+func poll(ec *exitConn) error {
+	if ec.br.Buffered() > 0 {
+		return fmt.Errorf("%d bytes arrived on an idle connection", ec.br.Buffered())
+	}
+	if lc, ok := ec.Conn.(*link.Conn); ok {
+		return lc.Poll()
+	}
+	return waitNone(ec.Conn)
+}
+
+// put keeps ec, at the end of an answer, for key's next request.
+func (c *originClient) put(key originKey, ec *exitConn) {
+	c.mu.Lock()
+	if c.closed || c.n >= c.max {
+		c.mu.Unlock()
+		c.retire(ec, true)
+		return
+	}
+	c.idle[key] = append(c.idle[key], idle[*exitConn]{c: ec, since: time.Now()})
+	c.n++
+	c.mu.Unlock()
+}
+
+// retire ends a tunnel that sits between two answers. On a link it asks
+// the exit to end it (the exit closes its connection to the origin) so the
+// link can carry the next tunnel; wait says the origin may still have to
+// answer that with its own close, which happens off the caller's goroutine.
+func (c *originClient) retire(ec *exitConn, wait bool) {
+	lc, ok := ec.Conn.(*link.Conn)
+	if !ok || c.dialer.links == nil {
+		ec.Close()
+		return
+	}
+	end := func() {
+		if tc := lc.End(time.Now().Add(time.Second)); tc != nil {
+			c.dialer.links.put(tc)
+		}
+	}
+	if !wait {
+		end()
+		return
+	}
+	go end() // bounded by End's deadline
+}
+
+// sweep ends the tunnels idle longer than keepIdle.
+func (c *originClient) sweep(now time.Time) {
+	var old []*exitConn
+	c.mu.Lock()
+	for k, list := range c.idle {
+		i := 0
+		for i < len(list) && now.Sub(list[i].since) > keepIdle {
+			old = append(old, list[i].c)
+			i++
+		}
+		if i == len(list) {
+			delete(c.idle, k)
+		} else if i > 0 {
+			c.idle[k] = append(list[:0], list[i:]...)
+		}
+		c.n -= i
+	}
+	c.mu.Unlock()
+	for _, ec := range old {
+		c.retire(ec, true)
+	}
+}
+
+// closeIdle closes every idle tunnel; the client keeps none from now on.
+func (c *originClient) closeIdle() {
+	c.mu.Lock()
+	c.closed = true
+	all := c.idle
+	c.idle, c.n = map[originKey][]idle[*exitConn]{}, 0
+	c.mu.Unlock()
+	for _, list := range all {
+		for _, e := range list {
+			e.c.Close()
+		}
+	}
+}
+
+// waitNone reports, without waiting, whether c is still open with nothing
+// to read: nil when so.
+func waitNone(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil // the exchange finds out, and retries a replayable request
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var m int
+	var rerr error
+	var b [1]byte
+	if err := rc.Read(func(fd uintptr) bool {
+		m, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return err
+	}
+	switch {
+	case rerr == syscall.EAGAIN:
+		return nil
+	case rerr != nil:
+		return rerr
+	case m == 0:
+		return io.EOF
+	}
+	return errors.New("bytes arrived on an idle connection")
+}
