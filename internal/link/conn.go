@@ -16,7 +16,10 @@ import (
 // tunnel bytes the exit framed (or sent raw after a switch). Read returns
 // io.EOF once the exit ended its direction (the origin closed its side).
 type Conn struct {
-	*net.TCPConn // the link
+	// The link. Only net.Conn's methods are promoted: the TCP
+	// connection's ReadFrom, WriteTo and CloseWrite would skip the framing.
+	net.Conn
+	tc *net.TCPConn
 
 	pending []byte // read from the link before (behind the CONNECT reply), not decoded yet
 	hdr     [hdrLen]byte
@@ -31,7 +34,7 @@ type Conn struct {
 // NewConn returns the tunnel on link c; early is what was read from c
 // behind the exit's reply to CONNECT.
 func NewConn(c *net.TCPConn, early []byte) *Conn {
-	return &Conn{TCPConn: c, pending: early}
+	return &Conn{Conn: c, tc: c, pending: early}
 }
 
 // Read returns tunnel bytes. It decodes the frames in p itself: a frame
@@ -47,7 +50,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case c.ended:
 			return 0, io.EOF
 		case c.raw && len(c.pending) == 0:
-			return c.TCPConn.Read(p)
+			return c.tc.Read(p)
 		}
 		var n int
 		if len(c.pending) > 0 {
@@ -55,7 +58,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.pending = c.pending[n:]
 		} else {
 			var err error
-			n, err = c.TCPConn.Read(p)
+			n, err = c.tc.Read(p)
 			if n == 0 {
 				if errors.Is(err, io.EOF) {
 					err = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
@@ -120,7 +123,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.sentEnd {
 		return 0, fmt.Errorf("write on a tunnel already ended: %w", net.ErrClosed)
 	}
-	if err := SendBytes(c.TCPConn, p); err != nil {
+	if err := SendBytes(c.tc, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -134,7 +137,7 @@ func (c *Conn) CloseWrite() error {
 	}
 	c.sentEnd = true
 	var end [hdrLen]byte
-	_, err := c.TCPConn.Write(end[:])
+	_, err := c.tc.Write(end[:])
 	return err
 }
 
@@ -153,7 +156,7 @@ func (c *Conn) Poll() error {
 	if c.raw || c.left > 0 || c.hn > 0 || len(c.pending) > 0 {
 		return fmt.Errorf("%w: bytes of the tunnel unread", ErrProtocol)
 	}
-	rc, err := c.TCPConn.SyscallConn()
+	rc, err := c.tc.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -191,7 +194,7 @@ func (c *Conn) Poll() error {
 func (c *Conn) End(deadline time.Time) *net.TCPConn {
 	err := c.CloseWrite()
 	if err == nil && !c.ended {
-		c.TCPConn.SetReadDeadline(deadline)
+		c.tc.SetReadDeadline(deadline)
 		var buf [512]byte
 		for err == nil && !c.ended {
 			_, err = c.Read(buf[:])
@@ -201,9 +204,9 @@ func (c *Conn) End(deadline time.Time) *net.TCPConn {
 		}
 	}
 	if err != nil || c.raw || c.broken != nil || !c.ended {
-		c.TCPConn.Close()
+		c.tc.Close()
 		return nil
 	}
-	c.TCPConn.SetDeadline(time.Time{})
-	return c.TCPConn
+	c.tc.SetDeadline(time.Time{})
+	return c.tc
 }

@@ -108,9 +108,11 @@ func Send(link, src net.Conn) (n int64, raw bool, err error) {
 // SendBytes sends p on the link as tunnel bytes, as Send sends what it
 // reads: for bytes a gateway read behind a CONNECT head.
 func SendBytes(link net.Conn, p []byte) error {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
 	for len(p) > 0 {
 		k := min(len(p), MaxChunk)
-		b := binary.BigEndian.AppendUint32(make([]byte, 0, hdrLen+k), uint32(k))
+		b := binary.BigEndian.AppendUint32((*bp)[:0], uint32(k))
 		if _, err := link.Write(append(b, p[:k]...)); err != nil {
 			return err
 		}
