@@ -110,14 +110,22 @@ func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(i
 	// the watch ends with the body.
 	stop := context.AfterFunc(ctx, func() { ec.SetDeadline(time.Unix(1, 0)) })
 	if write != nil {
-		if err := write(ec.bw); err != nil {
+		var w io.Writer = ec.Conn
+		if ec.bw != nil {
+			w = ec.bw
+		}
+		err := write(w)
+		if err == nil && ec.bw != nil {
+			err = ec.bw.Flush()
+		}
+		if err != nil {
 			stop()
 			return nil, fmt.Errorf("send request: %w", err)
 		}
-		if err := ec.bw.Flush(); err != nil {
-			stop()
-			return nil, fmt.Errorf("send request: %w", err)
-		}
+	}
+	if ec.br == nil {
+		ec.br = originReaders.Get().(*bufio.Reader)
+		ec.br.Reset(ec.Conn)
 	}
 	ec.SetReadDeadline(time.Now().Add(timeout))
 	if _, err := ec.br.Peek(1); err != nil {

@@ -38,12 +38,14 @@ type Gateway struct {
 	logger *slog.Logger
 
 	upstreams sync.Map // exit id → *upstream
-	tunnels   sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
-	meter     Meter
-	metrics   *metrics
-	watchStop chan struct{}
-	watchDone chan struct{}
-	stopOnce  sync.Once
+	// idleOrigins counts the idle tunnels to origins through every exit.
+	idleOrigins atomic.Int64
+	tunnels     sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
+	meter       Meter
+	metrics     *metrics
+	watchStop   chan struct{}
+	watchDone   chan struct{}
+	stopOnce    sync.Once
 
 	ctx    context.Context // cancelled by Shutdown's deadline: cuts live tunnels
 	cancel context.CancelFunc

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +28,10 @@ import (
 type originClient struct {
 	dialer  *connectDialer
 	timeout time.Duration // for the CONNECT reply and the answer's head
+	// budget counts the idle origin tunnels of every exit, which together
+	// stay under maxIdleOrigins: under rotation across many exits, IPs and
+	// origins, most tunnels are never asked for again.
+	budget *atomic.Int64
 
 	mu     sync.Mutex
 	idle   map[originKey][]idle[*exitConn] // oldest first
@@ -49,8 +55,22 @@ type originHome struct {
 
 func (h originHome) put(ec *exitConn) { h.c.put(h.key, ec) }
 
-func newOriginClient(d *connectDialer, timeout time.Duration, max int) *originClient {
-	return &originClient{dialer: d, timeout: timeout, max: max, idle: map[originKey][]idle[*exitConn]{}}
+// originKeepIdle is how long an idle tunnel to an origin is kept. Shorter
+// than keepIdle: what is reused is mostly a session's or a burst's next
+// request, and a miss costs one round trip to the exit, as before.
+const originKeepIdle = 30 * time.Second
+
+// maxIdleOrigins caps the idle origin tunnels of a gateway, all exits
+// together. Each holds a descriptor here, one at the exit and one at the
+// origin, and a few hundred bytes of memory.
+const maxIdleOrigins = 4096
+
+// originReaders holds the readers of answers: an idle origin tunnel keeps
+// none.
+var originReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64) *originClient {
+	return &originClient{dialer: d, timeout: timeout, max: max, budget: budget, idle: map[originKey][]idle[*exitConn]{}}
 }
 
 // RoundTrip sends req from egress through the exit to its origin. Errors
@@ -78,7 +98,7 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 			if err != nil {
 				return nil, err
 			}
-			ec = newExitConn(conn, originHome{c: c, key: key})
+			ec = &exitConn{Conn: conn, home: originHome{c: c, key: key}}
 			if !sent {
 				write = func(w io.Writer) error { _, err := w.Write(head); return err }
 			}
@@ -113,7 +133,7 @@ func (c *originClient) get(key originKey) (*exitConn, bool) {
 		c.mu.Lock()
 		list := c.idle[key]
 		n := len(list)
-		if n == 0 || now.Sub(list[n-1].since) > keepIdle {
+		if n == 0 || now.Sub(list[n-1].since) > originKeepIdle {
 			c.mu.Unlock()
 			return nil, false
 		}
@@ -125,6 +145,7 @@ func (c *originClient) get(key originKey) (*exitConn, bool) {
 			c.idle[key] = list[:n-1]
 		}
 		c.n--
+		c.budget.Add(-1)
 		c.mu.Unlock()
 		// The origin may have closed it while it sat idle: an exit framed
 		// that as an end, a plain tunnel reads EOF.
@@ -138,7 +159,7 @@ func (c *originClient) get(key originKey) (*exitConn, bool) {
 // poll looks without waiting whether anything arrived on an idle tunnel;
 // nil means nothing did.
 func poll(ec *exitConn) error {
-	if ec.br.Buffered() > 0 {
+	if ec.br != nil && ec.br.Buffered() > 0 {
 		return fmt.Errorf("%d bytes arrived on an idle connection", ec.br.Buffered())
 	}
 	if lc, ok := ec.Conn.(*link.Conn); ok {
@@ -149,14 +170,22 @@ func poll(ec *exitConn) error {
 
 // put keeps ec, at the end of an answer, for key's next request.
 func (c *originClient) put(key originKey, ec *exitConn) {
+	if ec.br.Buffered() > 0 {
+		c.retire(ec, false) // the origin said more than its answer
+		return
+	}
+	ec.br.Reset(nil)
+	originReaders.Put(ec.br)
+	ec.br = nil
 	c.mu.Lock()
-	if c.closed || c.n >= c.max {
+	if c.closed || c.n >= c.max || c.budget.Load() >= maxIdleOrigins {
 		c.mu.Unlock()
 		c.retire(ec, true)
 		return
 	}
 	c.idle[key] = append(c.idle[key], idle[*exitConn]{c: ec, since: time.Now()})
 	c.n++
+	c.budget.Add(1)
 	c.mu.Unlock()
 }
 
@@ -182,13 +211,13 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 	go end() // bounded by End's deadline
 }
 
-// sweep ends the tunnels idle longer than keepIdle.
+// sweep ends the tunnels idle longer than originKeepIdle.
 func (c *originClient) sweep(now time.Time) {
 	var old []*exitConn
 	c.mu.Lock()
 	for k, list := range c.idle {
 		i := 0
-		for i < len(list) && now.Sub(list[i].since) > keepIdle {
+		for i < len(list) && now.Sub(list[i].since) > originKeepIdle {
 			old = append(old, list[i].c)
 			i++
 		}
@@ -198,6 +227,7 @@ func (c *originClient) sweep(now time.Time) {
 			c.idle[k] = append(list[:0], list[i:]...)
 		}
 		c.n -= i
+		c.budget.Add(int64(-i))
 	}
 	c.mu.Unlock()
 	for _, ec := range old {
@@ -210,6 +240,7 @@ func (c *originClient) closeIdle() {
 	c.mu.Lock()
 	c.closed = true
 	all := c.idle
+	c.budget.Add(int64(-c.n))
 	c.idle, c.n = map[originKey][]idle[*exitConn]{}, 0
 	c.mu.Unlock()
 	for _, list := range all {
