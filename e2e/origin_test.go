@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,5 +146,28 @@ func TestRefusedDestinationBehindAKeptLink(t *testing.T) {
 	}
 	if r := curl(t, proxyURL(f, "demo-country-us"), "http://"+o.addr+"/after"); r.status != 200 || r.body != "GET /after\n" {
 		t.Fatalf("after the refusal: %d %q", r.status, r.body)
+	}
+}
+
+// A request that left with the CONNECT and is longer than the exit read
+// with the head does not turn a refusal into a reset: the customer is told
+// the destination is forbidden, and no exit takes the blame.
+func TestRefusalOfALongPipelinedRequest(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	o := startCountingOrigin(t, time.Minute, nil)
+	if r := curl(t, proxyURL(f, "demo-country-us"), "http://"+o.addr+"/"); r.status != 200 {
+		t.Fatalf("first request: %d", r.status)
+	}
+	cookie := "Cookie: c=" + strings.Repeat("x", 12<<10)
+	for range 8 {
+		r := curl(t, proxyURL(f, "demo-country-us"), "http://10.0.0.1/", "-H", cookie)
+		if r.status != 403 || r.header.Get("X-Farmgate-Error") != "destination_forbidden" {
+			t.Fatalf("forbidden destination with a long request: %d %q", r.status, r.header.Get("X-Farmgate-Error"))
+		}
+	}
+	got := gathered(t, f, "farmgate_tunnels_failed_total", "reason")
+	if got["destination_forbidden"] != 8 || got["exit_failed"] != 0 {
+		t.Errorf("failures: %v, want 8 destination_forbidden", got)
 	}
 }

@@ -133,6 +133,13 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	dest, framed, err := s.openConnect(c, br)
 	s.untrackHead(c)
 	if err != nil {
+		if framed {
+			// A gateway that offers a link may have sent a request
+			// behind the CONNECT; closing with it unread would reset
+			// the connection, and the reset can destroy the refusal.
+			lingerClose(c)
+			return nil
+		}
 		c.Close()
 		return nil
 	}
@@ -154,8 +161,8 @@ func buffered(br *bufio.Reader) []byte {
 
 // openConnect reads a CONNECT head from br, checks the token and the egress
 // IP, takes a slot and dials the target. On success the caller owns the
-// slot (release) and dest, and framed says the gateway offered to carry
-// the tunnel as a link; on error the gateway has been answered.
+// slot (release) and dest; on error the gateway has been answered. Either
+// way framed says the gateway offered to carry the tunnel as a link.
 func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, framed bool, err error) {
 	var auth, egress []string
 	target, err := wire.ReadConnectHead(br, func(k, v []byte) {
@@ -190,9 +197,19 @@ func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, frame
 	}
 	if err != nil {
 		s.refuseRaw(c, target, err)
-		return nil, false, err
+		return nil, framed, err
 	}
 	return dest, framed, nil
+}
+
+// lingerClose half-closes c after a refusal and reads what the peer still
+// sends, until it closes too or a second passes, then closes c.
+func lingerClose(c net.Conn) {
+	if link.CloseWrite(c) == nil {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(c, 256<<10))
+	}
+	c.Close()
 }
 
 // refuseRaw answers a CONNECT read by serveConn with the status and
