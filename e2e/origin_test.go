@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -170,4 +171,58 @@ func TestRefusalOfALongPipelinedRequest(t *testing.T) {
 	if got["destination_forbidden"] != 8 || got["exit_failed"] != 0 {
 		t.Errorf("failures: %v, want 8 destination_forbidden", got)
 	}
+}
+
+// Answers of every shape arrive whole through an origin tunnel, and the
+// tunnel is kept only when the answer ended where HTTP says it does.
+func TestOriginAnswersOfEveryShape(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	raw := func(answer string) string {
+		return serveTCP(t, func(c net.Conn) {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, answer)
+				if strings.Contains(answer, "HTTP/1.0") {
+					return // the body ends with the connection
+				}
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, answer, method, body string
+	}{
+		{"until close", "HTTP/1.0 200 OK\r\n\r\nuntil the end", "GET", "until the end"},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n", "GET", "hello world"},
+		{"head", "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", "HEAD", ""},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", "GET", ""},
+		{"not modified", "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", "GET", ""},
+		{"interim", "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", "ok"},
+	} {
+		dest := raw(tc.answer)
+		for i := range 3 { // the second and third use a kept tunnel where there is one
+			args := []string{"-X", tc.method}
+			if tc.method == "HEAD" {
+				args = []string{"-I"}
+			}
+			r := curl(t, proxyURL(f, "demo-country-us-session-shape"), "http://"+dest+"/", args...)
+			if r.exit != 0 || r.status/100 != 2 && r.status != 304 || tc.method != "HEAD" && r.body != tc.body {
+				t.Fatalf("%s, request %d: curl exit %d, status %d, body %q", tc.name, i, r.exit, r.status, r.body)
+			}
+		}
+	}
+	// Eight tunnels: three for the answers that end with the connection,
+	// one for each other shape (kept between its requests, holding its
+	// link). The three that ended gave their link back: the second and
+	// third, and the chunked answer's tunnel, found one kept.
+	waitFor(t, 3*time.Second, "links given back", func() error {
+		if got := linkUses(t, f); got["new"] != 5 || got["kept"] != 3 {
+			return fmt.Errorf("links: %v, want 5 new and 3 kept", got)
+		}
+		return nil
+	})
 }

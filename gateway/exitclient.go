@@ -39,14 +39,21 @@ type exitConn struct {
 	home connHome
 }
 
-// connHome is where a connection goes once its answer was read to the end.
-type connHome interface{ put(*exitConn) }
+// connHome is where a connection goes once its answer was read to the
+// end: put keeps it for the next request, done lets go of one that cannot
+// carry another.
+type connHome interface {
+	put(*exitConn)
+	done(*exitConn)
+}
 
 func newExitConn(c net.Conn, home connHome) *exitConn {
 	return &exitConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), home: home}
 }
 
 func (c *exitClient) put(ec *exitConn) { c.idle.put(ec) }
+
+func (c *exitClient) done(ec *exitConn) { ec.Close() }
 
 func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	if ec, ok := c.idle.get(); ok {
@@ -203,5 +210,5 @@ func (b *pooledBody) finish(atEOF bool) {
 		b.ec.home.put(b.ec)
 		return
 	}
-	b.ec.Close()
+	b.ec.home.done(b.ec)
 }

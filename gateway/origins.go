@@ -55,6 +55,11 @@ type originHome struct {
 
 func (h originHome) put(ec *exitConn) { h.c.put(h.key, ec) }
 
+// done ends a tunnel whose answer said it is the last (Connection: close,
+// or a body that ends with the connection); its link can still carry the
+// next tunnel.
+func (h originHome) done(ec *exitConn) { h.c.retire(ec, true) }
+
 // originKeepIdle is how long an idle tunnel to an origin is kept. Shorter
 // than keepIdle: what is reused is mostly a session's or a burst's next
 // request, and a miss costs one round trip to the exit, as before.
