@@ -23,6 +23,7 @@ var (
 	errBadTarget     = errors.New("bad request target")
 	errShuttingDown  = errors.New("gateway shutting down")
 	errQuotaExceeded = errors.New("quota exceeded")
+	errExpired       = errors.New("customer account expired")
 )
 
 // reply is what a customer is told when a request cannot be served.

@@ -216,13 +216,21 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		rb := &releaseBody{ReadCloser: resp.Body, up: &body.n}
 		if g.meter != nil {
 			rb.meter = func(up, down int64) { g.meter.Add(a.customer.User, a.crit.Pool, up, down) }
-			rb.over = func() bool {
-				if !g.meter.OverQuota(a.customer) {
-					return false
-				}
+		}
+		recheck := expiresAt(a.customer)
+		rb.cut = func() error {
+			if g.meter != nil && g.meter.OverQuota(a.customer) {
 				g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
-				return true
+				return errQuotaExceeded
 			}
+			if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
+				if !g.allowedNow(a.customer.User) {
+					g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)
+					return errExpired
+				}
+				recheck = now.Add(expiryRecheck).UnixNano()
+			}
+			return nil
 		}
 		status := resp.StatusCode
 		released = true // the response body now holds the slot
@@ -295,7 +303,8 @@ func (b *trackedBody) Close() error { return nil }
 
 // meterEvery is how many bytes of an answer pass between two visits to the
 // meter: a long download is cut soon after the customer's quota is used
-// up, as a tunnel is by the watcher, not only counted when it ends.
+// up (or the account expired), as a tunnel is by the watcher, not only
+// counted when it ends.
 const meterEvery = 1 << 20
 
 // releaseBody counts the response body, meters it (and the request body)
@@ -306,20 +315,22 @@ type releaseBody struct {
 	done    bool
 	n       int64
 	up      *atomic.Int64 // request body bytes sent
-	// With a meter: meter takes bytes it has not seen yet, over reports
-	// whether the customer's quota is used up.
+	// meter (if any) takes bytes it has not seen yet; cut says why the
+	// answer must stop (quota used up, account expired), or nil.
 	meter   func(up, down int64)
-	over    func() bool
+	cut     func() error
 	metered [2]int64 // up and down already handed to meter
 }
 
 func (b *releaseBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	if b.meter != nil && b.n-b.metered[1] >= meterEvery {
+	if b.n-b.metered[1] >= meterEvery {
 		b.meterNow()
-		if b.over() {
-			return n, fmt.Errorf("answer cut: %w", errQuotaExceeded)
+		if b.cut != nil {
+			if err := b.cut(); err != nil {
+				return n, fmt.Errorf("answer cut: %w", err)
+			}
 		}
 	}
 	return n, err
@@ -327,11 +338,10 @@ func (b *releaseBody) Read(p []byte) (int, error) {
 
 // meterNow hands the meter what it has not seen yet.
 func (b *releaseBody) meterNow() {
-	if b.meter == nil {
-		return
-	}
 	up := b.up.Load()
-	b.meter(up-b.metered[0], b.n-b.metered[1])
+	if b.meter != nil {
+		b.meter(up-b.metered[0], b.n-b.metered[1])
+	}
 	b.metered = [2]int64{up, b.n}
 }
 

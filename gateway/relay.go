@@ -25,6 +25,9 @@ type tunnel struct {
 	bytes      [2]atomic.Int64 // copied per direction, set when it ends
 	finished   atomic.Int32    // directions that ended
 	halfClosed atomic.Bool     // one side finished sending: FinTimeout applies
+	// recheck is when (UnixNano) the customer's account is to be asked
+	// about again: its expiry, or a minute after a renewal; 0 for never.
+	recheck atomic.Int64
 	closed     atomic.Bool
 	done       func(up, down int64)
 
@@ -53,6 +56,7 @@ type tunnel struct {
 // from the kernel (TCP_INFO).
 func (g *Gateway) relay(t *tunnel) {
 	t.base, _ = tcpinfo.Read(t.conns[0])
+	t.recheck.Store(expiresAt(t.customer))
 	g.tunnels.Store(t, struct{}{})
 	go g.pipe(t, 0)
 	go g.pipe(t, 1)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 
@@ -55,10 +56,70 @@ func (g *Gateway) watchOnce() {
 			g.logger.Error("panic watching tunnels", "panic", r)
 		}
 	}()
+	now := time.Now()
+	var expired map[string][]*tunnel
 	g.tunnels.Range(func(k, _ any) bool {
-		g.check(k.(*tunnel))
+		t := k.(*tunnel)
+		g.check(t)
+		if e := t.recheck.Load(); e != 0 && now.UnixNano() >= e {
+			if expired == nil {
+				expired = map[string][]*tunnel{}
+			}
+			expired[t.customer.User] = append(expired[t.customer.User], t)
+		}
 		return true
 	})
+	for user, ts := range expired {
+		g.cutExpired(user, ts, now)
+	}
+}
+
+// cutExpired ends the tunnels of a customer whose account, as it was when
+// they opened, has expired since, unless the store says it was renewed:
+// then it asks again in expiryRecheck.
+func (g *Gateway) cutExpired(user string, ts []*tunnel, now time.Time) {
+	if g.allowedNow(user) {
+		for _, t := range ts {
+			t.recheck.Store(now.Add(expiryRecheck).UnixNano())
+		}
+		return
+	}
+	g.logger.Info("customer expired, cutting tunnels", "customer", user, "tunnels", len(ts))
+	for _, t := range ts {
+		t.recheck.Store(0)
+		t.shut()
+	}
+}
+
+// expiryRecheck is how long a renewal found after an expiry holds before
+// the store is asked again.
+const expiryRecheck = time.Minute
+
+// allowedNow asks the current customer store whether user may still log
+// in. A store that cannot tell (Redis down) gets the benefit of the doubt;
+// one that cannot be asked leaves the customer as admitted, expired.
+func (g *Gateway) allowedNow(user string) bool {
+	switch s := (*g.authn.Load()).(type) {
+	case interface{ Allows(string) bool }:
+		return s.Allows(user)
+	case interface {
+		Allows(context.Context, string) (bool, error)
+	}:
+		ctx, cancel := context.WithTimeout(g.ctx, time.Second)
+		defer cancel()
+		ok, err := s.Allows(ctx, user)
+		return ok || err != nil
+	}
+	return false
+}
+
+// expiresAt is when a customer admitted now must be asked about again:
+// the account's expiry, as UnixNano, or 0 for never.
+func expiresAt(c *auth.Customer) int64 {
+	if c.Expires.IsZero() {
+		return 0
+	}
+	return c.Expires.UnixNano()
 }
 
 // sweepEvery is how often idle connections to exits are swept.
