@@ -153,11 +153,16 @@ func (c *originClient) get(key originKey) (*exitConn, bool) {
 		c.budget.Add(-1)
 		c.mu.Unlock()
 		// The origin may have closed it while it sat idle: an exit framed
-		// that as an end, a plain tunnel reads EOF.
-		if err := poll(ec); err == nil {
+		// that as an end (the link is then free at once), a plain tunnel
+		// reads EOF.
+		switch err := poll(ec); {
+		case err == nil:
 			return ec, true
+		case errors.Is(err, io.EOF):
+			c.retire(ec, false)
+		default:
+			ec.Close()
 		}
-		c.retire(ec, false)
 	}
 }
 
@@ -176,7 +181,7 @@ func poll(ec *exitConn) error {
 // put keeps ec, at the end of an answer, for key's next request.
 func (c *originClient) put(key originKey, ec *exitConn) {
 	if ec.br.Buffered() > 0 {
-		c.retire(ec, false) // the origin said more than its answer
+		ec.Close() // the origin said more than its answer
 		return
 	}
 	ec.br.Reset(nil)
@@ -196,8 +201,10 @@ func (c *originClient) put(key originKey, ec *exitConn) {
 
 // retire ends a tunnel that sits between two answers. On a link it asks
 // the exit to end it (the exit closes its connection to the origin) so the
-// link can carry the next tunnel; wait says the origin may still have to
-// answer that with its own close, which happens off the caller's goroutine.
+// link can carry the next tunnel. Without wait, the exit must have ended
+// its direction already (Poll said so), and End returns at once; with
+// wait the origin may still have to close, which End waits for off the
+// caller's goroutine.
 func (c *originClient) retire(ec *exitConn, wait bool) {
 	lc, ok := ec.Conn.(*link.Conn)
 	if !ok || c.dialer.links == nil {

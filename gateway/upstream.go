@@ -234,7 +234,11 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 	b.WriteString("\r\n")
 	head := []byte(b.String())
 	// Bytes behind the head are framed, so they go only to an exit that
-	// has taken a link before (and so will take this one).
+	// has taken a link before (and so will take this one). A stale kept
+	// link may have had them already: this attempt decides anew.
+	if own != nil {
+		own.sent = false
+	}
 	if own != nil && len(own.first) > 0 && canLink && d.links.taken.Load() && len(own.first) <= link.MaxChunk {
 		head = binary.BigEndian.AppendUint32(head, uint32(len(own.first)))
 		head = append(head, own.first...)
