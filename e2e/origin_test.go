@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -225,4 +226,39 @@ func TestOriginAnswersOfEveryShape(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An exit on the gateway's static list that drains is not held up by the
+// idle origin tunnels the gateway keeps through it: once the probes find
+// it gone, the gateway lets go of them and the drain ends.
+func TestDrainingExitIsNotHeldByIdleOriginTunnels(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, func(c *demo.Config) {
+		p := pool.DefaultConfig()
+		p.LocalDC = "eu"
+		p.ProbeInterval = 200 * time.Millisecond
+		c.Pool = &p
+	})
+	o := startCountingOrigin(t, time.Minute, nil)
+	for i := range 3 {
+		r := curl(t, proxyURL(f, fmt.Sprintf("demo-country-us-session-drain%d", i)), "http://"+o.addr+"/")
+		if r.status != 200 {
+			t.Fatalf("request %d: %d", i, r.status)
+		}
+	}
+	var us1 *demo.Exit
+	for _, e := range f.Exits {
+		if e.Spec.ID == "us-1" {
+			us1 = e
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := us1.Server.Shutdown(ctx); err != nil {
+		t.Fatalf("us-1 drain: %v after %s", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("us-1 took %s to drain with nothing in flight", d)
+	}
 }

@@ -225,6 +225,10 @@ func (p *Pool) observe(m *member, now int64) {
 		args = append(args, "until", time.Unix(0, st.ejectedUntil.Load()))
 	}
 	p.log.Info("exit state changed", args...)
+	switch state {
+	case StateDown, StateEjected, StateDraining:
+		p.left(m.exit.ID)
+	}
 }
 
 // sweep logs state changes that happen with time (ejections ending) and

@@ -47,10 +47,11 @@ type Pool struct {
 	onLeave atomic.Pointer[[]func(id string)]
 }
 
-// OnLeave registers f, called with an exit's id when it is removed or starts
-// draining: a gateway then lets go of the idle connections it keeps to it,
-// which would otherwise hold a draining exit up. f must not call back into
-// the pool.
+// OnLeave registers f, called with an exit's id when it is removed, starts
+// draining, goes down or is ejected: a gateway then lets go of the idle
+// connections it keeps to it, which would otherwise hold a draining exit
+// up (an exit on a static list that drains is seen as down by the
+// probes). f must not call back into the pool.
 func (p *Pool) OnLeave(f func(id string)) {
 	p.leaveMu.Lock()
 	defer p.leaveMu.Unlock()

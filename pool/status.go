@@ -39,9 +39,6 @@ func (p *Pool) Drain(id string, draining bool) error {
 	}
 	m.st.draining.Store(draining)
 	p.stateChanged(m)
-	if draining {
-		p.left(id)
-	}
 	return nil
 }
 

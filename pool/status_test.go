@@ -66,11 +66,11 @@ func TestPackageHasDocComment(t *testing.T) {
 	}
 }
 
-// OnLeave hears of every exit that stops taking new tunnels for good or for
-// a drain, and of nothing else.
+// OnLeave hears of every exit that stops taking new tunnels, for good, for
+// a drain or for its health, and of nothing else.
 func TestOnLeave(t *testing.T) {
 	t.Parallel()
-	f := newPool(t, nil, mkExits(4, "e", "eu", "de")...)
+	f := newPool(t, nil, mkExits(5, "e", "eu", "de")...)
 	var left []string
 	f.p.OnLeave(func(id string) { left = append(left, id) })
 	f.p.Drain("e-0000", true)
@@ -79,7 +79,11 @@ func TestOnLeave(t *testing.T) {
 	f.p.Remove("nobody")
 	f.p.Apply(nil, []string{"e-0002", "nobody"})
 	f.p.Upsert(mkExits(1, "n", "eu", "de")[0])
-	if want := []string{"e-0000", "e-0001", "e-0002"}; !slices.Equal(left, want) {
+	f.p.Report("e-0004", pool.OK, time.Millisecond)
+	for range 5 {
+		f.p.Report("e-0003", pool.ExitFailed, 0)
+	}
+	if want := []string{"e-0000", "e-0001", "e-0002", "e-0003"}; !slices.Equal(left, want) {
 		t.Fatalf("left %v, want %v", left, want)
 	}
 }
