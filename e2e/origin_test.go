@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,17 +54,37 @@ func startCountingOrigin(t *testing.T, idle time.Duration, h http.HandlerFunc) *
 	return o
 }
 
+// noProbes keeps the health probes out of tests that count connections:
+// on a loaded machine a probe that times out marks an exit down, and the
+// gateway then drops the connections it keeps to it.
+func noProbes(c *demo.Config) { c.NoProbes = true }
+
+// settled waits until the gateway has finished with the requests through
+// exit: a customer may have the whole answer a moment before the gateway
+// keeps or ends its tunnel, and a request sent in that moment takes a new
+// one.
+func settled(t *testing.T, f *demo.Farm, exit string) {
+	t.Helper()
+	waitFor(t, 3*time.Second, "requests done at the gateway", func() error {
+		if n := gathered(t, f, "farmgate_tunnels_active", "exit")[exit]; n != 0 {
+			return fmt.Errorf("%v active through %s", n, exit)
+		}
+		return nil
+	})
+}
+
 // Requests from one sticky session to one origin reuse one tunnel through
 // the exit to the origin, across customer connections, and one link.
 func TestRequestsReuseTheirTunnelToTheOrigin(t *testing.T) {
 	t.Parallel()
-	f := startFarm(t, nil)
+	f := startFarm(t, noProbes)
 	o := startCountingOrigin(t, time.Minute, nil)
 	for i := range 8 {
 		r := curl(t, proxyURL(f, "demo-country-us-session-reuse"), fmt.Sprintf("http://%s/r%d", o.addr, i))
 		if r.status != 200 || r.body != fmt.Sprintf("GET /r%d\n", i) {
 			t.Fatalf("request %d: %d %q", i, r.status, r.body)
 		}
+		settled(t, f, "us-1")
 	}
 	if n := o.conns(); n != 1 {
 		t.Errorf("the origin saw %d connections for 8 requests from one egress IP, want 1", n)
@@ -76,15 +99,14 @@ func TestRequestsReuseTheirTunnelToTheOrigin(t *testing.T) {
 // the link the closed one gave back.
 func TestOriginClosingIdleTunnelsIsTransparent(t *testing.T) {
 	t.Parallel()
-	f := startFarm(t, nil)
+	f := startFarm(t, noProbes)
 	o := startCountingOrigin(t, 100*time.Millisecond, nil)
 	for i := range 4 {
 		if i > 0 {
 			time.Sleep(400 * time.Millisecond)
 		}
-		// DELETE is not replayable: it must not meet a closed tunnel.
-		r := curl(t, proxyURL(f, "demo-country-us-session-idle"), fmt.Sprintf("http://%s/d%d", o.addr, i), "-X", "DELETE")
-		if r.status != 200 || r.body != fmt.Sprintf("DELETE /d%d\n", i) {
+		r := curl(t, proxyURL(f, "demo-country-us-session-idle"), fmt.Sprintf("http://%s/g%d", o.addr, i))
+		if r.status != 200 || r.body != fmt.Sprintf("GET /g%d\n", i) {
 			t.Fatalf("request %d: %d %q %v", i, r.status, r.body, r.header)
 		}
 	}
@@ -93,6 +115,18 @@ func TestOriginClosingIdleTunnelsIsTransparent(t *testing.T) {
 	}
 	if got := linkUses(t, f); got["new"] != 1 || got["kept"] != 3 {
 		t.Errorf("links: %v, want 1 new and 3 kept", got)
+	}
+	// A request that cannot be replayed takes a new tunnel (on the kept
+	// link), never one the origin may be closing.
+	before := o.conns()
+	for i := range 2 {
+		r := curl(t, proxyURL(f, "demo-country-us-session-idle"), fmt.Sprintf("http://%s/d%d", o.addr, i), "-X", "DELETE")
+		if r.status != 200 || r.body != fmt.Sprintf("DELETE /d%d\n", i) {
+			t.Fatalf("DELETE %d: %d %q %v", i, r.status, r.body, r.header)
+		}
+	}
+	if n := o.conns() - before; n != 2 {
+		t.Errorf("2 DELETEs took %d new origin connections, want 2", n)
 	}
 }
 
@@ -178,7 +212,7 @@ func TestRefusalOfALongPipelinedRequest(t *testing.T) {
 // tunnel is kept only when the answer ended where HTTP says it does.
 func TestOriginAnswersOfEveryShape(t *testing.T) {
 	t.Parallel()
-	f := startFarm(t, nil)
+	f := startFarm(t, noProbes)
 	raw := func(answer string) string {
 		return serveTCP(t, func(c net.Conn) {
 			defer c.Close()
@@ -214,6 +248,7 @@ func TestOriginAnswersOfEveryShape(t *testing.T) {
 			if r.exit != 0 || r.status/100 != 2 && r.status != 304 || tc.method != "HEAD" && r.body != tc.body {
 				t.Fatalf("%s, request %d: curl exit %d, status %d, body %q", tc.name, i, r.exit, r.status, r.body)
 			}
+			settled(t, f, "us-1")
 		}
 	}
 	// Eight tunnels: three for the answers that end with the connection,
@@ -260,5 +295,63 @@ func TestDrainingExitIsNotHeldByIdleOriginTunnels(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("us-1 took %s to drain with nothing in flight", d)
+	}
+}
+
+// Many customers at once against an origin that closes idle connections
+// after 30 ms and some after one answer: every request is answered, as
+// kept tunnels die under them and are replaced.
+func TestOriginTunnelsUnderChurn(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	o := startCountingOrigin(t, 30*time.Millisecond, func(w http.ResponseWriter, r *http.Request) {
+		if rand.IntN(5) == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		if rand.IntN(10) == 0 {
+			time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
+		}
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	})
+	var fails atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pu, _ := url.Parse(proxyURL(f, fmt.Sprintf("demo-session-s%d", g%7)))
+			if g%2 == 0 {
+				pu, _ = url.Parse(proxyURL(f, "demo"))
+			}
+			cl := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}, Timeout: 10 * time.Second}
+			for i := range 30 {
+				m := []string{"GET", "DELETE", "HEAD"}[rand.IntN(3)]
+				req, _ := http.NewRequest(m, fmt.Sprintf("http://%s/g%d/%d", o.addr, g, i), nil)
+				resp, err := cl.Do(req)
+				if err != nil {
+					fails.Add(1)
+					t.Logf("%s: %v", m, err)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf("%s /g%d/%d", m, g, i)
+				if m == "HEAD" {
+					want = ""
+				}
+				if resp.StatusCode != 200 || string(b) != want {
+					fails.Add(1)
+					t.Logf("%s: %d %q %s", m, resp.StatusCode, b, resp.Header.Get("X-Farmgate-Error"))
+				}
+				if rand.IntN(4) == 0 {
+					time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("origin connections %d, links %v", o.conns(), linkUses(t, f))
+	if n := fails.Load(); n > 0 {
+		t.Fatalf("%d of 600 failed", n)
 	}
 }

@@ -98,9 +98,12 @@ var errNoAnswer = errors.New("connection closed before an answer")
 // peer closed before answering, and only a request that can be replayed,
 // since the peer may have acted on it before it closed.
 func retryable(req *http.Request, err error) bool {
-	if !errors.Is(err, errNoAnswer) {
-		return false
-	}
+	return errors.Is(err, errNoAnswer) && isReplayable(req)
+}
+
+// isReplayable reports whether req may be sent twice: an idempotent
+// method, or a request that says so with an idempotency key.
+func isReplayable(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true

@@ -93,8 +93,18 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		return nil, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
 	head := buf.Bytes()
+	// A request that cannot be sent twice never goes on a kept tunnel:
+	// the origin may close one just as the request leaves, and then there
+	// is no knowing whether it acted on it.
+	replayable := isReplayable(req)
 	for attempt := 0; ; attempt++ {
-		ec, reused := c.get(key)
+		var ec *exitConn
+		reused := false
+		if attempt == 0 && replayable {
+			// A retry takes a fresh tunnel: the kept ones may have been
+			// closed by the same origin at the same time.
+			ec, reused = c.get(key)
+		}
 		var write func(io.Writer) error
 		if reused {
 			write = func(w io.Writer) error { _, err := w.Write(head); return err }
@@ -216,8 +226,8 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 			c.dialer.links.put(tc)
 		}
 	}
-	if !wait {
-		end()
+	if !wait || lc.Ended() {
+		end() // returns at once
 		return
 	}
 	go end() // bounded by End's deadline

@@ -186,6 +186,10 @@ func (c *Conn) Poll() error {
 	return io.EOF
 }
 
+// Ended reports whether the exit's end frame was read: End then returns
+// without waiting.
+func (c *Conn) Ended() bool { return c.ended }
+
 // End ends a tunnel that sits between two messages: it sends our end frame
 // (the exit half-closes the origin, which then closes too) and reads what
 // is left up to the exit's end frame, by deadline at the latest. It returns
