@@ -92,6 +92,9 @@ func TestRequestsReuseTheirTunnelToTheOrigin(t *testing.T) {
 	if got := linkUses(t, f); got["new"] != 1 {
 		t.Errorf("links: %v, want one new link", got)
 	}
+	if got := gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"); got["new"] != 1 || got["kept"] != 7 {
+		t.Errorf("origin tunnels: %v, want 1 new and 7 kept", got)
+	}
 }
 
 // An origin that closes idle connections (here after 100 ms) costs nothing:

@@ -17,6 +17,7 @@ type metrics struct {
 	byteCount *prometheus.CounterVec
 	authFails *prometheus.CounterVec
 	links     *prometheus.CounterVec
+	origins   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,9 +52,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Tunnels to farmgate exits by the connection they went over: a kept link, a new connection, " +
 				"or a kept link the exit had closed meanwhile (replaced by a new one, unseen by the customer).",
 		}, []string{"link"}),
+		origins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "farmgate_origin_tunnels_total",
+			Help: "http:// requests sent to the origin through a tunnel across a farmgate exit, by the tunnel " +
+				"they went over: one kept from an earlier request (same egress IP and origin) or a new one.",
+		}, []string{"tunnel"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links)
+		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links, m.origins)
 	}
 	return m
 }

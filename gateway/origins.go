@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/farmgate/farmgate/internal/link"
 )
 
@@ -32,6 +34,8 @@ type originClient struct {
 	// stay under maxIdleOrigins: under rotation across many exits, IPs and
 	// origins, most tunnels are never asked for again.
 	budget *atomic.Int64
+	// What each request went over (farmgate_origin_tunnels_total).
+	kept, fresh prometheus.Counter
 
 	mu     sync.Mutex
 	idle   map[originKey][]idle[*exitConn] // oldest first
@@ -74,8 +78,9 @@ const maxIdleOrigins = 4096
 // none.
 var originReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64) *originClient {
-	return &originClient{dialer: d, timeout: timeout, max: max, budget: budget, idle: map[originKey][]idle[*exitConn]{}}
+func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
+	return &originClient{dialer: d, timeout: timeout, max: max, budget: budget, idle: map[originKey][]idle[*exitConn]{},
+		kept: m.origins.WithLabelValues("kept"), fresh: m.origins.WithLabelValues("new")}
 }
 
 // RoundTrip sends req from egress through the exit to its origin. Errors
@@ -107,8 +112,10 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		}
 		var write func(io.Writer) error
 		if reused {
+			c.kept.Inc()
 			write = func(w io.Writer) error { _, err := w.Write(head); return err }
 		} else {
+			c.fresh.Inc()
 			conn, sent, err := c.dialer.dialOwn(withEgress(ctx, egress), target, head)
 			if err != nil {
 				return nil, err

@@ -386,7 +386,7 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 		up.proxyAuth = auth
 		up.client = newExitClient(cd.addr, nd.DialContext, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns)
 		if up.farmgate {
-			up.origins = newOriginClient(cd, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns, &g.idleOrigins)
+			up.origins = newOriginClient(cd, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns, &g.idleOrigins, g.metrics)
 		}
 		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
 		tr.Proxy = http.ProxyURL(proxyURL)
