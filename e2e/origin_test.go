@@ -358,3 +358,30 @@ func TestOriginTunnelsUnderChurn(t *testing.T) {
 		t.Fatalf("%d of 600 failed", n)
 	}
 }
+
+// An answer longer than a link frame makes the exit send the rest of its
+// direction raw; the tunnel still carries the next requests.
+func TestLongAnswersKeepTheirOriginTunnel(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		n := 100 << 10
+		if strings.HasSuffix(r.URL.Path, "small") {
+			n = 10
+		}
+		io.WriteString(w, strings.Repeat("y", n))
+	})
+	for i, p := range []string{"/big", "/big", "/small", "/big", "/small"} {
+		r := curl(t, proxyURL(f, "demo-country-us-session-long"), "http://"+o.addr+p)
+		if want := map[bool]int{true: 10, false: 100 << 10}[p == "/small"]; r.status != 200 || len(r.body) != want {
+			t.Fatalf("request %d (%s): %d, %d bytes", i, p, r.status, len(r.body))
+		}
+		settled(t, f, "us-1")
+	}
+	if n := o.conns(); n != 1 {
+		t.Errorf("the origin saw %d connections for 5 requests from one egress IP, want 1", n)
+	}
+	if got := gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"); got["new"] != 1 || got["kept"] != 4 {
+		t.Errorf("origin tunnels: %v, want 1 new and 4 kept", got)
+	}
+}

@@ -142,10 +142,11 @@ func (c *Conn) CloseWrite() error {
 }
 
 // Poll looks, without waiting, whether anything arrived on an idle tunnel.
-// nil: nothing did, the tunnel can carry the next request. io.EOF: the exit
-// ended its direction cleanly (the origin closed an idle connection); End
-// can then give the link back at once. Any other error: the link is of no
-// further use.
+// nil: nothing did, the tunnel can carry the next request (also after the
+// exit switched its direction to raw). io.EOF: the exit ended its
+// direction cleanly (the origin closed an idle connection); End can then
+// give the link back at once. Any other error: the link is of no further
+// use.
 func (c *Conn) Poll() error {
 	if c.broken != nil {
 		return c.broken
@@ -153,18 +154,24 @@ func (c *Conn) Poll() error {
 	if c.ended {
 		return io.EOF
 	}
-	if c.raw || c.left > 0 || c.hn > 0 || len(c.pending) > 0 {
+	if c.left > 0 || c.hn > 0 || len(c.pending) > 0 {
 		return fmt.Errorf("%w: bytes of the tunnel unread", ErrProtocol)
 	}
 	rc, err := c.tc.SyscallConn()
 	if err != nil {
 		return err
 	}
+	// After a switch to raw (a long answer) the exit's direction is plain
+	// bytes up to its half-close: peek, so an idle tunnel loses nothing.
+	flags := syscall.MSG_DONTWAIT
+	if c.raw {
+		flags |= syscall.MSG_PEEK
+	}
 	var buf [hdrLen + 1]byte
 	var m int
 	var rerr error
 	if err := rc.Read(func(fd uintptr) bool {
-		m, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
+		m, _, rerr = syscall.Recvfrom(int(fd), buf[:], flags)
 		return true
 	}); err != nil {
 		return err
@@ -174,8 +181,13 @@ func (c *Conn) Poll() error {
 		return nil
 	case rerr != nil:
 		return rerr
+	case m == 0 && c.raw:
+		// The origin closed; the link cannot carry another tunnel.
+		return fmt.Errorf("tunnel ended after a switch to raw: %w", net.ErrClosed)
 	case m == 0:
 		return fmt.Errorf("link closed: %w", io.ErrUnexpectedEOF)
+	case c.raw:
+		return fmt.Errorf("%d bytes arrived on an idle tunnel", m)
 	}
 	if out := c.decode(buf[:m]); out > 0 || !c.ended {
 		return fmt.Errorf("%w: %d bytes arrived on an idle tunnel", ErrProtocol, m)

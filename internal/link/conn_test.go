@@ -163,3 +163,41 @@ func FuzzConnRead(f *testing.F) {
 		}
 	})
 }
+
+// After the exit switched to raw, Poll still tells a quiet tunnel from one
+// the origin closed, and consumes nothing.
+func TestConnPollAfterRaw(t *testing.T) {
+	t.Parallel()
+	gw, ex := tcptest.Pair(t)
+	c := NewConn(gw, binary.BigEndian.AppendUint32(append(binary.BigEndian.AppendUint32(nil, 2), "ab"...), rawWord))
+	ex.Write([]byte("cd"))
+	got := make([]byte, 0, 4)
+	for len(got) < 4 {
+		b := make([]byte, 4)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if string(got) != "abcd" {
+		t.Fatalf("read %q", got)
+	}
+	if err := c.Poll(); err != nil {
+		t.Fatalf("Poll on a quiet raw tunnel = %v", err)
+	}
+	ex.Write([]byte("e"))
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Poll(); err == nil {
+		t.Fatal("Poll with unasked bytes = nil")
+	}
+	b := make([]byte, 4)
+	if n, _ := c.Read(b); string(b[:n]) != "e" {
+		t.Fatalf("Poll consumed the byte: read %q", b[:n])
+	}
+	ex.CloseWrite()
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Poll(); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("Poll after the origin closed a raw tunnel = %v, want an error that is not EOF", err)
+	}
+}
