@@ -385,3 +385,31 @@ func TestLongAnswersKeepTheirOriginTunnel(t *testing.T) {
 		t.Errorf("origin tunnels: %v, want 1 new and 4 kept", got)
 	}
 }
+
+// The exit keeps a tunnel to an origin framed through long answers, so
+// its link outlives the tunnel: here the origin closes after each 100 KiB
+// answer, and one link carries all four tunnels.
+func TestLongAnswersKeepTheLink(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, strings.Repeat("z", 100<<10))
+	})
+	for i := range 4 {
+		r := curl(t, proxyURL(f, "demo-country-us-session-longlink"), fmt.Sprintf("http://%s/%d", o.addr, i))
+		if r.status != 200 || len(r.body) != 100<<10 {
+			t.Fatalf("request %d: %d, %d bytes", i, r.status, len(r.body))
+		}
+		settled(t, f, "us-1")
+	}
+	if n := o.conns(); n != 4 {
+		t.Errorf("the origin saw %d connections, want 4 (it closed each)", n)
+	}
+	waitFor(t, 3*time.Second, "links given back", func() error {
+		if got := linkUses(t, f); got["new"] != 1 || got["kept"] != 3 {
+			return fmt.Errorf("links: %v, want 1 new and 3 kept", got)
+		}
+		return nil
+	})
+}

@@ -130,10 +130,10 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 		br = nil // the connection owns it now
 		return nil
 	}
-	dest, framed, err := s.openConnect(c, br)
+	dest, offer, err := s.openConnect(c, br)
 	s.untrackHead(c)
 	if err != nil {
-		if framed {
+		if offer.framed {
 			// A gateway that offers a link may have sent a request
 			// behind the CONNECT; closing with it unread would reset
 			// the connection, and the reset can destroy the refusal.
@@ -147,7 +147,7 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	br.Reset(nil)
 	heads.Put(br) // before the tunnel's lifetime
 	br = nil
-	return s.relay(c, early, dest, framed, s.release)
+	return s.relay(c, early, dest, offer, s.release)
 }
 
 // buffered returns a copy of what br holds, or nil.
@@ -162,8 +162,13 @@ func buffered(br *bufio.Reader) []byte {
 // openConnect reads a CONNECT head from br, checks the token and the egress
 // IP, takes a slot and dials the target. On success the caller owns the
 // slot (release) and dest; on error the gateway has been answered. Either
-// way framed says the gateway offered to carry the tunnel as a link.
-func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, framed bool, err error) {
+// way offer says what the gateway asked of the link.
+// linkOffer is what a gateway's CONNECT asked of the connection: to carry
+// the tunnel on a link (framed), and to keep the exit's direction framed
+// to the end (noRaw).
+type linkOffer struct{ framed, noRaw bool }
+
+func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, offer linkOffer, err error) {
 	var auth, egress []string
 	target, err := wire.ReadConnectHead(br, func(k, v []byte) {
 		switch {
@@ -172,7 +177,9 @@ func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, frame
 		case wire.HeaderIs(k, HeaderEgress):
 			egress = append(egress, string(v))
 		case wire.HeaderIs(k, link.Header):
-			framed = string(v) == link.Version
+			offer.framed = string(v) == link.Version
+		case wire.HeaderIs(k, link.HeaderFramed):
+			offer.noRaw = string(v) == "1"
 		}
 	})
 	if err != nil {
@@ -197,9 +204,9 @@ func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, frame
 	}
 	if err != nil {
 		s.refuseRaw(c, target, err)
-		return nil, framed, err
+		return nil, offer, err
 	}
-	return dest, framed, nil
+	return dest, offer, nil
 }
 
 // lingerClose half-closes c after a refusal and reads what the peer still

@@ -65,7 +65,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relayed = true
-	s.relay(client, buffered(brw.Reader), dest, false, s.release)
+	s.relay(client, buffered(brw.Reader), dest, linkOffer{}, s.release)
 }
 
 // tunnel is one live CONNECT relay.
@@ -80,6 +80,7 @@ type tunnel struct {
 	// sets its clean flag; with both set and the tunnel not closed, the
 	// link serves the next CONNECT, starting with rest.
 	framed bool
+	noRaw  bool   // the gateway asked that its answers stay framed
 	early  []byte // frames read behind the CONNECT head
 	clean  [2]atomic.Bool
 	rest   []byte
@@ -112,8 +113,9 @@ func (t *tunnel) close() {
 // ends last closes the tunnel, untracks it and calls done, which releases
 // its slot; so does relay itself if the tunnel fails before the copies
 // start.
-func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, framed bool, done func()) *tunnel {
-	t := &tunnel{client: client, dest: dest, done: done, framed: framed, early: early}
+func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, offer linkOffer, done func()) *tunnel {
+	framed := offer.framed
+	t := &tunnel{client: client, dest: dest, done: done, framed: framed, noRaw: offer.noRaw, early: early}
 	if !s.track(t) {
 		t.close()
 		done()
@@ -170,7 +172,13 @@ func (s *Server) receive(t *tunnel) (rest []byte, goOn bool) {
 // send is the destination-to-gateway direction of a tunnel on a link. When
 // it ends last and the link goes on, this goroutine serves it.
 func (s *Server) send(t *tunnel) {
-	_, raw, err := link.Send(t.client, t.dest)
+	var raw bool
+	var err error
+	if t.noRaw {
+		_, err = link.SendFramed(t.client, t.dest)
+	} else {
+		_, raw, err = link.Send(t.client, t.dest)
+	}
 	t.clean[1].Store(err == nil && !raw)
 	if s.ended(t, err) {
 		s.serveLink(t.client, t.rest, true)

@@ -230,6 +230,11 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 	canLink = canLink && d.links != nil
 	if canLink {
 		b.WriteString(link.Header + ": " + link.Version + "\r\n")
+		if own != nil {
+			// A tunnel to an origin carries request after request; its
+			// link should outlive a long answer.
+			b.WriteString(link.HeaderFramed + ": 1\r\n")
+		}
 	}
 	b.WriteString("\r\n")
 	head := []byte(b.String())

@@ -15,7 +15,9 @@
 //
 // A sender switches to raw when one read fills its buffer: a bulk transfer
 // is then spliced in the kernel like any tunnel, and short tunnels, which
-// are most tunnels, keep the link. Either side ends a tunnel it cannot
+// are most tunnels, keep the link. A gateway that carries request after
+// request on a tunnel (to an origin) asks the exit not to (HeaderFramed),
+// so the link outlives long answers. Either side ends a tunnel it cannot
 // finish cleanly by closing the link. After both directions ended with an
 // end frame, the link is ready for the next CONNECT.
 package link
@@ -40,6 +42,13 @@ const Header = "X-Farmgate-Link"
 
 // Version is Header's value: the frame format above.
 const Version = "1"
+
+// HeaderFramed, with the value "1" next to a link offer, asks the exit to
+// keep its direction framed to the end instead of switching to raw: for a
+// tunnel that carries request after request (a gateway's tunnel to an
+// origin), whose link should outlive long answers. An exit that does not
+// know it may switch anyway.
+const HeaderFramed = "X-Farmgate-Link-Framed"
 
 // IdleTimeout is how long an exit keeps a link that waits for its next
 // CONNECT. A gateway should stop reusing a link well before, so it rarely
@@ -68,14 +77,23 @@ var bufs = sync.Pool{New: func() any {
 // with an end frame, or after a switch to raw with a half-close of the
 // link. It returns the tunnel bytes sent and whether it switched to raw.
 // Between reads it holds no buffer, so an idle tunnel costs no memory here.
-func Send(link, src net.Conn) (n int64, raw bool, err error) {
+func Send(link, src net.Conn) (n int64, raw bool, err error) { return send(link, src, true) }
+
+// SendFramed is Send without the switch to raw: the link outlives a bulk
+// transfer, which is copied through user space.
+func SendFramed(link, src net.Conn) (int64, error) {
+	n, _, err := send(link, src, false)
+	return n, err
+}
+
+func send(link, src net.Conn, mayRaw bool) (n int64, raw bool, err error) {
 	for {
 		bp, m, rerr := readChunk(src)
 		if m > 0 {
 			b := *bp
 			binary.BigEndian.PutUint32(b, uint32(m))
 			out := b[:hdrLen+m]
-			raw = m == MaxChunk
+			raw = mayRaw && m == MaxChunk
 			if raw {
 				out = binary.BigEndian.AppendUint32(out, rawWord)
 			}

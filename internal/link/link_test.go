@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -245,5 +246,42 @@ func TestReceiveRawInBufferedBytes(t *testing.T) {
 	want := "abcd\x00\x00\x00\x00 raw bytes, not frames"
 	if err != nil || !raw || string(got) != want || n != int64(len(want)) {
 		t.Fatalf("Receive = %d, raw %v, %v; dst got %q, want %q", n, raw, err, got, want)
+	}
+}
+
+// SendFramed keeps a bulk transfer framed, and the link clean behind it.
+func TestSendFramedNeverSwitchesToRaw(t *testing.T) {
+	t.Parallel()
+	linkA, linkB := tcptest.Pair(t)
+	src, feed := tcptest.Pair(t)
+	out, server := tcptest.Pair(t)
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB
+	go func() {
+		feed.Write(msg)
+		feed.CloseWrite()
+	}()
+	sent := make(chan error, 1)
+	go func() {
+		n, err := SendFramed(linkA, src)
+		if err == nil && n != int64(len(msg)) {
+			err = fmt.Errorf("sent %d bytes", n)
+		}
+		sent <- err
+	}()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		got <- b
+	}()
+	n, rest, raw, err := Receive(out, linkB, nil)
+	out.CloseWrite()
+	if err != nil || raw || n != int64(len(msg)) || len(rest) != 0 {
+		t.Fatalf("Receive = %d, %q, raw %v, %v", n, rest, raw, err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, msg) {
+		t.Fatalf("dst got %d bytes, want %d", len(b), len(msg))
 	}
 }
