@@ -25,11 +25,12 @@ type tunnel struct {
 	bytes      [2]atomic.Int64 // copied per direction, set when it ends
 	finished   atomic.Int32    // directions that ended
 	halfClosed atomic.Bool     // one side finished sending: FinTimeout applies
+	closed     atomic.Bool
+	done       func(up, down int64)
+
 	// recheck is when (UnixNano) the customer's account is to be asked
 	// about again: its expiry, or a minute after a renewal; 0 for never.
 	recheck atomic.Int64
-	closed     atomic.Bool
-	done       func(up, down int64)
 
 	// On a link (conns[1] is a *linkConn) each direction that ended with
 	// an end frame sets its clean flag; with both, the link goes back to
