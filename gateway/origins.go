@@ -98,6 +98,7 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		return nil, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
 	head := buf.Bytes()
+	send := func(w io.Writer) error { _, err := w.Write(head); return err }
 	// A request that cannot be sent twice never goes on a kept tunnel:
 	// the origin may close one just as the request leaves, and then there
 	// is no knowing whether it acted on it.
@@ -113,7 +114,7 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		var write func(io.Writer) error
 		if reused {
 			c.kept.Inc()
-			write = func(w io.Writer) error { _, err := w.Write(head); return err }
+			write = send
 		} else {
 			c.fresh.Inc()
 			conn, sent, err := c.dialer.dialOwn(withEgress(ctx, egress), target, head)
@@ -122,7 +123,7 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 			}
 			ec = &exitConn{Conn: conn, home: originHome{c: c, key: key}}
 			if !sent {
-				write = func(w io.Writer) error { _, err := w.Write(head); return err }
+				write = send
 			}
 		}
 		resp, err := exchange(ctx, ec, req, write, c.timeout)
