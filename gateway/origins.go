@@ -287,26 +287,13 @@ func waitNone(c net.Conn) error {
 	if !ok {
 		return nil // the exchange finds out, and retries a replayable request
 	}
-	rc, err := sc.SyscallConn()
+	var b [1]byte
+	n, err := link.ReadNow(sc, b[:], true)
 	if err != nil {
 		return err
 	}
-	var m int
-	var rerr error
-	var b [1]byte
-	if err := rc.Read(func(fd uintptr) bool {
-		m, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
-	}); err != nil {
-		return err
+	if n > 0 {
+		return errors.New("bytes arrived on an idle connection")
 	}
-	switch {
-	case rerr == syscall.EAGAIN:
-		return nil
-	case rerr != nil:
-		return rerr
-	case m == 0:
-		return io.EOF
-	}
-	return errors.New("bytes arrived on an idle connection")
+	return nil
 }

@@ -157,35 +157,20 @@ func (c *Conn) Poll() error {
 	if c.left > 0 || c.hn > 0 || len(c.pending) > 0 {
 		return fmt.Errorf("%w: bytes of the tunnel unread", ErrProtocol)
 	}
-	rc, err := c.tc.SyscallConn()
-	if err != nil {
-		return err
-	}
 	// After a switch to raw (a long answer) the exit's direction is plain
 	// bytes up to its half-close: peek, so an idle tunnel loses nothing.
-	flags := syscall.MSG_DONTWAIT
-	if c.raw {
-		flags |= syscall.MSG_PEEK
-	}
 	var buf [hdrLen + 1]byte
-	var m int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		m, _, rerr = syscall.Recvfrom(int(fd), buf[:], flags)
-		return true
-	}); err != nil {
-		return err
-	}
+	m, err := ReadNow(c.tc, buf[:], c.raw)
 	switch {
-	case rerr == syscall.EAGAIN:
-		return nil
-	case rerr != nil:
-		return rerr
-	case m == 0 && c.raw:
+	case errors.Is(err, io.EOF) && c.raw:
 		// The origin closed; the link cannot carry another tunnel.
 		return fmt.Errorf("tunnel ended after a switch to raw: %w", net.ErrClosed)
-	case m == 0:
+	case errors.Is(err, io.EOF):
 		return fmt.Errorf("link closed: %w", io.ErrUnexpectedEOF)
+	case err != nil:
+		return err
+	case m == 0:
+		return nil
 	case c.raw:
 		return fmt.Errorf("%d bytes arrived on an idle tunnel", m)
 	}
@@ -225,4 +210,35 @@ func (c *Conn) End(deadline time.Time) *net.TCPConn {
 	}
 	c.tc.SetDeadline(time.Time{})
 	return c.tc
+}
+
+// ReadNow reads what c has, up to len(p), without waiting (with peek,
+// leaving it there): n bytes; 0 and nil when nothing is there; 0 and
+// io.EOF when the peer closed.
+func ReadNow(c syscall.Conn, p []byte, peek bool) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	flags := syscall.MSG_DONTWAIT
+	if peek {
+		flags |= syscall.MSG_PEEK
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = syscall.Recvfrom(int(fd), p, flags)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr == syscall.EAGAIN:
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
