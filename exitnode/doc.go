@@ -34,6 +34,10 @@
 //   - Absolute-form HTTP (GET http://host/path ...). These go through a
 //     github.com/elazarl/goproxy ProxyHttpServer with one http.Transport per
 //     egress IP (a Transport pools by destination, not by source address).
+//     A farmgate gateway sends only requests with a body and https:// URLs
+//     this way; a bodiless http:// request comes as a CONNECT to the origin
+//     (on a link, asked to stay framed: link.HeaderFramed) and the gateway
+//     speaks HTTP through it.
 //     Bodies stream both ways; hop-by-hop headers, Proxy-Authorization and any
 //     X-Farmgate-* header are removed in both directions; nothing is added
 //     (no Via, no X-Forwarded-For, no default User-Agent).

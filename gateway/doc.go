@@ -7,4 +7,8 @@
 // stored (package auth); it maps their errors to the customer-facing status
 // codes in one table (errors.go) and owns the data path: the relay, the
 // failover before a tunnel is up, and the header hygiene of forwarded requests.
+// A bodiless http:// request through a farmgate exit goes to the origin
+// through a CONNECT tunnel across the exit, kept for the next request from
+// the same egress IP to the same origin (origins.go); other forwarded
+// requests go to the exit's HTTP proxy.
 package gateway
