@@ -40,8 +40,9 @@ type Config struct {
 	// MaxIdleExitConns is how many idle keep-alive connections to each exit
 	// are kept for absolute-form HTTP, how many idle links (tunnels one
 	// after another on one connection) to each farmgate exit, and how many
-	// idle tunnels through each farmgate exit to origins, kept for the next
-	// http:// request from the same egress IP. Default 256.
+	// idle tunnels through each farmgate exit to origins (at most 128),
+	// kept for the next http:// request from the same egress IP. Default
+	// 256.
 	MaxIdleExitConns int
 	// CheckInterval is how often live tunnels are metered and checked for
 	// idleness and quota; a tunnel over quota is cut within this. Default 1s.

@@ -74,12 +74,18 @@ const originKeepIdle = 30 * time.Second
 // origin, and a few hundred bytes of memory.
 const maxIdleOrigins = 4096
 
+// maxIdleOriginsPerExit caps them per exit (below --max-idle-exit-conns if
+// that is lower). An idle origin tunnel holds one of the exit's tunnel
+// slots (--max-tunnels, 10 000 by default), and an exit serves many
+// gateways: 40 of them at this cap take half its slots.
+const maxIdleOriginsPerExit = 128
+
 // originReaders holds the readers of answers: an idle origin tunnel keeps
 // none.
 var originReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
-	return &originClient{dialer: d, timeout: timeout, max: max, budget: budget, idle: map[originKey][]idle[*exitConn]{},
+	return &originClient{dialer: d, timeout: timeout, max: min(max, maxIdleOriginsPerExit), budget: budget, idle: map[originKey][]idle[*exitConn]{},
 		kept: m.origins.WithLabelValues("kept"), fresh: m.origins.WithLabelValues("new")}
 }
 
