@@ -37,7 +37,8 @@ type Gateway struct {
 	pool   *pool.Pool
 	logger *slog.Logger
 
-	upstreams sync.Map // exit id → *upstream
+	upstreams sync.Map   // exit id → *upstream
+	upMu      sync.Mutex // serialises building upstreams
 	// idleOrigins counts the idle tunnels to origins through every exit.
 	idleOrigins atomic.Int64
 	tunnels     sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
@@ -266,10 +267,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // upstreamFor returns the cached way to reach e, rebuilding it when the
 // exit's address changed.
 func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
-	if v, ok := g.upstreams.Load(e.ID); ok {
-		if up := v.(*upstream); up.addr == e.Addr {
-			return up, nil
-		}
+	if up, ok := g.cachedUpstream(e); ok {
+		return up, nil
+	}
+	// One builder at a time: two callers that both missed (a probe and a
+	// customer's first tunnel) would each build one, and the second Swap
+	// would close the first one's pools under the tunnel using it.
+	g.upMu.Lock()
+	defer g.upMu.Unlock()
+	if up, ok := g.cachedUpstream(e); ok {
+		return up, nil
 	}
 	up, err := g.newUpstream(e.Addr)
 	if err != nil {
@@ -279,6 +286,15 @@ func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
 		old.(*upstream).closeIdle()
 	}
 	return up, nil
+}
+
+func (g *Gateway) cachedUpstream(e *pool.Exit) (*upstream, bool) {
+	if v, ok := g.upstreams.Load(e.ID); ok {
+		if up := v.(*upstream); up.addr == e.Addr {
+			return up, true
+		}
+	}
+	return nil, false
 }
 
 // exitLeft drops what the gateway keeps for an exit that left the farm or

@@ -5,10 +5,13 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/pool"
 
 	"github.com/farmgate/farmgate/internal/link"
 )
@@ -157,5 +160,51 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 	}
 	if len(p.idle) != 1 || len(c.idle.idle) != 1 {
 		t.Errorf("left idle: %d links, %d connections; want 1 and 1", len(p.idle), len(c.idle.idle))
+	}
+}
+
+// Callers that miss the cache at once (a probe and a customer's first
+// tunnel) get one upstream: a second one built alongside would have closed
+// the first one's pools under the tunnel using it.
+func TestUpstreamForBuildsOnce(t *testing.T) {
+	t.Parallel()
+	p, err := pool.New(pool.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := auth.ParseFileConfig([]byte("customers:\n  - user: u\n    password: p\n    pools: [resi]\n"), "test", auth.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ExitToken = "t"
+	g, err := New(cfg, store, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &pool.Exit{ID: "x", Addr: "farmgate://127.0.0.1:1"}
+	for round := range 20 {
+		g.upstreams.Delete("x")
+		ups := make(chan *upstream, 8)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				up, err := g.upstreamFor(e)
+				if err != nil {
+					t.Error(err)
+				}
+				ups <- up
+			}()
+		}
+		wg.Wait()
+		close(ups)
+		first := <-ups
+		for up := range ups {
+			if up != first {
+				t.Fatalf("round %d: two upstreams built for one exit", round)
+			}
+		}
 	}
 }
