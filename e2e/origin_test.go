@@ -260,7 +260,8 @@ func TestOriginAnswersOfEveryShape(t *testing.T) {
 	// third, and the chunked answer's tunnel, found one kept.
 	waitFor(t, 3*time.Second, "links given back", func() error {
 		if got := linkUses(t, f); got["new"] != 5 || got["kept"] != 3 {
-			return fmt.Errorf("links: %v, want 5 new and 3 kept", got)
+			return fmt.Errorf("links: %v, want 5 new and 3 kept (origin tunnels %v)", got,
+				gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"))
 		}
 		return nil
 	})

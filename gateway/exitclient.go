@@ -118,7 +118,11 @@ func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(i
 	// leaves (or idles past IdleTimeout, see idleGuard) cancels ctx, which
 	// unblocks every read of the exchange, the answer's body included:
 	// the watch ends with the body.
-	stop := context.AfterFunc(ctx, func() { ec.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		ec.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
 	if write != nil {
 		var w io.Writer = ec.Conn
 		if ec.bw != nil {
@@ -158,7 +162,7 @@ func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(i
 		}
 		ec.SetReadDeadline(time.Time{})
 		reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, reusable: reusable, stop: stop}
+		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, reusable: reusable, stop: stop, fired: fired}
 		return resp, nil
 	}
 }
@@ -170,7 +174,8 @@ type pooledBody struct {
 	ec       *exitConn
 	reusable bool
 	done     bool
-	stop     func() bool // ends the watch on the request's context
+	stop     func() bool   // ends the watch on the request's context
+	fired    chan struct{} // closed once the watch has set its deadline
 }
 
 func (b *pooledBody) Read(p []byte) (int, error) {
@@ -196,8 +201,14 @@ func (b *pooledBody) Close() error {
 func (b *pooledBody) finish(atEOF bool) {
 	b.done = true
 	if !b.stop() {
-		// The context's end already set a deadline on the connection.
-		atEOF, b.reusable = false, false
+		// The context ended (the customer left, perhaps with the whole
+		// answer: a HEAD's, a 204's) and its watch has set a deadline on
+		// the connection. At the answer's end the connection is still
+		// good once the deadline is cleared.
+		<-b.fired
+		if atEOF {
+			b.ec.SetDeadline(time.Time{})
+		}
 	}
 	if !atEOF {
 		// Closing a body read with http.ReadResponse reads the rest of
