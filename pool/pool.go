@@ -44,7 +44,7 @@ type Pool struct {
 	running atomic.Bool // Run is active
 
 	leaveMu sync.Mutex
-	onLeave atomic.Pointer[[]func(id string)]
+	onLeave []func(id string) // appended to only: a copy of the header is a stable list
 }
 
 // OnLeave registers f, called with an exit's id when it is removed, starts
@@ -55,21 +55,15 @@ type Pool struct {
 func (p *Pool) OnLeave(f func(id string)) {
 	p.leaveMu.Lock()
 	defer p.leaveMu.Unlock()
-	var fs []func(string)
-	if old := p.onLeave.Load(); old != nil {
-		fs = append(fs, *old...)
-	}
-	fs = append(fs, f)
-	p.onLeave.Store(&fs)
+	p.onLeave = append(p.onLeave, f)
 }
 
 func (p *Pool) left(ids ...string) {
-	fs := p.onLeave.Load()
-	if fs == nil {
-		return
-	}
+	p.leaveMu.Lock()
+	fs := p.onLeave
+	p.leaveMu.Unlock()
 	for _, id := range ids {
-		for _, f := range *fs {
+		for _, f := range fs {
 			f(id)
 		}
 	}
