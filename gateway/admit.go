@@ -121,6 +121,20 @@ type ChangingStore interface {
 	Allows(ctx context.Context, user string) (bool, error)
 }
 
+// remoteStore is a customer store that is asked over the network
+// (auth.RedisStore): it may fail to answer.
+type remoteStore interface {
+	Allows(ctx context.Context, user string) (bool, error)
+}
+
+// allowsUnlessTold reports whether user keeps their tunnels: unless s says
+// no. When s cannot tell, the tunnels stay: a store outage must not cut
+// every customer.
+func allowsUnlessTold(ctx context.Context, s remoteStore, user string) bool {
+	ok, err := s.Allows(ctx, user)
+	return ok || err != nil
+}
+
 // FollowRevocations makes every change s tells of end the live tunnels of
 // the customers it disabled, expired or deleted. Call it before s runs.
 // When s cannot tell, the tunnels stay: a store outage must not cut every
@@ -134,8 +148,7 @@ func (g *Gateway) FollowRevocations(s ChangingStore) {
 				if user != "*" && u != user {
 					return true
 				}
-				ok, err := s.Allows(g.ctx, u)
-				return ok || err != nil
+				return allowsUnlessTold(g.ctx, s, u)
 			})
 			if n > 0 {
 				g.logger.Info("cut the tunnels of customers disabled or removed", "user", user, "tunnels", n)
