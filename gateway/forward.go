@@ -217,20 +217,21 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		if g.meter != nil {
 			rb.meter = func(up, down int64) { g.meter.Add(a.customer.User, a.crit.Pool, up, down) }
 		}
-		recheck := expiresAt(a.customer)
-		rb.cut = func() error {
-			if g.meter != nil && g.meter.OverQuota(a.customer) {
-				g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
-				return errQuotaExceeded
-			}
-			if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
-				if !g.allowedNow(a.customer.User) {
-					g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)
-					return errExpired
+		if recheck := expiresAt(a.customer); g.meter != nil || recheck != 0 {
+			rb.cut = func() error {
+				if g.meter != nil && g.meter.OverQuota(a.customer) {
+					g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
+					return errQuotaExceeded
 				}
-				recheck = now.Add(expiryRecheck).UnixNano()
+				if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
+					if !g.allowedNow(a.customer.User) {
+						g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)
+						return errExpired
+					}
+					recheck = now.Add(expiryRecheck).UnixNano()
+				}
+				return nil
 			}
-			return nil
 		}
 		status := resp.StatusCode
 		released = true // the response body now holds the slot
