@@ -178,12 +178,7 @@ func TestConnectAfterRequestOnOneConnection(t *testing.T) {
 	t.Parallel()
 	_, exit := startExit(t, testConfig())
 	echo := startEcho(t)
-	c, err := net.Dial("tcp", exit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialRaw(t, exit)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET "+exitnode.InfoPath+" HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer "+testToken+"\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)

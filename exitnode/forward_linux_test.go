@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,12 +26,7 @@ func TestForwardAnswersInOneWrite(t *testing.T) {
 	t.Cleanup(origin.Close)
 	_, exit := startExit(t, testConfig())
 
-	c, err := net.Dial("tcp", exit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialRaw(t, exit)
 	host := strings.TrimPrefix(origin.URL, "http://")
 	br := bufio.NewReader(c)
 	for i := range 3 { // the first request opens the exit's connection to the origin

@@ -36,12 +36,7 @@ func TestForwardHeaderHygiene(t *testing.T) {
 	_, exit := startExit(t, testConfig())
 
 	// A raw request so nothing between the test and the exit touches headers.
-	c, err := net.Dial("tcp", exit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialRaw(t, exit)
 	req := "GET " + origin.URL + "/path?q=1 HTTP/1.1\r\n" +
 		"Host: " + strings.TrimPrefix(origin.URL, "http://") + "\r\n" +
 		"Proxy-Authorization: Bearer " + testToken + "\r\n" +

@@ -44,6 +44,20 @@ func testConfig() exitnode.Config {
 }
 
 // startExit runs an exit on a loopback port until the test ends.
+// dialRaw opens a plain connection to the exit at addr, closed when the
+// test ends, whose reads and writes give up after 5 s: for tests that speak
+// to the exit byte by byte.
+func dialRaw(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
 func startExit(t testing.TB, cfg exitnode.Config) (*exitnode.Server, string) {
 	t.Helper()
 	s, err := exitnode.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
