@@ -38,6 +38,12 @@ func linkUses(t *testing.T, f *demo.Farm) map[string]float64 {
 	return gathered(t, f, "farmgate_exit_links_total", "link")
 }
 
+// originTunnels counts the http:// requests that went over kept and new
+// tunnels to origins.
+func originTunnels(t *testing.T, f *demo.Farm) map[string]float64 {
+	return gathered(t, f, "farmgate_origin_tunnels_total", "tunnel")
+}
+
 func labelOf(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {

@@ -92,7 +92,7 @@ func TestRequestsReuseTheirTunnelToTheOrigin(t *testing.T) {
 	if got := linkUses(t, f); got["new"] != 1 {
 		t.Errorf("links: %v, want one new link", got)
 	}
-	if got := gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"); got["new"] != 1 || got["kept"] != 7 {
+	if got := originTunnels(t, f); got["new"] != 1 || got["kept"] != 7 {
 		t.Errorf("origin tunnels: %v, want 1 new and 7 kept", got)
 	}
 }
@@ -260,8 +260,7 @@ func TestOriginAnswersOfEveryShape(t *testing.T) {
 	// third, and the chunked answer's tunnel, found one kept.
 	waitFor(t, 3*time.Second, "links given back", func() error {
 		if got := linkUses(t, f); got["new"] != 5 || got["kept"] != 3 {
-			return fmt.Errorf("links: %v, want 5 new and 3 kept (origin tunnels %v)", got,
-				gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"))
+			return fmt.Errorf("links: %v, want 5 new and 3 kept (origin tunnels %v)", got, originTunnels(t, f))
 		}
 		return nil
 	})
@@ -382,7 +381,7 @@ func TestLongAnswersKeepTheirOriginTunnel(t *testing.T) {
 	if n := o.conns(); n != 1 {
 		t.Errorf("the origin saw %d connections for 5 requests from one egress IP, want 1", n)
 	}
-	if got := gathered(t, f, "farmgate_origin_tunnels_total", "tunnel"); got["new"] != 1 || got["kept"] != 4 {
+	if got := originTunnels(t, f); got["new"] != 1 || got["kept"] != 4 {
 		t.Errorf("origin tunnels: %v, want 1 new and 4 kept", got)
 	}
 }
