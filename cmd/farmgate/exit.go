@@ -97,6 +97,11 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	// SIGHUP reloads from the moment the exit says it serves: a reload
+	// that came before the handler would kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger.Info("exit serving", "id", cfg.ID, "listen", ln.Addr().String(), "dc", cfg.DC, "pool", cfg.Pool, "country", cfg.Country, "egress_ips", len(cfg.Egress))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -126,9 +131,6 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		logger.Info("exit joined the farm", "id", cfg.ID, "gossip", node.Addr(), "members", node.NumMembers())
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 wait:
 	for {
 		select {

@@ -277,11 +277,12 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}
-	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
-
+	// SIGHUP reloads from the moment the gateway says it serves.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
+
 	errc := make(chan error, 1)
 	go func() { errc <- gw.Serve(ln) }()
 	current := s
