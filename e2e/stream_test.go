@@ -161,14 +161,14 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 			}
 			return
 		}
-		if r.URL.Path == "/trickle" { // a byte every 300 ms for 3 s
+		if r.URL.Path == "/trickle" { // a byte every 100 ms for 3 s
 			rc := http.NewResponseController(w)
-			for range 10 {
+			for range 30 {
 				if _, err := w.Write([]byte("x")); err != nil {
 					return
 				}
 				_ = rc.Flush()
-				time.Sleep(300 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)
 			}
 			return
 		}
@@ -212,8 +212,8 @@ func TestIdleForwardedRequestIsEnded(t *testing.T) {
 	}
 
 	r := curl(t, proxyURL(f, "demo"), origin.URL+"/trickle")
-	if r.status != http.StatusOK || r.body != "xxxxxxxxxx" {
-		t.Fatalf("slow answer: %d %q, want 200 and all 10 bytes", r.status, r.body)
+	if r.status != http.StatusOK || r.body != strings.Repeat("x", 30) {
+		t.Fatalf("slow answer: %d %q, want 200 and all 30 bytes", r.status, r.body)
 	}
 }
 

@@ -25,19 +25,8 @@ func (g *Gateway) forwardHandler() http.Handler {
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, reply{status: http.StatusBadRequest, reason: "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
 	})
-	gp.OnRequest().DoFunc(func(req *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-		a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
-		if err != nil {
-			r := replyFor(err)
-			g.metrics.refused(r, "")
-			g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
-			return req, r.response(req, "")
-		}
-		cleanRequest(req.Header)
-		pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-			return g.forward(req, &a), nil
-		})
-		return req, nil
+	gp.OnRequest().DoFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		return req, g.serveHTTP(req)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
@@ -51,7 +40,10 @@ func (g *Gateway) forwardHandler() http.Handler {
 			// would otherwise swallow the rest of the body first.
 			_ = rc.EnableFullDuplex()
 		}
-		guard := &idleGuard{rc: rc, idle: g.cfg.IdleTimeout}
+		guard := &idleGuard{idle: g.cfg.IdleTimeout, set: func(d time.Time) error {
+			_ = rc.SetReadDeadline(d)
+			return rc.SetWriteDeadline(d)
+		}}
 		guard.touch()
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = guardedBody{ReadCloser: r.Body, guard: guard}
@@ -73,20 +65,23 @@ func (g *Gateway) forwardHandler() http.Handler {
 // request sets them once, not at every read and write; the cut comes
 // after idle/2 to idle of silence.
 type idleGuard struct {
-	rc   *http.ResponseController
+	set  func(time.Time) error // moves both deadlines of the customer connection
 	idle time.Duration
-	set  atomic.Int64 // UnixNano of the deadlines' last move; body reads run on the transport's goroutine
+	last atomic.Int64 // UnixNano of the deadlines' last move; body reads run on the transport's goroutine
 }
 
 func (g *idleGuard) touch() {
-	now := time.Now()
-	if last := g.set.Load(); last != 0 && now.UnixNano()-last < int64(g.idle/2) {
+	if last := g.last.Load(); last != 0 && time.Now().UnixNano()-last < int64(g.idle/2) {
 		return
 	}
-	g.set.Store(now.UnixNano())
-	d := now.Add(g.idle)
-	_ = g.rc.SetReadDeadline(d)
-	_ = g.rc.SetWriteDeadline(d)
+	g.reset()
+}
+
+// reset moves the deadlines to idle from now.
+func (g *idleGuard) reset() {
+	now := time.Now()
+	g.last.Store(now.UnixNano())
+	_ = g.set(now.Add(g.idle))
 }
 
 type guardedBody struct {

@@ -56,7 +56,8 @@ type Gateway struct {
 
 	mu        sync.Mutex // guards listeners, conns and closing
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{} // connections in our own (CONNECT) path
+	conns     map[net.Conn]struct{} // connections in our own (CONNECT, plain request) path
+	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for a plain request
 	closing   bool
 	wg        sync.WaitGroup // serveConn goroutines
 	bufs      sync.Pool      // *bufio.Reader for reading request heads
@@ -79,6 +80,7 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		logger:    logger.With("component", "gateway"),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
+		idle:      make(map[net.Conn]struct{}),
 	}
 	g.authn.Store(&a)
 	p.OnLeave(g.exitLeft)
@@ -196,14 +198,9 @@ func (g *Gateway) serveConn(c net.Conn) {
 		return
 	}
 	if string(head) != "CONNECT " {
-		// Not ours: hand the connection, with what we buffered, to the
-		// HTTP server. It owns the connection from here.
-		handedOff = true
-		g.untrack(c)
-		c.SetReadDeadline(time.Time{})
-		if !g.httpLn.Push(&handoff.Conn{Conn: c, R: br}) {
-			c.Close()
-		}
+		// Plain requests are served here too; from the first that is
+		// not, the HTTP server owns the connection.
+		handedOff = g.servePlain(c, br)
 		return
 	}
 	target, proxyAuth, err := readConnectHead(br)
@@ -228,6 +225,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closing = true
 	for ln := range g.listeners {
 		ln.Close()
+	}
+	for c := range g.idle {
+		c.Close()
+		delete(g.idle, c)
 	}
 	g.mu.Unlock()
 	g.httpLn.Close()

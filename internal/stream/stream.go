@@ -45,7 +45,13 @@ func (f *Writer) Write(p []byte) (int, error) {
 // the body's first bytes and leaves with them in one write, as with
 // net/http's ReverseProxy: one write, and one wake-up of the reader, fewer
 // per response.
+//
+// A response without a Content-Type goes on without one: net/http's server
+// would guess one from the body, and a proxy adds nothing of its own.
 func (f *Writer) WriteHeader(code int) {
+	if h := f.Header(); h["Content-Type"] == nil {
+		h["Content-Type"] = nil
+	}
 	f.ResponseWriter.WriteHeader(code)
 	if code >= 200 && f.Header().Get("Content-Length") == "" {
 		_ = f.rc.Flush()

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// plainConn is a customer's kept-alive connection to the gateway, spoken
+// byte by byte.
+type plainConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialPlain(t *testing.T, addr string) *plainConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	return &plainConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+var demoCred = "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("demo:demo")) + "\r\n"
+
+func (p *plainConn) send(s string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.c, s); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// read reads one answer to a request of method, its body whole.
+func (p *plainConn) read(method string) (*http.Response, string) {
+	p.t.Helper()
+	resp, err := http.ReadResponse(p.br, &http.Request{Method: method})
+	if err != nil {
+		p.t.Fatalf("read answer: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		p.t.Fatalf("read body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// A kept-alive connection carries plain requests (served by the gateway
+// itself), pipelined ones, and then requests the HTTP server serves, in
+// order; each answer is the origin's, framed for the customer.
+func TestPlainAndOtherRequestsShareAConnection(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, nil)
+	get := func(path string) string {
+		return "GET http://" + o.addr + path + " HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n"
+	}
+	p := dialPlain(t, f.GatewayAddr)
+	want := func(method, body string) {
+		t.Helper()
+		resp, got := p.read(method)
+		if resp.StatusCode != 200 || got != body || resp.Header.Get("X-Farmgate-Exit") == "" {
+			t.Fatalf("%s: %d %q exit %q, want 200 %q", method, resp.StatusCode, got, resp.Header.Get("X-Farmgate-Exit"), body)
+		}
+		if resp.Close {
+			t.Fatalf("%s: the gateway closes a kept-alive connection", method)
+		}
+	}
+	p.send(get("/one"))
+	want("GET", "GET /one\n")
+	p.send(get("/two") + get("/three")) // pipelined
+	want("GET", "GET /two\n")
+	want("GET", "GET /three\n")
+	p.send("HEAD http://" + o.addr + "/four HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n")
+	want("HEAD", "")
+	p.send("POST http://" + o.addr + "/five HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "Content-Length: 3\r\n\r\nabc")
+	want("POST", "POST /five\n")
+	p.send(get("/six"))
+	want("GET", "GET /six\n")
+
+	// A customer who says close gets the answer, then the end.
+	p.send("GET http://" + o.addr + "/last HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "Connection: close\r\n\r\n")
+	resp, body := p.read("GET")
+	if resp.StatusCode != 200 || body != "GET /last\n" || !resp.Close {
+		t.Fatalf("last: %d %q close %v", resp.StatusCode, body, resp.Close)
+	}
+	if _, err := p.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after Connection: close: %v, want EOF", err)
+	}
+
+	// A plain connection that was refused keeps working too.
+	p = dialPlain(t, f.GatewayAddr)
+	p.send("GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n\r\n")
+	if resp, _ := p.read("GET"); resp.StatusCode != http.StatusProxyAuthRequired || resp.Header.Get("X-Farmgate-Error") == "" ||
+		resp.Header.Get("Proxy-Authenticate") == "" {
+		t.Fatalf("without credentials: %d %v", resp.StatusCode, resp.Header)
+	}
+	p.send(get("/after"))
+	want("GET", "GET /after\n")
+}
+
+// The customer gets the origin's header as it was sent: nothing guessed
+// (net/http's server would sniff a Content-Type), a Date if the origin gave
+// none (as RFC 9110 asks of a proxy), whichever path served the request.
+func TestAnswersCarryTheOriginsHeader(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	dest := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 15\r\nX-Origin: a\r\nX-Origin: b\r\n\r\n<html>hi</html>")
+		}
+	})
+	p := dialPlain(t, f.GatewayAddr)
+	for _, req := range []string{
+		"GET http://" + dest + "/ HTTP/1.1\r\nHost: " + dest + "\r\n" + demoCred + "\r\n",
+		"POST http://" + dest + "/ HTTP/1.1\r\nHost: " + dest + "\r\n" + demoCred + "Content-Length: 1\r\n\r\nx",
+	} {
+		method, _, _ := strings.Cut(req, " ")
+		p.send(req)
+		resp, body := p.read(method)
+		if resp.StatusCode != 200 || body != "<html>hi</html>" {
+			t.Fatalf("%s: %d %q", method, resp.StatusCode, body)
+		}
+		if ct, ok := resp.Header["Content-Type"]; ok {
+			t.Errorf("%s: Content-Type %q added", method, ct)
+		}
+		if resp.Header.Get("Date") == "" || strings.Join(resp.Header["X-Origin"], ",") != "a,b" {
+			t.Errorf("%s: header %v", method, resp.Header)
+		}
+	}
+}
+
+// Shutdown closes kept-alive connections that wait for their next request
+// at once; it does not wait for the customer to close them.
+func TestShutdownClosesIdleKeptAliveConnections(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	p := dialPlain(t, f.GatewayAddr)
+	p.send("GET http://" + f.Origin.HTTPAddr + "/ip HTTP/1.1\r\nHost: " + f.Origin.HTTPAddr + "\r\n" + demoCred + "\r\n")
+	if resp, _ := p.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.Gateway.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("shutdown took %s with one idle kept-alive connection", d)
+	}
+	if _, err := p.br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection after shutdown: %v, want EOF", err)
+	}
+}
