@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -335,59 +336,61 @@ var errMore = errors.New("request head incomplete")
 // Content-Length, Transfer-Encoding, Expect or Upgrade. Whatever is not
 // plain, malformed heads included, is the HTTP server's to answer.
 func parsePlain(buf []byte) (*http.Request, int, error) {
-	line, rest, err := cutLine(buf)
+	n, lines, err := headLen(buf)
 	if err != nil {
 		return nil, 0, err
 	}
-	method, line, _ := bytes.Cut(line, []byte{' '})
-	target, proto, _ := bytes.Cut(line, []byte{' '})
-	if string(proto) != "HTTP/1.1" || !bytes.HasPrefix(target, []byte("http://")) {
+	// One string for the head: every string of the request points into it.
+	head := string(buf[:n])
+	line, rest, _ := strings.Cut(head, "\r\n")
+	method, line, _ := strings.Cut(line, " ")
+	target, proto, _ := strings.Cut(line, " ")
+	if proto != "HTTP/1.1" || !strings.HasPrefix(target, "http://") {
 		return nil, 0, errNotPlain
 	}
-	var m string
-	switch string(method) {
-	case http.MethodGet:
-		m = http.MethodGet
-	case http.MethodHead:
-		m = http.MethodHead
+	switch method {
+	case http.MethodGet, http.MethodHead:
 	default:
 		return nil, 0, errNotPlain
 	}
-	h := make(http.Header, 8)
-	for {
-		line, rest, err = cutLine(rest)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(line) == 0 {
+	h := make(http.Header, lines)
+	values := make([]string, lines)
+	for i := 0; ; i++ {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
 			break
 		}
-		k, v, ok := bytes.Cut(line, []byte{':'})
-		if !ok || !httpguts.ValidHeaderFieldName(string(k)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(k) {
 			return nil, 0, errNotPlain
 		}
-		v = bytes.Trim(v, " \t")
-		if !httpguts.ValidHeaderFieldValue(string(v)) {
+		v = strings.Trim(v, " \t")
+		if !httpguts.ValidHeaderFieldValue(v) {
 			return nil, 0, errNotPlain
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(k))
+		key := textproto.CanonicalMIMEHeaderKey(k)
 		switch key {
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade":
 			return nil, 0, errNotPlain
 		}
-		h[key] = append(h[key], string(v))
+		if vs, ok := h[key]; ok {
+			h[key] = append(vs, v)
+		} else {
+			values[i] = v
+			h[key] = values[i : i+1 : i+1]
+		}
 	}
 	hosts := h["Host"]
 	if len(hosts) != 1 || !httpguts.ValidHostHeader(hosts[0]) {
 		return nil, 0, errNotPlain
 	}
 	delete(h, "Host")
-	u, err := url.ParseRequestURI(string(target))
+	u, err := url.ParseRequestURI(target)
 	if err != nil || u.Host == "" {
 		return nil, 0, errNotPlain
 	}
 	req := &http.Request{
-		Method:     m,
+		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
@@ -395,25 +398,30 @@ func parsePlain(buf []byte) (*http.Request, int, error) {
 		Header:     h,
 		Body:       http.NoBody,
 		Host:       u.Host,
-		RequestURI: string(target),
+		RequestURI: target,
 		Close:      httpguts.HeaderValuesContainsToken(h["Connection"], "close"),
 	}
-	return req, len(buf) - len(rest), nil
+	return req, n, nil
 }
 
-// cutLine cuts the first CRLF-ended line off buf: errMore if there is no
-// line end yet, errNotPlain for a bare LF or an obsolete folded line.
-func cutLine(buf []byte) (line, rest []byte, err error) {
-	i := bytes.IndexByte(buf, '\n')
-	if i < 0 {
-		return nil, nil, errMore
+// headLen returns the length of the request head at the start of buf and
+// its number of header lines: errMore if it has no end yet, errNotPlain for
+// a bare LF or an obsolete folded line.
+func headLen(buf []byte) (n, lines int, err error) {
+	for i := 0; ; lines++ {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0, 0, errMore
+		}
+		if j == 0 || buf[i+j-1] != '\r' {
+			return 0, 0, errNotPlain
+		}
+		if i > 0 && (buf[i] == ' ' || buf[i] == '\t') {
+			return 0, 0, errNotPlain
+		}
+		if j == 1 && i > 0 {
+			return i + 2, lines - 1, nil // the request line is not a header line
+		}
+		i += j + 1
 	}
-	if i == 0 || buf[i-1] != '\r' {
-		return nil, nil, errNotPlain
-	}
-	line, rest = buf[:i-1], buf[i+1:]
-	if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-		return nil, nil, errNotPlain
-	}
-	return line, rest, nil
 }
