@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -168,5 +170,54 @@ func TestShutdownClosesIdleKeptAliveConnections(t *testing.T) {
 	}
 	if _, err := p.br.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection after shutdown: %v, want EOF", err)
+	}
+}
+
+// A customer who closes the connection while the origin is still thinking
+// is gone at once for the gateway: the request is cancelled, the origin
+// sees its connection end, and the exit's slot is free again.
+func TestCustomerWhoLeavesCancelsTheRequest(t *testing.T) {
+	t.Parallel()
+	gone := make(chan struct{}, 1)
+	dest := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		// No answer: wait for the gateway's side to end.
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			gone <- struct{}{}
+		}
+	})
+	f := startFarm(t, noProbes)
+	for _, method := range []string{"GET", "POST"} {
+		p := dialPlain(t, f.GatewayAddr)
+		req := method + " http://" + dest + "/ HTTP/1.1\r\nHost: " + dest + "\r\n" + demoCred
+		if method == "POST" {
+			req += "Content-Length: 1\r\n\r\nx"
+		} else {
+			req += "\r\n"
+		}
+		p.send(req)
+		waitFor(t, 3*time.Second, method+": counted active", func() error {
+			if activeTunnels(f) == 0 {
+				return errors.New("no exit counts it")
+			}
+			return nil
+		})
+		time.Sleep(100 * time.Millisecond) // past any grace before a watch
+		p.c.Close()
+		select {
+		case <-gone:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the origin still holds the request 5s after the customer left", method)
+		}
+		waitFor(t, 3*time.Second, method+": slot freed", func() error {
+			if n := activeTunnels(f); n != 0 {
+				return fmt.Errorf("%d still active", n)
+			}
+			return nil
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -49,6 +50,7 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 		timer.Reset(time.Until(d))
 		return nil
 	}}
+	leave := newLeaveWatch(c, br, cancel)
 	remote := c.RemoteAddr().String()
 	readDeadline := true // serveConn's, for the first head
 	for first := true; ; first = false {
@@ -80,13 +82,75 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 		guard.touch()
 		req = req.WithContext(ctx)
 		req.RemoteAddr = remote
+		leave.arm()
 		resp := g.serveHTTP(req)
 		keep := g.writePlain(c, req, resp, &guard)
+		leave.stop()
 		if !keep || g.isClosing() {
 			g.putBuf(br)
 			return false
 		}
 	}
+}
+
+// leaveWatchAfter is how long a request is out before the gateway watches
+// for its customer leaving: most answers come sooner, and need no watch.
+const leaveWatchAfter = 50 * time.Millisecond
+
+// leaveWatch notices a customer who closes the connection while a request is
+// out (net/http's server reads in the background for this), and cancels the
+// request: a customer who gives up on a slow origin frees the exit's slot
+// and their own concurrency at once, not when the origin answers.
+type leaveWatch struct {
+	c       net.Conn
+	br      *bufio.Reader
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	armed   bool          // since arm, until stop (the request's goroutine)
+	done    chan struct{} // a started watch ended
+	aborted atomic.Bool   // stop ended the watch: not the customer leaving
+}
+
+func newLeaveWatch(c net.Conn, br *bufio.Reader, cancel context.CancelFunc) *leaveWatch {
+	w := &leaveWatch{c: c, br: br, cancel: cancel, done: make(chan struct{}, 1)}
+	w.timer = time.AfterFunc(time.Hour, w.watch)
+	w.timer.Stop()
+	return w
+}
+
+// arm starts watching leaveWatchAfter from now, unless bytes of the next
+// request are already buffered (the customer is still there, and the
+// buffer is not the watch's to fill).
+func (w *leaveWatch) arm() {
+	if w.br.Buffered() == 0 {
+		w.armed = true
+		w.timer.Reset(leaveWatchAfter)
+	}
+}
+
+// watch waits for the customer's next bytes (left in br for the next
+// request) or the end of the connection, which cancels the request.
+func (w *leaveWatch) watch() {
+	if _, err := w.br.Peek(1); err != nil && !w.aborted.Load() {
+		w.cancel()
+	}
+	w.done <- struct{}{}
+}
+
+// stop ends the watch; the connection is the caller's again.
+func (w *leaveWatch) stop() {
+	if !w.armed {
+		return
+	}
+	w.armed = false
+	if w.timer.Stop() {
+		return // it had not started
+	}
+	w.aborted.Store(true)
+	w.c.SetReadDeadline(time.Unix(1, 0))
+	<-w.done
+	w.c.SetReadDeadline(time.Time{})
+	w.aborted.Store(false)
 }
 
 // waitRequest waits, up to IdleTimeout, for the first bytes of the next
