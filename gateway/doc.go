@@ -11,4 +11,11 @@
 // through a CONNECT tunnel across the exit, kept for the next request from
 // the same egress IP to the same origin (origins.go); other forwarded
 // requests go to the exit's HTTP proxy.
+//
+// The gateway reads every connection's first request itself (gateway.go):
+// CONNECT and SOCKS5 tunnels are set up on the raw connection, and so are
+// plain requests (a bodiless GET or HEAD in absolute form, plain.go), one
+// after another on a kept-alive connection. From the first request that is
+// not plain, net/http's server and goproxy serve the connection
+// (forward.go); both paths admit and forward through serveHTTP.
 package gateway
