@@ -138,7 +138,7 @@ func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(i
 		}
 	}
 	if ec.br == nil {
-		ec.br = originReaders.Get().(*bufio.Reader)
+		ec.br = readers.Get().(*bufio.Reader)
 		ec.br.Reset(ec.Conn)
 	}
 	ec.SetReadDeadline(time.Now().Add(timeout))

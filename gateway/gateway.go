@@ -60,7 +60,6 @@ type Gateway struct {
 	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for a plain request
 	closing   bool
 	wg        sync.WaitGroup // serveConn goroutines
-	bufs      sync.Pool      // *bufio.Reader for reading request heads
 }
 
 // New builds a gateway; it serves nothing until Serve is called.
@@ -88,7 +87,6 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	g.metrics = newMetrics(g.cfg.Metrics)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.bufs.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	g.httpLn = handoff.NewListener()
 	g.httpSrv = &http.Server{
 		Handler:           g.forwardHandler(),
@@ -181,7 +179,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 		}
 	}()
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
-	br := g.bufs.Get().(*bufio.Reader)
+	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
 	first, err := br.Peek(1)
 	if err != nil {
@@ -215,7 +213,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 
 func (g *Gateway) putBuf(br *bufio.Reader) {
 	br.Reset(nil)
-	g.bufs.Put(br)
+	readers.Put(br)
 }
 
 // Shutdown stops accepting, lets live tunnels and requests finish until ctx

@@ -80,9 +80,10 @@ const maxIdleOrigins = 4096
 // gateways: 40 of them at this cap take half its slots.
 const maxIdleOriginsPerExit = 128
 
-// originReaders holds the readers of answers: an idle origin tunnel keeps
-// none.
-var originReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// readers holds the readers of customers' request heads and of origins'
+// answers: a connection holds one only while it reads (an idle origin
+// tunnel holds none).
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
 	return &originClient{dialer: d, timeout: timeout, max: min(max, maxIdleOriginsPerExit), budget: budget, idle: map[originKey][]idle[*exitConn]{},
@@ -209,7 +210,7 @@ func (c *originClient) put(key originKey, ec *exitConn) {
 		return
 	}
 	ec.br.Reset(nil)
-	originReaders.Put(ec.br)
+	readers.Put(ec.br)
 	ec.br = nil
 	c.mu.Lock()
 	if c.closed || c.n >= c.max || c.budget.Load() >= maxIdleOrigins {
