@@ -149,6 +149,39 @@ func TestAnswersCarryTheOriginsHeader(t *testing.T) {
 	}
 }
 
+// Answers with an empty body, of every framing, arrive whole, and the
+// connection carries the next request.
+func TestEmptyAnswersArrive(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	answers := map[string]string{
+		"/length":  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"/created": "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nLocation: /x\r\n\r\n",
+	}
+	dest := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, answers[req.URL.Path])
+		}
+	})
+	p := dialPlain(t, f.GatewayAddr)
+	for range 2 {
+		for _, path := range []string{"/length", "/chunked", "/created"} {
+			p.send("GET http://" + dest + path + " HTTP/1.1\r\nHost: " + dest + "\r\n" + demoCred + "\r\n")
+			resp, body := p.read("GET")
+			if resp.StatusCode/100 != 2 || body != "" || resp.Close {
+				t.Fatalf("%s: %d %q close %v", path, resp.StatusCode, body, resp.Close)
+			}
+		}
+	}
+}
+
 // Shutdown closes kept-alive connections that wait for their next request
 // at once; it does not wait for the customer to close them.
 func TestShutdownClosesIdleKeptAliveConnections(t *testing.T) {

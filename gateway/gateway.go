@@ -54,7 +54,7 @@ type Gateway struct {
 	httpSrv *http.Server
 	httpLn  *handoff.Listener
 
-	mu        sync.Mutex // guards listeners, conns and closing
+	mu        sync.Mutex // guards listeners, conns, idle and closing
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // connections in our own (CONNECT, plain request) path
 	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for a plain request

@@ -239,7 +239,9 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 	var chunkHead [20]byte
 	for {
 		n, rerr := resp.Body.Read(buf)
-		if n > 0 || (chunked && rerr == io.EOF) {
+		// An empty body still ends a chunked answer, and still sends the
+		// head of one with a length (0).
+		if n > 0 || rerr == io.EOF && (chunked || head != nil) {
 			out := net.Buffers{head}
 			head = nil
 			if chunked {
@@ -247,7 +249,7 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 					out = append(out, append(strconv.AppendInt(chunkHead[:0], int64(n), 16), '\r', '\n'), buf[:n], crlf)
 				}
 				if rerr == io.EOF {
-					out = append(out, appendTrailer(bufs.trailer[:0], resp.Trailer))
+					out = append(out, appendTrailer(nil, resp.Trailer))
 				}
 			} else {
 				out = append(out, buf[:n])
@@ -272,8 +274,7 @@ var crlf = []byte("\r\n")
 
 // plainBuf holds what writePlain needs per response.
 type plainBuf struct {
-	head, trailer []byte
-	body          []byte
+	head, body []byte
 }
 
 var plainBufs = sync.Pool{New: func() any {
