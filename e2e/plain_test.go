@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +257,91 @@ func TestCustomerWhoLeavesCancelsTheRequest(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// The gateway's own answers to plain requests match what the HTTP server
+// path gives for the same origin answer: a GET with a head too long to be
+// plain takes that path.
+func TestPlainAnswersMatchTheHTTPServers(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	answers := map[string]string{
+		"/length":   "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello",
+		"/empty":    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"/chunked":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"/trailer":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: done\r\n\r\n",
+		"/missing":  "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+		"/odd":      "HTTP/1.1 299 Whatever\r\nContent-Length: 2\r\n\r\nok",
+		"/nothing":  "HTTP/1.1 204 No Content\r\nX-B: b\r\n\r\n",
+		"/same":     "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+		"/dated":    "HTTP/1.1 200 OK\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\nContent-Length: 1\r\n\r\nd",
+		"/hop":      "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\nh",
+		"/farmgate": "HTTP/1.1 200 OK\r\nX-Farmgate-Exit: fake\r\nContent-Length: 1\r\n\r\nf",
+	}
+	dest := serveTCP(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, answers[req.URL.Path])
+		}
+	})
+	long := "X-Pad: " + strings.Repeat("p", 5000) + "\r\n"
+	type answer struct {
+		status int
+		header http.Header
+		body   string
+		trail  http.Header
+	}
+	ask := func(p *plainConn, method, path, extra string) answer {
+		t.Helper()
+		p.send(method + " http://" + dest + path + " HTTP/1.1\r\nHost: " + dest + "\r\n" + demoCred + extra + "\r\n")
+		resp, body := p.read(method)
+		if resp.Close {
+			t.Fatalf("%s %s: the connection closes", method, path)
+		}
+		resp.Header.Del("Date")
+		resp.Header.Del("X-Farmgate-Exit") // which exit: rotation
+		return answer{resp.StatusCode, resp.Header, body, resp.Trailer}
+	}
+	plain, other := dialPlain(t, f.GatewayAddr), dialPlain(t, f.GatewayAddr)
+	for path := range answers {
+		for _, method := range []string{"GET", "HEAD"} {
+			got, want := ask(plain, method, path, ""), ask(other, method, path, long)
+			if got.status != want.status || got.body != want.body || !maps.EqualFunc(got.header, want.header, slices.Equal) ||
+				!maps.EqualFunc(got.trail, want.trail, slices.Equal) {
+				t.Errorf("%s %s:\n plain       %d %v %q trailer %v\n http server %d %v %q trailer %v", method, path,
+					got.status, got.header, got.body, got.trail, want.status, want.header, want.body, want.trail)
+			}
+		}
+	}
+}
+
+// A request that arrives while the one before is slow to answer (and
+// watched for the customer leaving) is served next, whole.
+func TestRequestBehindASlowAnswer(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	p := dialPlain(t, f.GatewayAddr)
+	get := func(path string) string {
+		return "GET http://" + o.addr + path + " HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n"
+	}
+	p.send(get("/slow"))
+	time.Sleep(150 * time.Millisecond)
+	p.send(get("/next"))
+	for _, want := range []string{"/slow", "/next"} {
+		if resp, body := p.read("GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("%s: %d %q", want, resp.StatusCode, body)
+		}
 	}
 }
