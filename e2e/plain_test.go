@@ -345,3 +345,51 @@ func TestRequestBehindASlowAnswer(t *testing.T) {
 		}
 	}
 }
+
+// A customer's Connection: close is about their connection to the gateway
+// (RFC 9110 section 7.6.1): the origin does not see it, and the tunnel to
+// the origin is kept for the next request, as net/http's ReverseProxy does.
+// Clients such as Python's urllib send it with every request.
+func TestCustomersConnectionCloseStaysWithThem(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s connection=%q", r.Method, r.Header.Get("Connection"))
+	})
+	for i, method := range []string{"GET", "GET", "HEAD", "POST"} {
+		args := []string{"-X", method, "-H", "Connection: close"}
+		switch method {
+		case "HEAD":
+			args = []string{"-I", "-H", "Connection: close"}
+		case "POST":
+			args = append(args, "--data", "x")
+		}
+		r := curl(t, proxyURL(f, "demo-country-us-session-close"), "http://"+o.addr+"/", args...)
+		if r.status != 200 || method != "HEAD" && r.body != method+` connection=""` {
+			t.Fatalf("request %d (%s): %d %q", i, method, r.status, r.body)
+		}
+		settled(t, f, "us-1")
+	}
+	// The bodiless ones share one tunnel to the origin; the POST goes
+	// through the exit's HTTP proxy, which keeps its own connection.
+	if n := o.conns(); n != 2 {
+		t.Errorf("the origin saw %d connections for 4 requests, want 2", n)
+	}
+	// The customer's own connection still ends after the answer, on
+	// either path.
+	for _, req := range []string{
+		"GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "Connection: close\r\n\r\n",
+		"POST http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "Connection: close\r\nContent-Length: 1\r\n\r\nx",
+	} {
+		p := dialPlain(t, f.GatewayAddr)
+		method, _, _ := strings.Cut(req, " ")
+		p.send(req)
+		if resp, _ := p.read(method); resp.StatusCode != 200 || !resp.Close {
+			t.Errorf("%s with Connection: close: %d, close %v", method, resp.StatusCode, resp.Close)
+		}
+		if _, err := p.br.ReadByte(); err != io.EOF {
+			t.Errorf("%s with Connection: close: %v after the answer, want EOF", method, err)
+		}
+	}
+}

@@ -165,6 +165,11 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	var resp *http.Response
 	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream) (err error) {
 		out := req.WithContext(withEgress(ctx, pick.Egress))
+		// The customer's Connection: close is about their connection
+		// (hop-by-hop), as with net/http's ReverseProxy: the connection
+		// to the exit, and the tunnel to the origin, stay for the next
+		// request.
+		out.Close = false
 		if _, ok := out.Header["User-Agent"]; !ok {
 			// net/http would add its own; a customer who sent none sends none.
 			out.Header["User-Agent"] = []string{""}
