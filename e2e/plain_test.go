@@ -184,6 +184,36 @@ func TestEmptyAnswersArrive(t *testing.T) {
 	}
 }
 
+// A request in flight when the gateway starts shutting down is answered,
+// with Connection: close, and the connection ends.
+func TestShutdownAnswersRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "late")
+	})
+	p := dialPlain(t, f.GatewayAddr)
+	p.send("GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n")
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- f.Gateway.Shutdown(ctx)
+	}()
+	resp, body := p.read("GET")
+	if resp.StatusCode != 200 || body != "late" || !resp.Close {
+		t.Fatalf("answer during shutdown: %d %q close %v", resp.StatusCode, body, resp.Close)
+	}
+	if _, err := p.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want EOF", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
 // Shutdown closes kept-alive connections that wait for their next request
 // at once; it does not wait for the customer to close them.
 func TestShutdownClosesIdleKeptAliveConnections(t *testing.T) {

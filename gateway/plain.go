@@ -218,7 +218,9 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 			chunked = true
 		}
 	}
-	keep = !req.Close
+	// A gateway that is shutting down says so, as net/http's server does:
+	// the customer sends the next request on a new connection.
+	keep = !req.Close && !g.isClosing()
 	head := appendHead(bufs.head[:0], resp, chunked, !keep)
 	bufs.head = head
 	if !withBody {
