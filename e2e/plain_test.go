@@ -391,3 +391,39 @@ func TestCustomersConnectionCloseStaysWithThem(t *testing.T) {
 		}
 	}
 }
+
+// A request net/http's server cannot read is refused with a reason, like
+// every other refusal: a malformed head, on a connection's first request or
+// after others, and a head over the server's limit.
+func TestUnreadableRequestsCarryAReason(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, noProbes)
+	o := startCountingOrigin(t, time.Minute, nil)
+	malformed := "GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\nNo colon here\r\n\r\n"
+	for _, tc := range []struct {
+		name, before, req string
+		status            int
+	}{
+		{"malformed first", "", malformed, http.StatusBadRequest},
+		{"malformed after a POST", "POST http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred +
+			"Content-Length: 1\r\n\r\nx", malformed, http.StatusBadRequest},
+		{"too large", "", "GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\nX-Big: " +
+			strings.Repeat("b", 1<<20+8192) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		p := dialPlain(t, f.GatewayAddr)
+		if tc.before != "" {
+			p.send(tc.before)
+			if resp, _ := p.read("POST"); resp.StatusCode != 200 {
+				t.Fatalf("%s: first request %d", tc.name, resp.StatusCode)
+			}
+		}
+		go io.WriteString(p.c, tc.req) // the gateway may answer before reading it all
+		resp, err := http.ReadResponse(p.br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("X-Farmgate-Error") != "bad_request" {
+			t.Errorf("%s: %d %q, want %d bad_request", tc.name, resp.StatusCode, resp.Header.Get("X-Farmgate-Error"), tc.status)
+		}
+	}
+}

@@ -107,6 +107,7 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	c = unserved(c)
 	// Deadlines of the requests before stay on a hijacked connection; the
 	// tunnel's watcher times it out from here.
 	_ = c.SetDeadline(time.Time{})

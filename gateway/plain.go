@@ -65,7 +65,7 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 			timer.Stop()
 			c.SetDeadline(time.Time{})
 			g.untrack(c)
-			if !g.httpLn.Push(&handoff.Conn{Conn: c, R: br}) {
+			if !g.httpLn.Push(servedConn{&handoff.Conn{Conn: c, R: br}}) {
 				c.Close()
 			}
 			return true
