@@ -16,8 +16,9 @@ import (
 type servedConn struct{ *handoff.Conn }
 
 // cannedHeader is the header of net/http's own refusals, right after the
-// status line. Its answers through a handler always carry a header of ours
-// first (sorted handler headers come before the server's), and a Date.
+// status line. An answer through our handler cannot look like it: it
+// carries an X-Farmgate-* header, and the handler's headers are written
+// before the server's own Connection and Date.
 const cannedHeader = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
 func (c servedConn) Write(p []byte) (int, error) {
