@@ -159,15 +159,15 @@ func buffered(br *bufio.Reader) []byte {
 	return bytes.Clone(b)
 }
 
-// openConnect reads a CONNECT head from br, checks the token and the egress
-// IP, takes a slot and dials the target. On success the caller owns the
-// slot (release) and dest; on error the gateway has been answered. Either
-// way offer says what the gateway asked of the link.
 // linkOffer is what a gateway's CONNECT asked of the connection: to carry
 // the tunnel on a link (framed), and to keep the exit's direction framed
 // to the end (noRaw).
 type linkOffer struct{ framed, noRaw bool }
 
+// openConnect reads a CONNECT head from br, checks the token and the egress
+// IP, takes a slot and dials the target. On success the caller owns the
+// slot (release) and dest; on error the gateway has been answered. Either
+// way offer says what the gateway asked of the link.
 func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, offer linkOffer, err error) {
 	var auth, egress []string
 	target, err := wire.ReadConnectHead(br, func(k, v []byte) {

@@ -43,7 +43,6 @@ func testConfig() exitnode.Config {
 	return cfg
 }
 
-// startExit runs an exit on a loopback port until the test ends.
 // dialRaw opens a plain connection to the exit at addr, closed when the
 // test ends, whose reads and writes give up after 5 s: for tests that speak
 // to the exit byte by byte.
@@ -58,6 +57,7 @@ func dialRaw(t testing.TB, addr string) net.Conn {
 	return c
 }
 
+// startExit runs an exit on a loopback port until the test ends.
 func startExit(t testing.TB, cfg exitnode.Config) (*exitnode.Server, string) {
 	t.Helper()
 	s, err := exitnode.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
