@@ -225,11 +225,12 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 					return errQuotaExceeded
 				}
 				if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
-					if !g.allowedNow(a.customer.User) {
+					next, ok := g.renewedUntil(a.customer.User, now)
+					if !ok {
 						g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)
 						return errExpired
 					}
-					recheck = now.Add(expiryRecheck).UnixNano()
+					recheck = next
 				}
 				return nil
 			}

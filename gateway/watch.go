@@ -78,9 +78,9 @@ func (g *Gateway) watchOnce() {
 // they opened, has expired since, unless the store says it was renewed:
 // then it asks again in expiryRecheck.
 func (g *Gateway) cutExpired(user string, ts []*tunnel, now time.Time) {
-	if g.allowedNow(user) {
+	if next, ok := g.renewedUntil(user, now); ok {
 		for _, t := range ts {
-			t.recheck.Store(now.Add(expiryRecheck).UnixNano())
+			t.recheck.Store(next)
 		}
 		return
 	}
@@ -94,6 +94,16 @@ func (g *Gateway) cutExpired(user string, ts []*tunnel, now time.Time) {
 // expiryRecheck is how long a renewal found after an expiry holds before
 // the store is asked again.
 const expiryRecheck = time.Minute
+
+// renewedUntil asks the store about a customer whose account had expired
+// by what the gateway knew: if it was renewed, when (UnixNano) to ask
+// again; false if the account is over.
+func (g *Gateway) renewedUntil(user string, now time.Time) (int64, bool) {
+	if !g.allowedNow(user) {
+		return 0, false
+	}
+	return now.Add(expiryRecheck).UnixNano(), true
+}
 
 // allowedNow asks the current customer store whether user may still log
 // in. A store that cannot tell (Redis down) gets the benefit of the doubt;
