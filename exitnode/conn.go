@@ -13,6 +13,7 @@ import (
 	"github.com/farmgate/farmgate/internal/accept"
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -94,7 +95,7 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	}
 	if idle && len(rest) == 0 {
 		c.SetReadDeadline(time.Now().Add(link.IdleTimeout))
-		if err := link.WaitReadable(c); err != nil || !s.busyHead(c) {
+		if err := rawio.WaitReadable(c); err != nil || !s.busyHead(c) {
 			s.untrackHead(c)
 			c.Close()
 			return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/accept"
 	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -180,7 +181,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 	}()
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
 	br := readers.Get().(*bufio.Reader)
-	br.Reset(c)
+	br.Reset(rawio.Reader{C: c})
 	first, err := br.Peek(1)
 	if err != nil {
 		g.putBuf(br)

@@ -11,12 +11,12 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/rawio"
 )
 
 // originClient sends bodiless http:// requests to origins through tunnels
@@ -290,12 +290,12 @@ func (c *originClient) closeIdle() {
 // waitNone reports, without waiting, whether c is still open with nothing
 // to read: nil when so.
 func waitNone(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil // the exchange finds out, and retries a replayable request
 	}
 	var b [1]byte
-	n, err := link.ReadNow(sc, b[:], true)
+	n, err := rawio.Peek(tc, b[:], true)
 	if err != nil {
 		return err
 	}

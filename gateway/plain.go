@@ -27,6 +27,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/rawio"
 )
 
 // servePlain serves plain requests on c while they come; br holds what was
@@ -225,7 +226,7 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 	bufs.head = head
 	if !withBody {
 		guard.touch()
-		if _, err := c.Write(head); err != nil {
+		if _, err := rawio.Write(c, head); err != nil {
 			return false
 		}
 		// The body is empty; reading its end gives the tunnel back.
@@ -257,7 +258,7 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 				out = append(out, buf[:n])
 			}
 			guard.touch()
-			if _, err := out.WriteTo(c); err != nil {
+			if _, err := rawio.Writev(c, &out); err != nil {
 				return false
 			}
 		}

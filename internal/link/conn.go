@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/rawio"
 )
 
 // Conn is a tunnel on a link whose bytes its owner reads and writes itself,
@@ -50,7 +51,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case c.ended:
 			return 0, io.EOF
 		case c.raw && len(c.pending) == 0:
-			return c.tc.Read(p)
+			return rawio.Read(c.tc, p)
 		}
 		var n int
 		if len(c.pending) > 0 {
@@ -58,7 +59,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.pending = c.pending[n:]
 		} else {
 			var err error
-			n, err = c.tc.Read(p)
+			n, err = rawio.Read(c.tc, p)
 			if n == 0 {
 				if errors.Is(err, io.EOF) {
 					err = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
@@ -136,8 +137,7 @@ func (c *Conn) CloseWrite() error {
 		return nil
 	}
 	c.sentEnd = true
-	var end [hdrLen]byte
-	_, err := c.tc.Write(end[:])
+	_, err := rawio.Write(c.tc, endFrame[:])
 	return err
 }
 
@@ -160,7 +160,7 @@ func (c *Conn) Poll() error {
 	// After a switch to raw (a long answer) the exit's direction is plain
 	// bytes up to its half-close: peek, so an idle tunnel loses nothing.
 	var buf [hdrLen + 1]byte
-	m, err := ReadNow(c.tc, buf[:], c.raw)
+	m, err := rawio.Peek(c.tc, buf[:], c.raw)
 	switch {
 	case errors.Is(err, io.EOF) && c.raw:
 		// The origin closed; the link cannot carry another tunnel.
@@ -210,35 +210,4 @@ func (c *Conn) End(deadline time.Time) *net.TCPConn {
 	}
 	c.tc.SetDeadline(time.Time{})
 	return c.tc
-}
-
-// ReadNow reads what c has, up to len(p), without waiting (with peek,
-// leaving it there): n bytes; 0 and nil when nothing is there; 0 and
-// io.EOF when the peer closed.
-func ReadNow(c syscall.Conn, p []byte, peek bool) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	flags := syscall.MSG_DONTWAIT
-	if peek {
-		flags |= syscall.MSG_PEEK
-	}
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, _, rerr = syscall.Recvfrom(int(fd), p, flags)
-		return true
-	}); err != nil {
-		return 0, err
-	}
-	switch {
-	case rerr == syscall.EAGAIN:
-		return 0, nil
-	case rerr != nil:
-		return 0, rerr
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return n, nil
 }

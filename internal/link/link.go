@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/splice"
 )
 
@@ -73,6 +74,9 @@ var bufs = sync.Pool{New: func() any {
 	return &b
 }}
 
+// endFrame is an end frame; it is only ever read.
+var endFrame [hdrLen]byte
+
 // Send copies src to the link until src's EOF, then ends the direction:
 // with an end frame, or after a switch to raw with a half-close of the
 // link. It returns the tunnel bytes sent and whether it switched to raw.
@@ -97,7 +101,7 @@ func send(link, src net.Conn, mayRaw bool) (n int64, raw bool, err error) {
 			if raw {
 				out = binary.BigEndian.AppendUint32(out, rawWord)
 			}
-			_, werr := link.Write(out)
+			_, werr := rawio.Write(link, out)
 			bufs.Put(bp)
 			if werr != nil {
 				return n, false, werr
@@ -115,8 +119,7 @@ func send(link, src net.Conn, mayRaw bool) (n int64, raw bool, err error) {
 		}
 		bufs.Put(bp)
 		if rerr == io.EOF {
-			var end [hdrLen]byte
-			_, err = link.Write(end[:])
+			_, err = rawio.Write(link, endFrame[:])
 			return n, false, err
 		}
 		return n, false, rerr
@@ -131,7 +134,7 @@ func SendBytes(link net.Conn, p []byte) error {
 	for len(p) > 0 {
 		k := min(len(p), MaxChunk)
 		b := binary.BigEndian.AppendUint32((*bp)[:0], uint32(k))
-		if _, err := link.Write(append(b, p[:k]...)); err != nil {
+		if _, err := rawio.Write(link, append(b, p[:k]...)); err != nil {
 			return err
 		}
 		p = p[k:]
@@ -194,7 +197,7 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 	for len(p) > 0 {
 		if r.left > 0 {
 			k := min(r.left, len(p))
-			if _, err := r.dst.Write(p[:k]); err != nil {
+			if _, err := rawio.Write(r.dst, p[:k]); err != nil {
 				return false, nil, err
 			}
 			r.n += int64(k)
@@ -218,7 +221,7 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 		case w == rawWord:
 			r.raw = true
 			if len(p) > 0 {
-				if _, err := r.dst.Write(p); err != nil {
+				if _, err := rawio.Write(r.dst, p); err != nil {
 					return false, nil, err
 				}
 				r.n += int64(len(p))
@@ -238,11 +241,13 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 // raw socket. m == 0 comes with an error (io.EOF at the end); the caller
 // puts the buffer back.
 func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
-	sc, ok := c.(syscall.Conn)
+	// Like rawio, only a *net.TCPConn is read by descriptor: a wrapper's
+	// Read may do more than move bytes.
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return readChunkSlow(c)
 	}
-	rc, err := sc.SyscallConn()
+	rc, err := tc.SyscallConn()
 	if err != nil {
 		return readChunkSlow(c)
 	}
@@ -252,10 +257,8 @@ func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
 			bp = bufs.Get().(*[]byte)
 		}
 		for {
-			m, rerr = syscall.Read(int(fd), (*bp)[hdrLen:hdrLen+MaxChunk])
-			if rerr != syscall.EINTR {
-				break
-			}
+			m, rerr = rawio.ReadFD(fd, (*bp)[hdrLen:hdrLen+MaxChunk])
+			break
 		}
 		if rerr == syscall.EAGAIN {
 			bufs.Put(bp) // nothing read: wait without it
@@ -276,25 +279,6 @@ func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
 		return bp, 0, io.EOF
 	}
 	return bp, m, nil
-}
-
-// WaitReadable waits until c has bytes to read, or its EOF or an error,
-// without reading and without a buffer: an idle link costs its goroutine
-// and nothing more. Deadlines on c apply.
-func WaitReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil // the caller's read will wait
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
-	})
 }
 
 func readChunkSlow(c net.Conn) (*[]byte, int, error) {

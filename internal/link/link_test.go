@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -198,32 +197,6 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("decoding depends on the cuts: %q %v %q %v / %q %v %q %v", out1, done1, rest1, raw1, out2, done2, rest2, raw2)
 		}
 	})
-}
-
-func TestWaitReadable(t *testing.T) {
-	t.Parallel()
-	a, b := tcptest.Pair(t)
-	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if err := WaitReadable(b); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("WaitReadable with nothing sent = %v, want the deadline", err)
-	}
-	b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		a.Write([]byte("x"))
-	}()
-	if err := WaitReadable(b); err != nil {
-		t.Fatalf("WaitReadable = %v", err)
-	}
-	// It did not consume the byte.
-	var p [1]byte
-	if n, err := b.Read(p[:]); n != 1 || p[0] != 'x' {
-		t.Fatalf("read after WaitReadable: %d %v", n, err)
-	}
-	a.Close()
-	if err := WaitReadable(b); err != nil {
-		t.Fatalf("WaitReadable at EOF = %v, want nil (the read reports EOF)", err)
-	}
 }
 
 // A raw word among the bytes read before Receive starts (behind a reply
