@@ -100,8 +100,9 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		target = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	key := originKey{egress: egress, target: target}
-	var buf bytes.Buffer
-	if err := req.Write(&buf); err != nil {
+	buf := heads.Get().(*bytes.Buffer)
+	defer putHead(buf) // nothing keeps head past the round trip
+	if err := req.Write(buf); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
 	head := buf.Bytes()
@@ -143,6 +144,17 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		}
 		return nil, destinationError(err)
 	}
+}
+
+// heads hold the request heads RoundTrip writes.
+var heads = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putHead(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // a rare huge head: let it go
+	}
+	b.Reset()
+	heads.Put(b)
 }
 
 // destinationError marks an error of an exchange through an open tunnel as

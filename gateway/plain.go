@@ -239,17 +239,16 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 	// Each read of the body leaves at once (the head with the first), so
 	// it streams as the origin produces it.
 	buf := bufs.body
-	var chunkHead [20]byte
 	for {
 		n, rerr := resp.Body.Read(buf)
 		// An empty body still ends a chunked answer, and still sends the
 		// head of one with a length (0).
 		if n > 0 || rerr == io.EOF && (chunked || head != nil) {
-			out := net.Buffers{head}
+			out := append(net.Buffers(bufs.out[:0]), head)
 			head = nil
 			if chunked {
 				if n > 0 {
-					out = append(out, append(strconv.AppendInt(chunkHead[:0], int64(n), 16), '\r', '\n'), buf[:n], crlf)
+					out = append(out, append(strconv.AppendInt(bufs.chunkHead[:0], int64(n), 16), '\r', '\n'), buf[:n], crlf)
 				}
 				if rerr == io.EOF {
 					out = append(out, appendTrailer(nil, resp.Trailer))
@@ -278,6 +277,8 @@ var crlf = []byte("\r\n")
 // plainBuf holds what writePlain needs per response.
 type plainBuf struct {
 	head, body []byte
+	out        [5][]byte // what one write sends: head, chunk size, data, CRLF, trailer
+	chunkHead  [20]byte
 }
 
 var plainBufs = sync.Pool{New: func() any {
