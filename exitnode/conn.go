@@ -105,9 +105,9 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	if len(rest) > 0 {
 		// All of rest fits the reader's first fill, so nothing stays
 		// behind in the MultiReader when the reader is handed on.
-		br.Reset(io.MultiReader(bytes.NewReader(rest), c))
+		br.Reset(io.MultiReader(bytes.NewReader(rest), rawio.Reader{C: c}))
 	} else {
-		br.Reset(c)
+		br.Reset(rawio.Reader{C: c})
 	}
 	defer func() {
 		if br != nil {

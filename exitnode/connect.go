@@ -2,7 +2,6 @@ package exitnode
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -10,14 +9,16 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/splice"
 )
 
 // connectEstablished is the reply to a CONNECT whose destination was
-// dialled; linkEstablished takes the gateway's offer of a link.
-const (
-	connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
-	linkEstablished    = "HTTP/1.1 200 Connection established\r\n" + link.Header + ": " + link.Version + "\r\n\r\n"
+// dialled; linkEstablished takes the gateway's offer of a link. They are
+// only ever read.
+var (
+	connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+	linkEstablished    = []byte("HTTP/1.1 200 Connection established\r\n" + link.Header + ": " + link.Version + "\r\n\r\n")
 )
 
 // serveConnect dials the CONNECT target from the chosen egress IP, then takes
@@ -126,7 +127,7 @@ func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, offer linkO
 	if framed {
 		reply = linkEstablished
 	}
-	_, err := io.WriteString(client, reply)
+	_, err := rawio.Write(client, reply)
 	if err == nil && len(early) > 0 && !framed {
 		_, err = dest.Write(early)
 	}

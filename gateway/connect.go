@@ -5,14 +5,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -36,16 +35,15 @@ func (httpAnswer) kind() string { return "connect" }
 func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
 
 func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
-	var b strings.Builder
-	b.Grow(96)
-	b.WriteString("HTTP/1.1 200 Connection established\r\n" + headerExit + ": ")
-	b.WriteString(pick.Exit.ID)
-	b.WriteString("\r\n")
+	var buf [128]byte
+	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+headerExit+": "...)
+	b = append(b, pick.Exit.ID...)
+	b = append(b, "\r\n"...)
 	if pick.Rebound {
-		b.WriteString(headerSess + ": rebound\r\n")
+		b = append(b, headerSess+": rebound\r\n"...)
 	}
-	b.WriteString("\r\n")
-	_, err := io.WriteString(c, b.String())
+	b = append(b, "\r\n"...)
+	_, err := rawio.Write(c, b)
 	return err
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/rawio"
 	"github.com/farmgate/farmgate/internal/wire"
 )
 
@@ -249,14 +250,14 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		head = append(head, own.first...)
 		own.sent = true
 	}
-	if _, err := c.Write(head); err != nil {
+	if _, err := rawio.Write(c, head); err != nil {
 		if kept {
 			err = fmt.Errorf("%w: %w", errStaleLink, err)
 		}
 		return nil, fmt.Errorf("send CONNECT: %w", err)
 	}
 	br := replyBufs.Get().(*bufio.Reader)
-	br.Reset(c)
+	br.Reset(rawio.Reader{C: c})
 	defer func() {
 		if br != nil {
 			br.Reset(nil)

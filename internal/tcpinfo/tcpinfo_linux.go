@@ -6,24 +6,30 @@ import (
 	"net"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 func read(c net.Conn) (Info, bool) {
-	sc, ok := c.(syscall.Conn)
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return Info{}, false
 	}
-	rc, err := sc.SyscallConn()
+	rc, err := tc.SyscallConn()
 	if err != nil {
 		return Info{}, false
 	}
-	var ti *unix.TCPInfo
-	var ierr error
+	// A raw call, as internal/rawio makes reads and writes: getsockopt
+	// never blocks, and the runtime's syscall bookkeeping would wake
+	// sysmon for it (it is made for every tunnel, and by the watcher).
+	var ti unix.TCPInfo
+	size := uint32(unsafe.Sizeof(ti))
+	var errno syscall.Errno
 	if err := rc.Control(func(fd uintptr) {
-		ti, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || ierr != nil {
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+			uintptr(unsafe.Pointer(&ti)), uintptr(unsafe.Pointer(&size)), 0)
+	}); err != nil || errno != 0 {
 		return Info{}, false
 	}
 	acked := ti.Bytes_acked
