@@ -75,6 +75,35 @@ func TestCloseEndsAWaitingRead(t *testing.T) {
 	}
 }
 
+// A write that waits for room in the socket buffer honours the write
+// deadline, and Close ends it.
+func TestBlockedWriteEndsAtDeadlineAndClose(t *testing.T) {
+	t.Parallel()
+	big := make([]byte, 8<<20) // more than both sockets' buffers hold
+	a, _ := tcptest.Pair(t)
+	a.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := Write(a, big); !errors.Is(err, os.ErrDeadlineExceeded) || n == len(big) {
+		t.Fatalf("Write to a peer that reads nothing = %d, %v; want part and the deadline", n, err)
+	}
+	c, _ := tcptest.Pair(t)
+	done := make(chan error, 1)
+	go func() {
+		bufs := net.Buffers{big, big}
+		_, err := Writev(c, &bufs)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Writev after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Writev still waits after Close")
+	}
+}
+
 // A write larger than the socket buffers takes several calls and waits in
 // between for the reader; every byte arrives, in order.
 func TestWriteAndWritevOutlastTheSocketBuffer(t *testing.T) {
