@@ -64,6 +64,10 @@ func OriginHandler() http.Handler {
 		io.CopyN(w, zeros{}, n)
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		// The answer starts before the body is read to its end: without
+		// full duplex, net/http's server stops the body once the answer's
+		// head is out, and the echo ended after 512 bytes.
+		_ = http.NewResponseController(w).EnableFullDuplex()
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, r.Body)
 	})
