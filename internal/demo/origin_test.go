@@ -9,7 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-		"testing"
+	"testing"
 	"time"
 )
 
