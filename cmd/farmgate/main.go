@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/sysmon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,7 +37,19 @@ Run 'farmgate COMMAND --help' for a command's flags.
 `
 
 func main() {
+	if len(os.Args) > 1 && serves(os.Args[1]) {
+		// First, before anything runs: it re-executes the process.
+		if err := sysmon.KeepAwake(); err != nil {
+			fmt.Fprintf(os.Stderr, "farmgate: %v; going on with the Go runtime's default sysmon\n", err)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// serves reports whether command runs a server: those keep sysmon awake
+// (internal/sysmon), the one-shot commands need not.
+func serves(command string) bool {
+	return command == "demo" || command == "gateway" || command == "exit"
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
