@@ -40,7 +40,7 @@ func main() {
 	if len(os.Args) > 1 && serves(os.Args[1]) {
 		// First, before anything runs: it re-executes the process.
 		if err := sysmon.KeepAwake(); err != nil {
-			fmt.Fprintf(os.Stderr, "farmgate: %v; going on with the Go runtime's default sysmon\n", err)
+			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("sysmon left as the Go runtime has it", "err", err)
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
