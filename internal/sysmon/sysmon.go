@@ -15,12 +15,13 @@
 //
 // There is one runtime behaviour to lean on: while GODEBUG's schedtrace is
 // set, sysmon never deep-sleeps (it stays awake to print the trace), so it
-// backs off to polling every 10 ms while there is nothing to do, instead of
-// starting over at 20 µs each time the process wakes. KeepAwake re-executes the process with
-// schedtrace=2147483647, a trace line every 24.8 days: one line on stderr
-// at start when the host has been up longer than that, then one per 24.8
-// days. In farmload's tunnels phase it took the exits' CPU per tunnel from
-// 1.05–1.11× the direct exit's to 0.92–0.98× (docs/performance.md).
+// backs off to polling every 10 ms while there is nothing to do, instead
+// of starting over at 20 µs each time the process wakes. KeepAwake
+// re-executes the process with schedtrace=2147483647, a trace line every
+// 24.8 days: one line on stderr at start when the host has been up longer
+// than that, then one per 24.8 days. In farmload's tunnels phase it took
+// the exits' CPU per tunnel from 1.05–1.11× the direct exit's to
+// 0.92–0.98× (docs/performance.md).
 //
 // An operator who wants the runtime's own behaviour sets
 // FARMGATE_SYSMON=default; a GODEBUG that already sets schedtrace is left
