@@ -213,12 +213,8 @@ func ReadFD(fd uintptr, p []byte) (int, error) {
 	return read(fd, p)
 }
 
-func opError(c any, op string, err error) error {
-	e := &net.OpError{Op: op, Net: "tcp", Err: err}
-	if nc, ok := c.(net.Conn); ok {
-		e.Source, e.Addr = nc.LocalAddr(), nc.RemoteAddr()
-	}
-	return e
+func opError(c net.Conn, op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 // Reader reads C with Read: the source for a bufio.Reader.
