@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +101,77 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 	live.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := br.ReadString('\n'); err != nil || line != "still\n" {
 		t.Fatalf("tunnel across reloads: %q %v", line, err)
+	}
+}
+
+// A reload replaces only what the files define: exits found over gossip
+// stay in rotation through SIGHUP, while an --exit the new configuration
+// drops leaves it.
+func TestSighupKeepsGossipExits(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("reload-gossip-token"), 0o600)
+	keyFile := filepath.Join(dir, "gossip.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))+"\n"), 0o600)
+	customers := filepath.Join(dir, "customers.yaml")
+	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
+	origin, err := demo.StartOrigin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+
+	gwGossip, gw, adminAddr, staticExit := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "exit", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
+		"--token-file", token, "--allow-dest", "127.0.0.0/8")
+	// The configuration file names the static exit; the reload drops it.
+	config := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(config, []byte("exit: [rs-static="+staticExit+"]\n"), 0o600)
+	g := start(t, "gateway", "--config", config, "--listen", gw, "--admin", adminAddr, "--customers", customers,
+		"--token-file", token, "--gossip-listen", gwGossip, "--gossip-key-file", keyFile)
+	waitListening(t, gw)
+	for i, id := range []string{"rs-g1", "rs-g2"} {
+		start(t, "exit", "--listen", freeAddr(t), "--id", id, "--pool", "resi", "--egress", fmt.Sprintf("127.0.%d.1", 62+i),
+			"--token-file", token, "--allow-dest", "127.0.0.0/8",
+			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)
+	}
+	exits := func() map[string]bool {
+		out := map[string]bool{}
+		for id := range apiExits(t, "http://"+adminAddr) {
+			out[id] = true
+		}
+		return out
+	}
+	waitFor(t, 20*time.Second, "three exits in /api/exits", func() error {
+		if e := exits(); len(e) != 3 {
+			return fmt.Errorf("exits %v", e)
+		}
+		return nil
+	})
+
+	os.WriteFile(config, []byte("{}\n"), 0o600)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload", func() error {
+		if !strings.Contains(g.output(), "configuration reloaded") {
+			return errors.New("not logged yet")
+		}
+		return nil
+	})
+	if e := exits(); len(e) != 2 || !e["rs-g1"] || !e["rs-g2"] {
+		t.Fatalf("after SIGHUP /api/exits lists %v, want the two gossip exits; log:\n%s", e, g.output())
+	}
+	served := 0
+	for i := range 10 {
+		r := curl(t, "http://demo:demo@"+gw, "http://"+origin.HTTPAddr+"/ip", "-m", "5")
+		if r.status == 200 {
+			served++
+		} else {
+			t.Logf("request %d after reload: %d %s", i, r.status, r.header.Get("X-Farmgate-Error"))
+		}
+	}
+	if served != 10 {
+		t.Fatalf("%d of 10 requests served after the reload; log:\n%s", served, g.output())
 	}
 }

@@ -217,9 +217,16 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); p.Run(runCtx) }()
+	// learn asks the --exit exits about themselves until each answers; a
+	// reload starts it over with the new list, so an exit the reload
+	// dropped is not added once it answers.
+	stopLearning := func() {}
 	learn := func(exits []gateway.StaticExit) {
+		stopLearning()
+		lctx, lcancel := context.WithCancel(runCtx)
+		stopLearning = lcancel
 		wg.Add(1)
-		go func() { defer wg.Done(); gateway.LearnExits(runCtx, p, exits, s.token, logger) }()
+		go func() { defer wg.Done(); gateway.LearnExits(lctx, p, exits, s.token, logger) }()
 	}
 	learn(s.static)
 	if rs, ok := be.store.(*auth.RedisStore); ok {
@@ -294,12 +301,12 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			next, added, err := reloadGateway(args, current, gw, p, logger)
+			next, err := reloadGateway(args, current, gw, p, logger)
 			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "err", err)
 				continue
 			}
-			learn(added)
+			learn(next.static)
 			current = next
 			if node != nil {
 				if err := node.ReloadKeys(); err != nil {
@@ -329,12 +336,13 @@ loop:
 }
 
 // reloadGateway re-reads the configuration and the customer file and applies
-// what can change live: customers, exits, selection policies. Nothing is
-// applied unless everything is valid. It returns the exits to learn.
-func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, logger *slog.Logger) (gatewaySettings, []gateway.StaticExit, error) {
+// what can change live: customers, the exits the files name, selection
+// policies. Nothing is applied unless everything is valid. The caller learns
+// next.static afresh.
+func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, logger *slog.Logger) (gatewaySettings, error) {
 	next, err := loadGatewaySettings(args)
 	if err != nil {
-		return cur, nil, err
+		return cur, err
 	}
 	// Customers in Redis are live already; a customer file is read again.
 	var store *auth.FileStore
@@ -342,11 +350,11 @@ func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *p
 		acfg := auth.DefaultConfig()
 		acfg.Logger = logger
 		if store, err = auth.LoadFileConfig(next.customersFile, acfg); err != nil {
-			return cur, nil, fmt.Errorf("--customers: %w", err)
+			return cur, fmt.Errorf("--customers: %w", err)
 		}
 	}
 	if err := p.SetPolicies(next.policy, next.policies); err != nil {
-		return cur, nil, err
+		return cur, err
 	}
 	if store != nil {
 		gw.SetAuthenticator(store)
@@ -355,29 +363,36 @@ func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *p
 		}
 	}
 
+	// Only the exits the files define are the reload's to change: exits
+	// that joined over gossip are the cluster's, and stay.
 	keep := map[string]bool{}
 	for _, u := range next.upstreams {
 		keep[u.ID] = true
 		p.Upsert(u)
 	}
-	var added []gateway.StaticExit
-	had := map[string]string{}
-	for _, se := range cur.static {
-		had[se.ID] = se.Addr
-	}
 	for _, se := range next.static {
 		keep[se.ID] = true
-		if had[se.ID] != se.Addr {
-			added = append(added, se)
+	}
+	for _, id := range fileExitIDs(cur) {
+		if !keep[id] {
+			p.Remove(id)
 		}
 	}
-	for _, e := range p.Exits() {
-		if !keep[e.ID] {
-			p.Remove(e.ID)
-		}
+	logger.Info("configuration reloaded", "customers", next.customersFile, "file_exits", len(keep), "policy", next.policy)
+	return next, nil
+}
+
+// fileExitIDs lists the ids of the exits the configuration names (--exit
+// and exits:), as opposed to those gossip finds.
+func fileExitIDs(s gatewaySettings) []string {
+	ids := make([]string, 0, len(s.static)+len(s.upstreams))
+	for _, se := range s.static {
+		ids = append(ids, se.ID)
 	}
-	logger.Info("configuration reloaded", "customers", next.customersFile, "exits", len(keep), "policy", next.policy)
-	return next, added, nil
+	for _, u := range s.upstreams {
+		ids = append(ids, u.ID)
+	}
+	return ids
 }
 
 func decodeStrict(n *yaml.Node, v any) error {
