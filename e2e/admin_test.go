@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway/admin"
 )
 
@@ -71,5 +75,43 @@ func TestAdminExitsAndDrain(t *testing.T) {
 	resp, _ = http.Get(srv.URL + "/healthz")
 	if b := new(strings.Builder); resp.StatusCode != 200 {
 		t.Errorf("/healthz %d %s", resp.StatusCode, b)
+	}
+}
+
+// /api/customers lists accounts, never their passwords or argon2 hashes.
+func TestAdminCustomersCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("admin-secrets-token"), 0o600)
+	hash, err := auth.HashPassword("hashed-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	customers := filepath.Join(dir, "customers.yaml")
+	os.WriteFile(customers, []byte("customers:\n"+
+		"  - user: plain\n    password: plain-secret\n    pools: [resi]\n"+
+		"  - user: hashed\n    password_hash: '"+hash+"'\n    pools: [resi]\n"), 0o600)
+	gw, adminAddr := freeAddr(t), freeAddr(t)
+	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
+		"--exit", "a1="+freeAddr(t))
+	waitListening(t, adminAddr)
+	resp, err := http.Get("http://" + adminAddr + "/api/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/api/customers: %d %s; log:\n%s", resp.StatusCode, body, g.output())
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(body, &list); err != nil || len(list) != 2 {
+		t.Fatalf("/api/customers: %v, %s", err, body)
+	}
+	for _, secret := range []string{"plain-secret", "$argon2", "password"} {
+		if strings.Contains(string(body), secret) {
+			t.Errorf("/api/customers carries %q:\n%s", secret, body)
+		}
 	}
 }

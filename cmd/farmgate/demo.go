@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/internal/demo"
 )
@@ -49,7 +50,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 			}
 			return farm.Meter.Usage(ctx, user)
 		},
-		Customers: func(ctx context.Context) (any, error) { return farm.Customers.List(ctx) },
+		Customers: func(ctx context.Context) ([]auth.CustomerRecord, error) { return farm.Customers.List(ctx) },
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go adminSrv.Serve(aln)
 

@@ -280,7 +280,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 				}
 				return be.meter.Usage(ctx, user)
 			},
-			Customers: func(ctx context.Context) (any, error) { return be.store.List(ctx) },
+			Customers: func(ctx context.Context) ([]auth.CustomerRecord, error) { return be.store.List(ctx) },
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -37,8 +38,9 @@ type Config struct {
 	// error wrapping ErrNotFound. Default nil: /api/customers/{user}/usage
 	// answers 404.
 	Usage func(ctx context.Context, user string) (any, error)
-	// Customers lists customers as a JSON-encodable value. Default nil: 404.
-	Customers func(ctx context.Context) (any, error)
+	// Customers lists the customer records; /api/customers serves them
+	// without their passwords or password hashes. Default nil: 404.
+	Customers func(ctx context.Context) ([]auth.CustomerRecord, error)
 	// Members lists the cluster's members. Default nil: /api/cluster
 	// answers an empty list.
 	Members func() any
@@ -119,12 +121,12 @@ func Handler(cfg Config) http.Handler {
 			writeError(w, http.StatusNotFound, "no customer store")
 			return
 		}
-		v, err := cfg.Customers(r.Context())
+		recs, err := cfg.Customers(r.Context())
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		writeJSON(w, http.StatusOK, withoutSecrets(recs))
 	})
 	mux.HandleFunc("GET /api/customers/{user}/usage", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Usage == nil {
@@ -193,4 +195,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// withoutSecrets copies customer records with their passwords and password
+// hashes blanked: an argon2 hash is offline-crackable, and the admin API is
+// read by dashboards and scripts that have no use for it.
+func withoutSecrets(recs []auth.CustomerRecord) []auth.CustomerRecord {
+	out := make([]auth.CustomerRecord, len(recs))
+	for i, r := range recs {
+		r.Password, r.PasswordHash = "", ""
+		out[i] = r
+	}
+	return out
 }
