@@ -2,16 +2,20 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway/admin"
+	"github.com/farmgate/farmgate/internal/demo"
 )
 
 func TestAdminExitsAndDrain(t *testing.T) {
@@ -114,4 +118,50 @@ func TestAdminCustomersCarryNoSecrets(t *testing.T) {
 			t.Errorf("/api/customers carries %q:\n%s", secret, body)
 		}
 	}
+}
+
+// /readyz answers 200 only while a customer could be served: not before an
+// exit is known, and not while the gateway drains.
+func TestReadyzFollowsTheFarm(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("readyz-token"), 0o600)
+	customers := filepath.Join(dir, "customers.yaml")
+	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
+	gw, adminAddr, exitAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
+		"--exit", "rz-1="+exitAddr, "--drain-timeout", "30s")
+	waitListening(t, adminAddr)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if status, body := readyz(); status != 503 || !strings.Contains(body, "no exit") {
+		t.Fatalf("/readyz with its only exit not started: %d %q", status, body)
+	}
+	start(t, "exit", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
+		"--token-file", token, "--allow-dest", "127.0.0.0/8")
+	waitFor(t, 20*time.Second, "/readyz 200 once the exit answers", func() error {
+		if status, body := readyz(); status != 200 {
+			return fmt.Errorf("%d %q", status, body)
+		}
+		return nil
+	})
+	// A live tunnel holds the drain open while /readyz is asked.
+	echo := echoServer(t)
+	c, _ := dialTunnel(t, &demo.Farm{GatewayAddr: gw}, "demo", echo, "")
+	defer c.Close()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, "/readyz 503 while draining", func() error {
+		if status, body := readyz(); status != 503 || !strings.Contains(body, "draining") {
+			return fmt.Errorf("%d %q", status, body)
+		}
+		return nil
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -265,6 +266,9 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		logger.Info("gateway joined the farm", "gossip", node.Addr(), "members", node.NumMembers())
 	}
 
+	// stopping turns /readyz to 503 for the drain, so load balancers send
+	// new customers to other gateways while live tunnels finish here.
+	var stopping atomic.Bool
 	var adminSrv *http.Server
 	if s.admin != "" {
 		aln, err := net.Listen("tcp", s.admin)
@@ -274,6 +278,12 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		adminSrv = &http.Server{Handler: admin.Handler(admin.Config{
 			Pool: p, Gatherer: reg, Token: adminToken, Drain: drainFn, Members: members,
+			Ready: func() error {
+				if stopping.Load() {
+					return errors.New("draining: the gateway is shutting down")
+				}
+				return nil
+			},
 			Usage: func(ctx context.Context, user string) (any, error) {
 				if _, err := be.store.Get(ctx, user); errors.Is(err, auth.ErrUnknownCustomer) {
 					return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
@@ -315,6 +325,7 @@ loop:
 			}
 		}
 	}
+	stopping.Store(true)
 	logger.Info("gateway draining", "deadline", s.drain.String())
 	sctx, scancel := context.WithTimeout(context.Background(), s.drain)
 	defer scancel()

@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -44,8 +45,9 @@ type Config struct {
 	// Members lists the cluster's members. Default nil: /api/cluster
 	// answers an empty list.
 	Members func() any
-	// Ready reports whether the gateway should get traffic (/readyz).
-	// Default nil: ready once serving.
+	// Ready adds the gateway's own conditions to /readyz (the customer
+	// store loaded, not draining): a non-nil error says why it should get
+	// no traffic. Default nil: none. /readyz also requires a healthy exit.
 	Ready func() error
 }
 
@@ -55,7 +57,7 @@ var ErrNotFound = errors.New("not found")
 // Handler returns the admin API:
 //
 //	GET  /healthz                        200 while the process serves
-//	GET  /readyz                         200 when it should get traffic, else 503
+//	GET  /readyz                         200 when customers can be served, else 503 and why
 //	GET  /metrics                        Prometheus text format
 //	GET  /api/exits                      every exit with its state and load
 //	GET  /api/exits/{id}                 one exit
@@ -76,11 +78,13 @@ func Handler(cfg Config) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Ready != nil {
-			if err := cfg.Ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+		err := servable(p)
+		if err == nil && cfg.Ready != nil {
+			err = cfg.Ready()
+		}
+		if err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
 		}
 		w.Write([]byte("ready\n"))
 	})
@@ -207,4 +211,28 @@ func withoutSecrets(recs []auth.CustomerRecord) []auth.CustomerRecord {
 		out[i] = r
 	}
 	return out
+}
+
+// servable reports why no customer could be served through p: no exit at
+// all, or none healthy (each counted by state, so the operator sees whether
+// they are down, ejected or drained).
+func servable(p *pool.Pool) error {
+	exits := p.Exits()
+	if len(exits) == 0 {
+		return errors.New("no exit known")
+	}
+	states := map[string]int{}
+	for _, e := range exits {
+		if e.State == pool.StateHealthy {
+			return nil
+		}
+		states[e.State]++
+	}
+	var parts []string
+	for _, st := range []string{pool.StateDown, pool.StateEjected, pool.StateDraining} {
+		if n := states[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	return fmt.Errorf("no healthy exit (%s)", strings.Join(parts, ", "))
 }
