@@ -177,48 +177,6 @@ func TestCommandsRunAFarm(t *testing.T) {
 	}
 }
 
-// Servers re-execute themselves with sysmon kept awake (internal/sysmon),
-// as the same process, unless the operator opts out.
-func TestServersKeepSysmonAwake(t *testing.T) {
-	t.Parallel()
-	if _, err := os.Stat("/proc/self/environ"); err != nil {
-		t.Skip("needs /proc to read a process's environment")
-	}
-	token := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(token, []byte("t"), 0o600)
-	for _, tc := range []struct {
-		name string
-		env  []string
-		want string // GODEBUG the running exit has
-	}{
-		{"default", []string{"GODEBUG=madvdontneed=1"}, "madvdontneed=1,schedtrace=2147483647"},
-		{"opted out", []string{"GODEBUG=madvdontneed=1", "FARMGATE_SYSMON=default"}, "madvdontneed=1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
-			p := startEnv(t, tc.env, "exit", "--listen", addr, "--id", "x-1", "--dc", "eu", "--pool", "resi",
-				"--country", "de", "--egress", "127.0.0.1", "--token-file", token)
-			waitListening(t, addr)
-			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.cmd.Process.Pid))
-			if err != nil {
-				t.Fatal(err)
-			}
-			godebug := ""
-			for kv := range strings.SplitSeq(string(raw), "\x00") {
-				if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-					godebug = v
-				}
-			}
-			if godebug != tc.want {
-				t.Fatalf("the exit runs with GODEBUG=%q, want %q; log:\n%s", godebug, tc.want, p.output())
-			}
-			if strings.Contains(p.output(), "SCHED") {
-				t.Errorf("a scheduler trace line on stderr:\n%s", p.output())
-			}
-		})
-	}
-}
-
 func TestBadConfigNamesTheField(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -14,8 +14,6 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/farmgate/farmgate/internal/sysmon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,19 +35,7 @@ Run 'farmgate COMMAND --help' for a command's flags.
 `
 
 func main() {
-	if len(os.Args) > 1 && serves(os.Args[1]) {
-		// First, before anything runs: it re-executes the process.
-		if err := sysmon.KeepAwake(); err != nil {
-			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("sysmon left as the Go runtime has it", "err", err)
-		}
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-// serves reports whether command runs a server: those keep sysmon awake
-// (internal/sysmon), the one-shot commands need not.
-func serves(command string) bool {
-	return command == "demo" || command == "gateway" || command == "exit"
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
