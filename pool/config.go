@@ -22,8 +22,15 @@ type Config struct {
 	// Default "" (no preference).
 	LocalDC string
 
-	// DefaultPolicy is the selection policy of pools not named in Policies.
-	// Default "least_latency".
+	// DefaultPolicy is the selection policy of pools not named in Policies,
+	// for picks without a sticky session. Default "least_conn": the fewest
+	// open tunnels, ties going to the exit picked longest ago, so that light
+	// (sequential) traffic rotates over every exit. The others:
+	// "round_robin" takes turns; "weighted" takes turns in proportion to
+	// Exit.Weight; "random" is uniform; "least_latency" prefers the exit
+	// with the lowest set-up time EWMA times its open tunnels plus one,
+	// which piles light traffic onto the exit that happened to be fastest
+	// (one slow set-up through another is enough), so it is opt-in.
 	DefaultPolicy string
 	// Policies maps a pool name to its selection policy. Default nil.
 	Policies map[string]string
@@ -88,7 +95,7 @@ type Config struct {
 // DefaultConfig returns the configuration described by the field comments.
 func DefaultConfig() Config {
 	return Config{
-		DefaultPolicy:       PolicyLeastLatency,
+		DefaultPolicy:       PolicyLeastConn,
 		ProbeInterval:       2 * time.Second,
 		ProbeJitter:         0.1,
 		ProbeTimeout:        time.Second,

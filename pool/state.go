@@ -14,9 +14,10 @@ import (
 type exitState struct {
 	// Read on the pick path.
 	draining     atomic.Bool
-	down         atomic.Bool  // set by active probes
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 = never ejected
-	active       atomic.Int64 // open tunnels
+	down         atomic.Bool   // set by active probes
+	ejectedUntil atomic.Int64  // unix nanoseconds; 0 = never ejected
+	active       atomic.Int64  // open tunnels
+	picked       atomic.Uint64 // Pool.picks when least_conn last chose it; 0 = never
 	latency      atomic.Uint64
 	// Written by Report.
 	fails atomic.Int32 // consecutive ExitFailed reports
