@@ -24,11 +24,15 @@ type exitState struct {
 	// Written by the probes, read by operators.
 	probesOK     atomic.Uint64
 	probesFailed atomic.Uint64
+	// Run's probe schedule.
+	nextProbe atomic.Int64 // unix nanoseconds the next probe is due; 0 = at once
+	probing   atomic.Bool  // a probe started by Run is in flight
 
 	mu          sync.Mutex // guards the fields below
 	probeFails  int        // consecutive failed probes
 	probeOKs    int        // consecutive successful probes
 	ejections   int        // passive ejections so far
+	ejectedAt   int64      // unix nanoseconds the last ejection started; 0 = never
 	downReason  string
 	ejectReason string
 	logged      string // the state last logged
