@@ -173,14 +173,14 @@ func (p *Pool) applyProbe(m *member, err error, started int64) {
 			st.downReason = ""
 			// The probes saw the exit die and come back: an ejection it
 			// earned while it was dead is settled too.
-			p.settleLocked(st)
+			st.settleLocked()
 			changed = true
 		case st.ejectedUntil.Load() > now:
 			// Traffic ejected the exit, and since then it answers the
 			// probes again (a restarted exit does within a second or
 			// two): active evidence settles the passive verdict, so it
 			// is back in seconds rather than at the end of the ejection.
-			p.settleLocked(st)
+			st.settleLocked()
 			changed = true
 		}
 	} else {
@@ -205,7 +205,7 @@ func (p *Pool) applyProbe(m *member, err error, started int64) {
 }
 
 // settleLocked ends st's ejection. st.mu must be held.
-func (p *Pool) settleLocked(st *exitState) {
+func (st *exitState) settleLocked() {
 	st.ejectedUntil.Store(0)
 	st.fails.Store(0)
 	// Its latency from before it failed says nothing now.
