@@ -51,16 +51,18 @@ func TestTokenCheck(t *testing.T) {
 				defer resp.Body.Close()
 				checkAuthReply(t, resp, tc.status)
 			})
-			t.Run("info", func(t *testing.T) {
-				req, _ := http.NewRequest(http.MethodGet, "http://"+exit+exitnode.InfoPath, nil)
-				req.Header = h.Clone()
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				checkAuthReply(t, resp, tc.status)
-			})
+			for _, path := range []string{exitnode.InfoPath, exitnode.HealthPath} {
+				t.Run(path, func(t *testing.T) {
+					req, _ := http.NewRequest(http.MethodGet, "http://"+exit+path, nil)
+					req.Header = h.Clone()
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer resp.Body.Close()
+					checkAuthReply(t, resp, tc.status)
+				})
+			}
 		})
 	}
 }

@@ -47,7 +47,9 @@
 // response because the exit strips those headers from origin responses.
 //
 // GET /farmgate/info (origin-form, same token) answers the exit's Info as JSON
-// so a gateway can learn its metadata and egress IPs.
+// so a gateway can learn its metadata and egress IPs. GET /farmgate/health
+// (same token) is the gateways' active health check: 200 while the exit can
+// serve, 503 while it shuts down or when an egress IP cannot be bound.
 //
 // The package is not a gateway: it does not know customers, pools or sessions.
 package exitnode

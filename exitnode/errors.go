@@ -19,6 +19,7 @@ const (
 	ReasonDestinationUnreachable = wire.ReasonDestinationUnreachable
 	ReasonDestinationTimeout     = wire.ReasonDestinationTimeout
 	ReasonExitBusy               = wire.ReasonExitBusy
+	ReasonEgressUnavailable      = wire.ReasonEgressUnavailable
 )
 
 // HeaderError carries the reason of an error the exit itself produced.
@@ -45,6 +46,8 @@ func reply(err error) (status int, reason string) {
 		return http.StatusProxyAuthRequired, ReasonUnauthorized
 	case errors.Is(err, errBusy):
 		return http.StatusServiceUnavailable, ReasonExitBusy
+	case errors.Is(err, errEgressUnavailable):
+		return http.StatusServiceUnavailable, ReasonEgressUnavailable
 	case errors.Is(err, errBadEgress):
 		return http.StatusBadRequest, ReasonBadEgress
 	case errors.Is(err, errBadTarget):

@@ -224,7 +224,7 @@ func (s *Server) release() {
 }
 
 // ServeHTTP authenticates the gateway, then serves CONNECT, absolute-form
-// HTTP or the info endpoint.
+// HTTP, or the info and health endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		s.refuse(w, r, errUnauthorized)
@@ -238,6 +238,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveForward(w, r)
 	case r.URL.Path == InfoPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		s.serveInfo(w)
+	case r.URL.Path == HealthPath && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		s.serveHealth(w, r)
 	default:
 		s.refuse(w, r, fmt.Errorf("serve %s %s: not a proxy request: %w", r.Method, r.URL.Path, errBadTarget))
 	}

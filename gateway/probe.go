@@ -1,13 +1,99 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"time"
 
+	"github.com/farmgate/farmgate/internal/wire"
 	"github.com/farmgate/farmgate/pool"
 )
+
+// CheckExit is the gateway's active health check of exit e, what
+// pool.Config.Probe calls. A farmgate exit is asked whether it can serve
+// (GET /farmgate/health with the exit token, on a new connection, so the
+// exit's listener is checked too); it fails on no answer, or on any answer
+// but 200. A third-party upstream (http://, socks5://) has no such
+// question, and a request through it costs its operator traffic: it is
+// checked by a TCP connect. When probeURL is not empty, the exit must then
+// also fetch it (see Probe): the deeper check, through the exit to an
+// origin. ctx bounds the whole check.
+func (g *Gateway) CheckExit(ctx context.Context, e *pool.Exit, probeURL string) error {
+	u, err := url.Parse(e.Addr)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("check exit %s: bad address", e.ID)
+	}
+	switch u.Scheme {
+	case SchemeFarmgate:
+		err = g.askHealth(ctx, e.ID, u.Host)
+	case "http":
+		err = g.dialCheck(ctx, e.ID, hostPort(u, "80"))
+	case "socks5", "socks5h":
+		err = g.dialCheck(ctx, e.ID, hostPort(u, "1080"))
+	default:
+		err = fmt.Errorf("check exit %s: unsupported scheme %q", e.ID, u.Scheme)
+	}
+	if err != nil || probeURL == "" {
+		return err
+	}
+	return g.Probe(ctx, e, probeURL)
+}
+
+// hostPort returns u's host:port, with port def when u names none.
+func hostPort(u *url.URL, def string) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), def)
+}
+
+// dialCheck connects to addr and hangs up.
+func (g *Gateway) dialCheck(ctx context.Context, id, addr string) error {
+	d := net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("check exit %s: %w: %w", id, errExitDial, err)
+	}
+	return c.Close()
+}
+
+// askHealth asks the farmgate exit at addr whether it can serve. The
+// request is written by hand and only the answer's head is read, as for a
+// CONNECT: a health check every few seconds per exit needs no Transport.
+func (g *Gateway) askHealth(ctx context.Context, id, addr string) error {
+	d := net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("check exit %s: %w: %w", id, errExitDial, err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(g.cfg.ExitReplyTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	req := "GET " + wire.HealthPath + " HTTP/1.1\r\nHost: " + addr +
+		"\r\nProxy-Authorization: Bearer " + g.cfg.ExitToken +
+		"\r\nUser-Agent: farmgate-health\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		return fmt.Errorf("check exit %s: send: %w", id, err)
+	}
+	status, hdr, err := readReplyHead(bufio.NewReaderSize(c, 1024))
+	if err != nil {
+		return fmt.Errorf("check exit %s: read answer: %w", id, err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("check exit %s: %w", id, &ExitError{Status: status, Reason: hdr.Get(headerError)})
+	}
+	return nil
+}
 
 // Probe fetches target through exit e, as a customer request would go. It
 // fails when the exit cannot be reached or answers with an error of its own;

@@ -22,22 +22,40 @@ type Config struct {
 	// Default "" (no preference).
 	LocalDC string
 
-	// DefaultPolicy is the selection policy of pools not named in Policies.
-	// Default "least_latency".
+	// DefaultPolicy is the selection policy of pools not named in Policies,
+	// for picks without a sticky session. Default "least_conn": the fewest
+	// open tunnels, ties going to the exit picked longest ago, so that light
+	// (sequential) traffic rotates over every exit. The others:
+	// "round_robin" takes turns; "weighted" takes turns in proportion to
+	// Exit.Weight; "random" is uniform; "least_latency" prefers the exit
+	// with the lowest set-up time EWMA times its open tunnels plus one,
+	// which piles light traffic onto the exit that happened to be fastest
+	// (one slow set-up through another is enough), so it is opt-in.
 	DefaultPolicy string
 	// Policies maps a pool name to its selection policy. Default nil.
 	Policies map[string]string
 
-	// Probe is the active health probe: it should send a request through the
-	// exit to a probe target and return nil when that worked. It is called
-	// from the probe loop's workers, at most ProbeConcurrency at once, with a
-	// context that expires after ProbeTimeout. Default nil: no active health.
+	// Probe is the active health check of one exit: it returns nil when the
+	// exit can serve. A gateway checks its own exits by default (the exit's
+	// health answer over the gateway token; a TCP connect for third-party
+	// upstreams; a request through the exit when the operator names a probe
+	// URL). It is called by Run's workers, at most ProbeConcurrency at once,
+	// each with a context that expires after ProbeTimeout. Default nil: no
+	// active health, and ejections end only with their time.
 	Probe func(ctx context.Context, e *Exit) error
-	// ProbeInterval is the time between probe rounds, before jitter.
-	// Default 2s.
+	// ProbeInterval is the time between two probes of a healthy exit,
+	// before jitter. Default 2s.
 	ProbeInterval time.Duration
-	// ProbeJitter is the fraction of ProbeInterval by which each round is
-	// randomly moved earlier or later, in [0, 1). Default 0.1.
+	// UnhealthyProbeInterval is the time between two probes of an exit that
+	// is down, ejected, or failed its last probe, before jitter. It is what
+	// brings a restarted exit back quickly: within about Rise times this
+	// (1s) of the moment it answers again, and it confirms a dead one (Fall
+	// failures) within about ProbeInterval plus Fall-1 times this (3s).
+	// Default 500ms.
+	UnhealthyProbeInterval time.Duration
+	// ProbeJitter is the fraction of an interval by which each probe (and
+	// each sweep of ejections) is randomly moved earlier or later, in
+	// [0, 1). Default 0.1.
 	ProbeJitter float64
 	// ProbeTimeout bounds one probe. Default 1s.
 	ProbeTimeout time.Duration
@@ -47,7 +65,9 @@ type Config struct {
 	// Default 3.
 	Fall int
 	// Rise is the number of consecutive successful probes that bring a down
-	// exit back up. Default 2.
+	// exit back up, and that end a passive ejection before its time (only
+	// probes started after the ejection count: the exit answers again, as
+	// a restarted exit does). Default 2.
 	Rise int
 
 	// ConsecutiveFailures is the number of consecutive ExitFailed reports
@@ -88,20 +108,21 @@ type Config struct {
 // DefaultConfig returns the configuration described by the field comments.
 func DefaultConfig() Config {
 	return Config{
-		DefaultPolicy:       PolicyLeastLatency,
-		ProbeInterval:       2 * time.Second,
-		ProbeJitter:         0.1,
-		ProbeTimeout:        time.Second,
-		ProbeConcurrency:    16,
-		Fall:                3,
-		Rise:                2,
-		ConsecutiveFailures: 5,
-		BaseEjection:        30 * time.Second,
-		MaxEjection:         5 * time.Minute,
-		MaxEjectedPercent:   50,
-		PanicThreshold:      50,
-		LatencyAlpha:        0.3,
-		SessionTTL:          10 * time.Minute,
+		DefaultPolicy:          PolicyLeastConn,
+		ProbeInterval:          2 * time.Second,
+		UnhealthyProbeInterval: 500 * time.Millisecond,
+		ProbeJitter:            0.1,
+		ProbeTimeout:           time.Second,
+		ProbeConcurrency:       16,
+		Fall:                   3,
+		Rise:                   2,
+		ConsecutiveFailures:    5,
+		BaseEjection:           30 * time.Second,
+		MaxEjection:            5 * time.Minute,
+		MaxEjectedPercent:      50,
+		PanicThreshold:         50,
+		LatencyAlpha:           0.3,
+		SessionTTL:             10 * time.Minute,
 	}
 }
 
@@ -128,6 +149,7 @@ func (c Config) Validate() error {
 		d    time.Duration
 	}{
 		{"ProbeInterval", c.ProbeInterval},
+		{"UnhealthyProbeInterval", c.UnhealthyProbeInterval},
 		{"ProbeTimeout", c.ProbeTimeout},
 		{"BaseEjection", c.BaseEjection},
 		{"MaxEjection", c.MaxEjection},

@@ -61,7 +61,7 @@ func TestDefaultConfig(t *testing.T) {
 	t.Parallel()
 	c := pool.DefaultConfig()
 	want := pool.Config{
-		DefaultPolicy: "least_latency", ProbeInterval: 2 * time.Second, ProbeJitter: 0.1,
+		DefaultPolicy: "least_conn", ProbeInterval: 2 * time.Second, ProbeJitter: 0.1,
 		ProbeTimeout: time.Second, ProbeConcurrency: 16, Fall: 3, Rise: 2,
 		ConsecutiveFailures: 5, BaseEjection: 30 * time.Second, MaxEjection: 5 * time.Minute,
 		MaxEjectedPercent: 50, PanicThreshold: 50, LatencyAlpha: 0.3, SessionTTL: 10 * time.Minute,

@@ -8,17 +8,30 @@ import (
 	"time"
 )
 
-// Run drives health until ctx is done: a round of active probes (when
-// Config.Probe is set) and a sweep of ejections and panic mode every
-// ProbeInterval with jitter, the first at once. It returns when ctx is done
-// and every probe it started has returned. Call it once per pool, usually in
-// its own goroutine; a second concurrent call logs an error and returns.
+// Run drives health until ctx is done. With Config.Probe set, it probes each
+// exit on its own schedule: every ProbeInterval while it is healthy, every
+// UnhealthyProbeInterval while it is down, ejected or failing, the first
+// time as soon as it is known, and at once when traffic ejects it. It also
+// sweeps ejections and panic mode every ProbeInterval, the first at once.
+// Intervals carry ProbeJitter. It returns when ctx is done and every probe
+// it started has returned. Call it once per pool, usually in its own
+// goroutine; a second concurrent call logs an error and returns.
 func (p *Pool) Run(ctx context.Context) {
 	if !p.running.CompareAndSwap(false, true) {
 		p.log.Error("pool Run called while already running")
 		return
 	}
 	defer p.running.Store(false)
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	slots := make(chan struct{}, p.cfg.ProbeConcurrency)
+	// The loop looks for exits due a probe a few times per shortest
+	// interval, so that a due time is missed by at most a quarter of it.
+	tick := p.cfg.ProbeInterval
+	if p.cfg.Probe != nil {
+		tick = max(min(p.cfg.ProbeInterval, p.cfg.UnhealthyProbeInterval)/4, time.Millisecond)
+	}
+	var nextSweep time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -27,34 +40,68 @@ func (p *Pool) Run(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		p.round(ctx)
-		timer.Reset(p.jittered())
+		p.safely("probe dispatch", func() { p.dispatch(ctx, &probes, slots) })
+		if now := p.now(); !now.Before(nextSweep) {
+			p.safely("health sweep", p.sweep)
+			nextSweep = now.Add(p.jittered(p.cfg.ProbeInterval))
+		}
+		timer.Reset(p.jittered(tick))
 	}
 }
 
-// round is one ProbeOnce that survives a panic.
-func (p *Pool) round(ctx context.Context) {
+// safely runs f, logging a panic instead of dying of it: a loop that calls
+// it keeps its cadence.
+func (p *Pool) safely(what string, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
-			p.log.Error("health round panicked", "panic", r, "stack", string(debug.Stack()))
+			p.log.Error(what+" panicked", "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	p.ProbeOnce(ctx)
+	f()
 }
 
-// jittered returns ProbeInterval moved by up to ±ProbeJitter of itself.
-func (p *Pool) jittered() time.Duration {
-	d := float64(p.cfg.ProbeInterval)
-	d += d * p.cfg.ProbeJitter * (2*p.rng.Float64() - 1)
-	return time.Duration(d)
+// dispatch starts a probe of every exit that is due one and not being
+// probed, waiting for a free slot (one of ProbeConcurrency) before each.
+func (p *Pool) dispatch(ctx context.Context, probes *sync.WaitGroup, slots chan struct{}) {
+	if p.cfg.Probe == nil {
+		return
+	}
+	s := p.snap.Load()
+	now := p.nowNS()
+	for _, m := range s.sorted {
+		st := m.st
+		if st.nextProbe.Load() > now || st.probing.Load() {
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		st.probing.Store(true)
+		probes.Go(func() {
+			defer func() {
+				st.probing.Store(false)
+				<-slots
+			}()
+			p.safely("probe", func() { p.probeAndApply(ctx, m) })
+		})
+	}
 }
 
-// ProbeOnce runs one round of what Run does: it probes every exit once (when
-// Config.Probe is set), at most ProbeConcurrency at a time, each within
-// ProbeTimeout, applies the results (Fall failures mark an exit down, Rise
-// successes bring it up), then logs ejections that ended and updates panic
-// mode. It returns when every probe has returned; probes cut short by ctx
-// are not counted.
+// jittered returns d moved by up to ±ProbeJitter of itself.
+func (p *Pool) jittered(d time.Duration) time.Duration {
+	f := float64(d)
+	f += f * p.cfg.ProbeJitter * (2*p.rng.Float64() - 1)
+	return time.Duration(f)
+}
+
+// ProbeOnce probes every exit once, whatever its schedule (when Config.Probe
+// is set), at most ProbeConcurrency at a time, each within ProbeTimeout,
+// applies the results as Run does (Fall failures mark an exit down, Rise
+// successes bring it up or end its ejection), then logs ejections that
+// ended and updates panic mode. It returns when every probe has returned;
+// probes cut short by ctx are not counted.
 func (p *Pool) ProbeOnce(ctx context.Context) {
 	s := p.snap.Load()
 	if p.cfg.Probe != nil && len(s.sorted) > 0 {
@@ -63,11 +110,7 @@ func (p *Pool) ProbeOnce(ctx context.Context) {
 		for range min(p.cfg.ProbeConcurrency, len(s.sorted)) {
 			wg.Go(func() {
 				for m := range work {
-					err := p.probe(ctx, m)
-					if ctx.Err() != nil {
-						continue // shutting down: not the exit's fault
-					}
-					p.applyProbe(m, err)
+					p.probeAndApply(ctx, m)
 				}
 			})
 		}
@@ -85,6 +128,17 @@ func (p *Pool) ProbeOnce(ctx context.Context) {
 	p.sweep()
 }
 
+// probeAndApply probes m and applies the result, unless ctx ended meanwhile
+// (shutting down is not the exit's fault).
+func (p *Pool) probeAndApply(ctx context.Context, m *member) {
+	started := p.nowNS()
+	err := p.probe(ctx, m)
+	if ctx.Err() != nil {
+		return
+	}
+	p.applyProbe(m, err, started)
+}
+
 // probe runs Config.Probe for one exit under ProbeTimeout; a panic counts as
 // a failure.
 func (p *Pool) probe(ctx context.Context, m *member) (err error) {
@@ -99,25 +153,34 @@ func (p *Pool) probe(ctx context.Context, m *member) (err error) {
 	return p.cfg.Probe(ctx, m.exit)
 }
 
-// applyProbe folds one probe result into the exit's rise/fall counters.
-func (p *Pool) applyProbe(m *member, err error) {
+// applyProbe folds the result of one probe, started at started (unix ns),
+// into the exit's rise/fall counters, and schedules its next probe.
+func (p *Pool) applyProbe(m *member, err error, started int64) {
 	st := m.st
 	st.mu.Lock()
+	now := p.nowNS()
 	changed := false
 	if err == nil {
 		st.probesOK.Add(1)
 		st.probeFails = 0
-		st.probeOKs++
-		if st.down.Load() && st.probeOKs >= p.cfg.Rise {
+		if started >= st.ejectedAt {
+			st.probeOKs++
+		}
+		switch {
+		case st.probeOKs < p.cfg.Rise:
+		case st.down.Load():
 			st.down.Store(false)
 			st.downReason = ""
 			// The probes saw the exit die and come back: an ejection it
-			// earned while it was dead is settled, so a restarted exit is
-			// back in seconds rather than at the end of its ejection.
-			st.ejectedUntil.Store(0)
-			st.fails.Store(0)
-			// Its latency from before it died says nothing now.
-			st.latency.Store(0)
+			// earned while it was dead is settled too.
+			st.settleLocked()
+			changed = true
+		case st.ejectedUntil.Load() > now:
+			// Traffic ejected the exit, and since then it answers the
+			// probes again (a restarted exit does within a second or
+			// two): active evidence settles the passive verdict, so it
+			// is back in seconds rather than at the end of the ejection.
+			st.settleLocked()
 			changed = true
 		}
 	} else {
@@ -130,10 +193,23 @@ func (p *Pool) applyProbe(m *member, err error) {
 			changed = true
 		}
 	}
+	interval := p.cfg.ProbeInterval
+	if st.down.Load() || st.ejectedUntil.Load() > now || st.probeFails > 0 {
+		interval = p.cfg.UnhealthyProbeInterval
+	}
+	st.nextProbe.Store(now + int64(p.jittered(interval)))
 	st.mu.Unlock()
 	if changed {
 		p.stateChanged(m)
 	}
+}
+
+// settleLocked ends st's ejection. st.mu must be held.
+func (st *exitState) settleLocked() {
+	st.ejectedUntil.Store(0)
+	st.fails.Store(0)
+	// Its latency from before it failed says nothing now.
+	st.latency.Store(0)
 }
 
 // Report records the outcome of one attempt to set up a tunnel through exit
@@ -190,6 +266,12 @@ func (p *Pool) eject(m *member) {
 	st.ejections++
 	d := min(p.cfg.BaseEjection*time.Duration(st.ejections), p.cfg.MaxEjection)
 	st.ejectedUntil.Store(now.Add(d).UnixNano())
+	// Only probes started from now on may end the ejection early, and the
+	// first is due at once: an exit restarted a moment after it died is
+	// seen answering again.
+	st.ejectedAt = nowNS
+	st.probeOKs = 0
+	st.nextProbe.Store(0)
 	st.ejectReason = fmt.Sprintf("%d consecutive exit failures (ejection %d, %v)", n, st.ejections, d)
 	st.mu.Unlock()
 	v.ps.mu.Unlock()

@@ -420,9 +420,9 @@ func TestProbesCutByShutdownAreNotCounted(t *testing.T) {
 	}
 }
 
-// A restarted exit is back as soon as the probes see it up, not at the end
-// of the ejection it earned while it was dead; an exit that fails traffic
-// while passing probes stays ejected.
+// An ejected exit is back as soon as Rise probes started after its
+// ejection pass (a restarted exit answers again), not at the end of the
+// ejection; a dead one stays out until it answers again.
 func TestProbeRecoverySettlesEjection(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -430,15 +430,20 @@ func TestProbeRecoverySettlesEjection(t *testing.T) {
 		probes string // rounds after the ejection: f = fail, o = ok
 		want   string
 	}{
+		{name: "answers again at once", probes: "oo", want: pool.StateHealthy},
+		{name: "one pass is not enough", probes: "o", want: pool.StateEjected},
+		{name: "passes must be consecutive", probes: "ofo", want: pool.StateEjected},
 		{name: "died and came back", probes: "fffoo", want: pool.StateHealthy},
 		{name: "died and still down", probes: "fffo", want: pool.StateDown},
-		{name: "never seen down by probes", probes: "ooooo", want: pool.StateEjected},
+		{name: "dead, not yet down", probes: "ff", want: pool.StateEjected},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			sp := &scriptedProbe{}
 			f := newPool(t, func(c *pool.Config) { c.Probe = sp.probe }, mkExits(4, "e", "eu", "DE")...)
+			f.p.ProbeOnce(t.Context()) // passes before the ejection do not count
+			f.p.ProbeOnce(t.Context())
 			for range 5 {
 				f.p.Report("e-0000", pool.ExitFailed, 10*time.Millisecond)
 			}
@@ -447,11 +452,138 @@ func TestProbeRecoverySettlesEjection(t *testing.T) {
 			}
 			for _, r := range tc.probes {
 				sp.set("e-0000", r == 'f')
-				f.p.ProbeOnce(context.Background())
+				f.p.ProbeOnce(t.Context())
 			}
-			if st := stateOf(t, f.p, "e-0000"); st.State != tc.want {
+			st := stateOf(t, f.p, "e-0000")
+			if st.State != tc.want {
 				t.Fatalf("state %s (%s), want %s", st.State, st.Reason, tc.want)
+			}
+			picked := pickN(t, f.p, pool.Criteria{Pool: "resi"}, 40)
+			if (picked["e-0000"] > 0) != (tc.want == pool.StateHealthy) {
+				t.Errorf("e-0000 picked %d times in state %s", picked["e-0000"], st.State)
+			}
+			if tc.want == pool.StateHealthy {
+				if n := f.logs.Count("exit state changed", "exit=e-0000", "to=healthy"); n != 1 {
+					t.Errorf("%d log lines of e-0000 back to healthy, want 1:\n%s", n, f.logs)
+				}
 			}
 		})
 	}
+}
+
+// A probe that started before the ejection says nothing about the exit
+// after it: it does not count towards ending the ejection.
+func TestProbeStartedBeforeEjectionDoesNotCount(t *testing.T) {
+	t.Parallel()
+	inProbe, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f := newPool(t, func(c *pool.Config) {
+		c.Probe = func(ctx context.Context, e *pool.Exit) error {
+			if e.ID == "e-0000" {
+				once.Do(func() {
+					close(inProbe)
+					<-release
+				})
+			}
+			return nil
+		}
+	}, mkExits(4, "e", "eu", "DE")...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.p.ProbeOnce(context.Background())
+	}()
+	<-inProbe
+	f.clock.Advance(time.Millisecond)
+	for range 5 {
+		f.p.Report("e-0000", pool.ExitFailed, 0)
+	}
+	close(release)
+	<-done
+	f.p.ProbeOnce(t.Context())
+	if st := stateOf(t, f.p, "e-0000"); st.State != pool.StateEjected {
+		t.Fatalf("after one probe begun before the ejection and one after: state %s, want ejected", st.State)
+	}
+	f.p.ProbeOnce(t.Context())
+	if st := stateOf(t, f.p, "e-0000"); st.State != pool.StateHealthy {
+		t.Fatalf("after two probes begun after the ejection: state %s, want healthy", st.State)
+	}
+}
+
+// Run probes each exit on its own schedule: healthy ones every
+// ProbeInterval, failing, down or ejected ones every
+// UnhealthyProbeInterval, and an exit traffic ejects at once. The clock is
+// the pool's fake one, so an exit is due exactly when the test says.
+func TestRunSchedulesProbesByHealth(t *testing.T) {
+	t.Parallel()
+	sp := &scriptedProbe{}
+	f := newPool(t, func(c *pool.Config) {
+		c.Probe = sp.probe
+		c.ProbeInterval = time.Hour
+		c.UnhealthyProbeInterval = 20 * time.Millisecond // ±10%: due after 25ms
+	}, mkExits(4, "e", "eu", "DE")...)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.p.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	probes := func(id string) int {
+		st := stateOf(t, f.p, id)
+		return int(st.ProbesOK + st.ProbesFailed)
+	}
+	// waitFor waits until id had n probes and is in state.
+	waitFor := func(id string, n int, state string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for probes(id) < n || stateOf(t, f.p, id).State != state {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d probes, state %s; want %d, %s", id, probes(id), stateOf(t, f.p, id).State, n, state)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	others := func(want int, ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if n := probes(id); n != want {
+				t.Errorf("%s probed %d times, want %d (healthy, not due)", id, n, want)
+			}
+		}
+	}
+
+	for _, e := range mkExits(4, "e", "eu", "DE") {
+		waitFor(e.ID, 1, pool.StateHealthy) // known: probed at once
+	}
+	sp.set("e-0000", true)
+	f.clock.Advance(2 * time.Hour)
+	for _, e := range mkExits(4, "e", "eu", "DE") {
+		waitFor(e.ID, 2, pool.StateHealthy)
+	}
+	// e-0000 failed once: probed every 20ms until down (Fall 3).
+	f.clock.Advance(25 * time.Millisecond)
+	waitFor("e-0000", 3, pool.StateHealthy)
+	f.clock.Advance(25 * time.Millisecond)
+	waitFor("e-0000", 4, pool.StateDown)
+	// It answers again: up after Rise (2) probes 20ms apart.
+	sp.set("e-0000", false)
+	f.clock.Advance(25 * time.Millisecond)
+	waitFor("e-0000", 5, pool.StateDown)
+	f.clock.Advance(25 * time.Millisecond)
+	waitFor("e-0000", 6, pool.StateHealthy)
+	others(2, "e-0001", "e-0002", "e-0003")
+
+	// Traffic ejects e-0001 while it passes probes: probed at once, then
+	// 20ms later, and back long before its 30s ejection ends.
+	for range 5 {
+		f.p.Report("e-0001", pool.ExitFailed, 0)
+	}
+	waitFor("e-0001", 3, pool.StateEjected)
+	f.clock.Advance(25 * time.Millisecond)
+	waitFor("e-0001", 4, pool.StateHealthy)
+	others(2, "e-0002", "e-0003")
 }

@@ -54,7 +54,7 @@ func (p *Pool) Pick(ctx context.Context, c Criteria) (Pick, error) {
 	if g == nil {
 		return Pick{}, noExit(&c, "no exit matches")
 	}
-	f := filter{now: p.nowNS, panic: g.ps.panic.Load(), exclude: c.Exclude}
+	f := filter{now: p.nowNS, panic: g.ps.panic.Load(), exclude: c.Exclude, picks: &p.picks}
 	if c.Session != "" {
 		return p.pickSticky(ctx, s, g, &c, &f)
 	}

@@ -41,7 +41,8 @@ type Pool struct {
 	states map[string]*exitState
 	pools  map[string]*poolState
 
-	running atomic.Bool // Run is active
+	running atomic.Bool   // Run is active
+	picks   atomic.Uint64 // least_conn picks so far: the clock of its recency stamps
 
 	leaveMu sync.Mutex
 	onLeave []func(id string) // appended to only: a copy of the header is a stable list

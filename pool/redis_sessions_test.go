@@ -47,25 +47,52 @@ func TestRedisSessionsSharedByGateways(t *testing.T) {
 	}
 }
 
+// The idle TTL slides on use and a binding left alone expires. Redis keeps
+// the time, so the test reads the TTL Redis holds and waits on conditions
+// rather than racing sleeps against a short TTL.
 func TestRedisSessionsTTLSlides(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := redistest.Shared(t)
 	ctx := t.Context()
 	s := NewRedisSessions(rdb, prefix, time.Second)
 	b := Binding{ExitID: "eu-1", Egress: netip.MustParseAddr("198.51.100.1")}
-	const ttl = time.Second
+	const ttl = time.Minute
 	if _, err := s.Bind(ctx, "k", b, ttl); err != nil {
 		t.Fatal(err)
 	}
-	for range 4 { // 4 x 400ms > ttl: alive only because Get slides it
-		time.Sleep(400 * time.Millisecond)
-		if _, ok, err := s.Get(ctx, "k", ttl); !ok || err != nil {
-			t.Fatalf("binding expired although used: %v", err)
-		}
+	// The binding has sat idle for nearly all of its TTL.
+	if err := rdb.PExpire(ctx, s.key("k"), 500*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(ttl + 200*time.Millisecond)
-	if _, ok, _ := s.Get(ctx, "k", ttl); ok {
-		t.Fatal("binding outlived its idle TTL")
+	if got, ok, err := s.Get(ctx, "k", ttl); !ok || err != nil || got != b {
+		t.Fatalf("Get = %+v, %v, %v; want %+v", got, ok, err, b)
+	}
+	if left := rdb.PTTL(ctx, s.key("k")).Val(); left < ttl/2 {
+		t.Fatalf("TTL left after a Get: %v, want about %v (Get slides it)", left, ttl)
+	}
+	// Bind of a session in force slides it too.
+	rdb.PExpire(ctx, s.key("k"), 500*time.Millisecond)
+	if _, err := s.Bind(ctx, "k", Binding{ExitID: "other"}, ttl); err != nil {
+		t.Fatal(err)
+	}
+	if left := rdb.PTTL(ctx, s.key("k")).Val(); left < ttl/2 {
+		t.Fatalf("TTL left after a Bind: %v, want about %v", left, ttl)
+	}
+
+	// Left alone, a binding expires after its idle TTL. Watching it with
+	// EXISTS does not slide it.
+	if _, err := s.Bind(ctx, "short", b, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Exists(ctx, s.key("short")).Val() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("binding outlived its idle TTL by 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok, _ := s.Get(ctx, "short", time.Minute); ok {
+		t.Fatal("Get found a binding that expired")
 	}
 }
 

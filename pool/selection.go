@@ -1,5 +1,7 @@
 package pool
 
+import "sync/atomic"
+
 // policy is a selection policy. Each chooses one pickable member of a
 // candidates list, or nil; none allocates, and all are safe for concurrent
 // use (their only shared state is the list's atomic sequence).
@@ -45,6 +47,9 @@ type filter struct {
 	nowNS   int64 // 0 until needed
 	panic   bool  // ignore health (the pool is in panic mode)
 	exclude []string
+	// picks is the pool's pick counter, the clock of least_conn's
+	// recency stamps; nil outside Pool.Pick (no stamps).
+	picks *atomic.Uint64
 }
 
 func (f *filter) time() int64 {
@@ -174,31 +179,44 @@ func roundRobin(cs *candidates, f *filter) *member {
 	return nil
 }
 
-// leastConn picks the member with the fewest open tunnels: exactly for short
-// lists (ties go to the first from a random start), by the better of two
-// random members (power of two choices) for long ones.
+// leastConn picks the member with the fewest open tunnels, and among those
+// the one picked longest ago: exactly for short lists, by the better of two
+// random members (power of two choices) for long ones. The recency
+// tie-break is what makes it rotate when traffic is light: with no tunnel
+// open anywhere (sequential requests), every member ties on load, and the
+// pick goes round the list instead of to a random or a "fastest" one.
 func leastConn(cs *candidates, f *filter, r *rng) *member {
 	n := len(cs.ms)
+	var best *member
 	if n > exactLeastConn {
 		a, b := two(cs, f, r)
-		if b != nil && b.st.active.Load() < a.st.active.Load() {
-			return b
+		best = a
+		if b != nil && lessLoaded(b, a) {
+			best = b
 		}
-		return a
+	} else {
+		start := r.IntN(n)
+		for i := range n {
+			m := cs.ms[(start+i)%n]
+			if f.ok(m) && (best == nil || lessLoaded(m, best)) {
+				best = m
+			}
+		}
 	}
-	var best *member
-	var bestN int64
-	start := r.IntN(n)
-	for i := range n {
-		m := cs.ms[(start+i)%n]
-		if !f.ok(m) {
-			continue
-		}
-		if a := m.st.active.Load(); best == nil || a < bestN {
-			best, bestN = m, a
-		}
+	if best != nil && f.picks != nil {
+		best.st.picked.Store(f.picks.Add(1))
 	}
 	return best
+}
+
+// lessLoaded reports whether a should be preferred to b: fewer open
+// tunnels, or as many and picked less recently.
+func lessLoaded(a, b *member) bool {
+	na, nb := a.st.active.Load(), b.st.active.Load()
+	if na != nb {
+		return na < nb
+	}
+	return a.st.picked.Load() < b.st.picked.Load()
 }
 
 // leastLatency compares two random members by the EWMA of their set-up time

@@ -81,6 +81,50 @@ func idOf(i int) string {
 	return mkExits(i+1, "e", "", "")[i].ID
 }
 
+// Requests without a session rotate over the pool's exits under the
+// default policy, sequential ones too (every exit idle at each pick), and
+// one slow set-up through an exit does not take it out of rotation.
+func TestDefaultPolicyRotatesSequentialPicks(t *testing.T) {
+	t.Parallel()
+	const picks = 40
+	tests := []struct {
+		name string
+		// setup is how long each exit's first tunnel took to set up, ms.
+		setup []float64
+	}{
+		{name: "no samples", setup: nil},
+		{name: "one slow set-up", setup: []float64{40, 0.5, 0.5, 0.5}},
+		{name: "every exit a different speed", setup: []float64{0.4, 0.5, 0.6, 0.7}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newPool(t, nil, mkExits(4, "e", "eu", "DE")...)
+			for i, ms := range tc.setup {
+				f.p.Report(idOf(i), pool.OK, time.Duration(ms*float64(time.Millisecond)))
+			}
+			got := make(map[string]int)
+			for range picks {
+				pk, err := f.p.Pick(t.Context(), pool.Criteria{Pool: "resi"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := pk.Exit.ID
+				got[id]++
+				// What the gateway does with a request: open, report, close.
+				f.p.TunnelOpened(id)
+				f.p.Report(id, pool.OK, 500*time.Microsecond)
+				f.p.TunnelClosed(id)
+			}
+			for i := range 4 {
+				if n := got[idOf(i)]; n < 5 || n > 15 {
+					t.Errorf("%s got %d of %d picks, want 5..15 (all: %v)", idOf(i), n, picks, got)
+				}
+			}
+		})
+	}
+}
+
 func TestLeastConnAvoidsBusyExit(t *testing.T) {
 	t.Parallel()
 	f := newPool(t, func(c *pool.Config) { c.DefaultPolicy = pool.PolicyLeastConn }, mkExits(3, "e", "eu", "DE")...)

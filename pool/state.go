@@ -14,20 +14,25 @@ import (
 type exitState struct {
 	// Read on the pick path.
 	draining     atomic.Bool
-	down         atomic.Bool  // set by active probes
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 = never ejected
-	active       atomic.Int64 // open tunnels
+	down         atomic.Bool   // set by active probes
+	ejectedUntil atomic.Int64  // unix nanoseconds; 0 = never ejected
+	active       atomic.Int64  // open tunnels
+	picked       atomic.Uint64 // Pool.picks when least_conn last chose it; 0 = never
 	latency      atomic.Uint64
 	// Written by Report.
 	fails atomic.Int32 // consecutive ExitFailed reports
 	// Written by the probes, read by operators.
 	probesOK     atomic.Uint64
 	probesFailed atomic.Uint64
+	// Run's probe schedule.
+	nextProbe atomic.Int64 // unix nanoseconds the next probe is due; 0 = at once
+	probing   atomic.Bool  // a probe started by Run is in flight
 
 	mu          sync.Mutex // guards the fields below
 	probeFails  int        // consecutive failed probes
 	probeOKs    int        // consecutive successful probes
 	ejections   int        // passive ejections so far
+	ejectedAt   int64      // unix nanoseconds the last ejection started; 0 = never
 	downReason  string
 	ejectReason string
 	logged      string // the state last logged

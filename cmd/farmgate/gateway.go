@@ -75,7 +75,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	var exits listFlag
 	fs.Var(&exits, "exit", "a farmgate exit as ID=HOST:PORT (repeatable; reloaded on SIGHUP)")
 	policy := fs.String("policy", pool.DefaultConfig().DefaultPolicy, "exit selection policy: round_robin, weighted, least_conn, least_latency, random (reloaded on SIGHUP)")
-	probeURL := fs.String("probe-url", "", "URL fetched through each exit to probe its health; empty disables active probes")
+	probeURL := fs.String("probe-url", "", "URL the health checks also fetch through each exit; empty: farmgate exits are asked whether they can serve, third-party upstreams get a TCP connect")
 	readHeader := fs.Duration("read-header-timeout", d.ReadHeaderTimeout, "customer request header timeout")
 	exitDial := fs.Duration("exit-dial-timeout", d.ExitDialTimeout, "TCP connect timeout to an exit")
 	exitReply := fs.Duration("exit-reply-timeout", d.ExitReplyTimeout, "wait for an exit's reply to CONNECT or a request")
@@ -188,10 +188,8 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	pcfg.DefaultPolicy, pcfg.Policies = s.policy, s.policies
 	pcfg.Sessions = be.sessions
 	var gw *gateway.Gateway
-	if s.probeURL != "" {
-		probeURL := s.probeURL
-		pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return gw.Probe(ctx, e, probeURL) }
-	}
+	probeURL := s.probeURL // "" checks the exits without a request through them
+	pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return gw.CheckExit(ctx, e, probeURL) }
 	p, err := pool.New(pcfg, logger)
 	if err != nil {
 		return usageError{err}

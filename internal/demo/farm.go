@@ -169,11 +169,11 @@ func Start(cfg Config) (_ *Farm, err error) {
 		pcfg = *cfg.Pool
 	}
 	if pcfg.Probe == nil && !cfg.NoProbes {
-		// Every gateway probes every exit by fetching the demo origin
-		// through it, as a customer would.
+		// Every gateway checks every exit as `farmgate gateway` does, and
+		// fetches the demo origin through it, as a customer would.
 		probeURL := "http://" + f.Origin.HTTPAddr + "/ip"
 		pcfg.Probe = func(ctx context.Context, e *pool.Exit) error {
-			return f.Gateway.Probe(ctx, e, probeURL)
+			return f.Gateway.CheckExit(ctx, e, probeURL)
 		}
 	}
 	f.Pool, err = pool.New(pcfg, logger)

@@ -36,6 +36,11 @@ const (
 // InfoPath is where an exit describes itself (origin-form GET, same token).
 const InfoPath = "/farmgate/info"
 
+// HealthPath is where an exit says whether it can serve (origin-form GET,
+// same token): 200 and a Health document when it can, an error status with
+// HeaderError when it cannot. Gateways probe it every few seconds.
+const HealthPath = "/farmgate/health"
+
 // Reasons an exit puts in HeaderError.
 const (
 	ReasonUnauthorized           = "unauthorized"
@@ -45,6 +50,9 @@ const (
 	ReasonDestinationUnreachable = "destination_unreachable"
 	ReasonDestinationTimeout     = "destination_timeout"
 	ReasonExitBusy               = "exit_busy"
+	// ReasonEgressUnavailable: an egress IP of the exit cannot be bound
+	// (the address is gone from the machine); only HealthPath answers it.
+	ReasonEgressUnavailable = "egress_unavailable"
 )
 
 // Info is what an exit reports about itself at InfoPath.
@@ -57,6 +65,13 @@ type Info struct {
 	Egress     []netip.Addr `json:"egress"`
 	MaxTunnels int          `json:"max_tunnels"`
 	Version    string       `json:"version"`
+}
+
+// Health is what an exit that can serve answers at HealthPath.
+type Health struct {
+	// Tunnels is the number of tunnel slots in use, of MaxTunnels.
+	Tunnels    int `json:"tunnels"`
+	MaxTunnels int `json:"max_tunnels"`
 }
 
 // hopHeaders never cross a proxy (RFC 9110 section 7.6.1), as
