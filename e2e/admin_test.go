@@ -145,14 +145,31 @@ func TestReadyzFollowsTheFarm(t *testing.T) {
 	if status, body := readyz(); status != 503 || !strings.Contains(body, "no exit") {
 		t.Fatalf("/readyz with its only exit not started: %d %q", status, body)
 	}
-	start(t, "exit", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
-		"--token-file", token, "--allow-dest", "127.0.0.0/8")
-	waitFor(t, 20*time.Second, "/readyz 200 once the exit answers", func() error {
-		if status, body := readyz(); status != 200 {
+	startExit := func() *process {
+		return start(t, "exit", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
+			"--token-file", token, "--allow-dest", "127.0.0.0/8")
+	}
+	readyAgain := func(what string) {
+		waitFor(t, 20*time.Second, "/readyz 200 "+what, func() error {
+			if status, body := readyz(); status != 200 {
+				return fmt.Errorf("%d %q", status, body)
+			}
+			return nil
+		})
+	}
+	x := startExit()
+	readyAgain("once the exit answers")
+	// Its only exit dead: not ready, and the health checks say so.
+	x.cmd.Process.Kill()
+	x.cmd.Wait()
+	waitFor(t, 20*time.Second, "/readyz 503 with the only exit dead", func() error {
+		if status, body := readyz(); status != 503 || !strings.Contains(body, "no healthy exit (1 down)") {
 			return fmt.Errorf("%d %q", status, body)
 		}
 		return nil
 	})
+	startExit()
+	readyAgain("once the exit is back")
 	// A live tunnel holds the drain open while /readyz is asked.
 	echo := echoServer(t)
 	c, _ := dialTunnel(t, &demo.Farm{GatewayAddr: gw}, "demo", echo, "")
