@@ -23,15 +23,26 @@ type Config struct {
 	// wait. Default: runtime.GOMAXPROCS(0).
 	MaxVerifies int
 
-	// MaxFailedLogins is how many failed logins per user name and per client
-	// address (IPv4 address or IPv6 /64) are allowed in FailedLoginWindow;
-	// beyond it logins are refused with ErrLoginThrottled without checking
-	// the password. A pair already verified and cached is not throttled.
+	// MaxFailedLogins is how many failed logins for one user name from one
+	// client address (IPv4 address or IPv6 /64) are allowed in
+	// FailedLoginWindow; beyond it that address's logins as that user are
+	// refused with ErrLoginThrottled without checking the password. Other
+	// addresses are not affected: failures never lock a user name out
+	// everywhere. A pair already verified and cached is not throttled.
 	// Default: 10.
 	MaxFailedLogins int
 
-	// FailedLoginWindow is the window MaxFailedLogins counts over (a fixed
-	// window starting at the first failure). Default: 1 minute.
+	// MaxFailedLoginsPerClient is how many failed logins from one client
+	// address, whatever the user names, are allowed in FailedLoginWindow;
+	// beyond it every login from that address is refused with
+	// ErrLoginThrottled without checking the password (cached pairs
+	// aside). Higher than MaxFailedLogins because one address may be a NAT
+	// in front of many customers. Default: 50.
+	MaxFailedLoginsPerClient int
+
+	// FailedLoginWindow is the window MaxFailedLogins and
+	// MaxFailedLoginsPerClient count over (a fixed window starting at the
+	// first failure). Default: 1 minute.
 	FailedLoginWindow time.Duration
 
 	// Prefix starts every Redis key and channel name (RedisStore).
@@ -57,15 +68,16 @@ type Config struct {
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		CacheTTL:          time.Minute,
-		MaxVerifies:       runtime.GOMAXPROCS(0),
-		MaxFailedLogins:   10,
-		FailedLoginWindow: time.Minute,
-		Prefix:            DefaultPrefix,
-		Timeout:           500 * time.Millisecond,
-		MaxStale:          time.Hour,
-		Now:               time.Now,
-		Logger:            slog.Default(),
+		CacheTTL:                 time.Minute,
+		MaxVerifies:              runtime.GOMAXPROCS(0),
+		MaxFailedLogins:          10,
+		MaxFailedLoginsPerClient: 50,
+		FailedLoginWindow:        time.Minute,
+		Prefix:                   DefaultPrefix,
+		Timeout:                  500 * time.Millisecond,
+		MaxStale:                 time.Hour,
+		Now:                      time.Now,
+		Logger:                   slog.Default(),
 	}
 }
 
@@ -82,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFailedLogins < 0 {
 		return errors.New("auth config: MaxFailedLogins: must not be negative")
+	}
+	if c.MaxFailedLoginsPerClient < 0 {
+		return errors.New("auth config: MaxFailedLoginsPerClient: must not be negative")
 	}
 	if c.FailedLoginWindow < 0 {
 		return errors.New("auth config: FailedLoginWindow: must not be negative")
@@ -106,6 +121,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFailedLogins == 0 {
 		c.MaxFailedLogins = d.MaxFailedLogins
+	}
+	if c.MaxFailedLoginsPerClient == 0 {
+		c.MaxFailedLoginsPerClient = d.MaxFailedLoginsPerClient
 	}
 	if c.FailedLoginWindow == 0 {
 		c.FailedLoginWindow = d.FailedLoginWindow

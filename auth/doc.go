@@ -10,7 +10,8 @@
 //   - credential stores behind Authenticator and Admin: FileStore, the YAML
 //     file used by a single gateway and the demo, and RedisStore, shared by
 //     every gateway (pub/sub invalidation, fail-static while Redis is down);
-//     failed logins are throttled per user and per client (ErrLoginThrottled);
+//     failed logins are throttled per client address, and per client
+//     address and user name, never per user name alone (ErrLoginThrottled);
 //   - limits (MemoryLimiter, RedisLimiter: concurrent tunnels and request
 //     rate, both checked by one Admit call) and usage (Meter: bytes per
 //     customer, pool, day and month; monthly quota), each in a memory

@@ -20,9 +20,9 @@ var (
 	// answers 503.
 	ErrStoreUnavailable = errors.New("customer store unavailable")
 
-	// ErrLoginThrottled means too many failed logins came recently for the
-	// user name or from the client address; the password was not checked.
-	// The gateway answers 429 rate_limited.
+	// ErrLoginThrottled means too many failed logins came recently from
+	// the client address, for this user name or for any; the password was
+	// not checked. The gateway answers 429 rate_limited.
 	ErrLoginThrottled = errors.New("too many failed logins")
 
 	// ErrTooManyConnections means a new tunnel would exceed the customer's

@@ -185,14 +185,14 @@ func parseFile(data []byte, name string, cfg Config, allowEmpty bool) (*FileStor
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	s := &FileStore{
-		name:     name,
-		cfg:      cfg,
-		users:    make(map[string]*record, len(doc.Customers)),
-		mac:      mac,
-		cache:    newCredCache(cfg.CacheTTL, 0, cfg.Now),
-		flights:  newFlights(cfg.MaxVerifies),
-		throttle: newMemThrottle(cfg.MaxFailedLogins, cfg.FailedLoginWindow, cfg.Now),
+		name:    name,
+		cfg:     cfg,
+		users:   make(map[string]*record, len(doc.Customers)),
+		mac:     mac,
+		cache:   newCredCache(cfg.CacheTTL, 0, cfg.Now),
+		flights: newFlights(cfg.MaxVerifies),
 	}
+	s.throttle = newMemThrottle(&s.cfg, cfg.Logger.With("component", "auth", "store", "file"))
 	s.dummySecret = mac.secret("\x00farmgate dummy secret")
 	where := make(map[string]int, len(doc.Customers))
 	plaintext := 0
@@ -276,8 +276,8 @@ func (s *FileStore) Authenticate(ctx context.Context, user, password string) (*C
 // AuthenticateFrom checks user and password for a client at client (the
 // zero Addr if unknown). A pair verified within Config.CacheTTL is answered
 // from memory without allocating; otherwise failed logins are throttled
-// (ErrLoginThrottled, per user and per client, in this process) and the
-// password is hashed (at most Config.MaxVerifies at once, one per pair).
+// (ErrLoginThrottled, per client address and per client address and user,
+// in this process; see Config.MaxFailedLogins) and the password is hashed (at most Config.MaxVerifies at once, one per pair).
 // An unknown user costs the same as a wrong password. A valid client
 // outside the customer's AllowIPs is refused with ErrBadCredentials.
 func (s *FileStore) AuthenticateFrom(ctx context.Context, user, password string, client netip.Addr) (*Customer, error) {

@@ -307,3 +307,39 @@ func TestFlushAfterScriptFlush(t *testing.T) {
 		t.Errorf("month %+v, want 11 up 22 down", got)
 	}
 }
+
+// The store applies a batch number once per user: the same batch sent
+// again (its reply lost) or an older one arriving late counts nothing.
+func TestRedisBatchAppliedOnce(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Shared(t)
+	m := redisMeter(t, rdb, prefix, MeterConfig{})
+	p := periodOf(time.Now())
+	batchOf := func(seq uint64, user string, down int64) *batch {
+		return &batch{seq: seq, entries: map[pendKey]*pendVal{{user, "resi", p}: {t: Traffic{Down: down}}}}
+	}
+	for _, step := range []struct {
+		name string
+		b    *batch
+	}{
+		{"batch 1", batchOf(1, "alice", 100)},
+		{"batch 1 again", batchOf(1, "alice", 100)},
+		{"batch 2", batchOf(2, "alice", 10)},
+		{"batch 1 late", batchOf(1, "alice", 100)},
+		{"batch 2 again", batchOf(2, "alice", 10)},
+		{"batch 2 of another user", batchOf(2, "bob", 7)},
+	} {
+		if _, err := m.sink.write(t.Context(), step.b, nil, p.month); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+	}
+	for user, want := range map[string]int64{"alice": 110, "bob": 7} {
+		rep, err := m.sink.read(t.Context(), user, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.ThisMonth.Down != want || rep.Today.Down != want || rep.MonthByPool["resi"].Down != want {
+			t.Errorf("%s: month %+v, today %+v, resi %+v; want %d down each", user, rep.ThisMonth, rep.Today, rep.MonthByPool["resi"], want)
+		}
+	}
+}

@@ -32,8 +32,9 @@ import (
 // when it ends. It is safe for concurrent use.
 //
 // Redis keys (PREFIX defaults to "farmgate:"): PREFIX+"customers",
-// PREFIX+"fail:u:"+USER and PREFIX+"fail:ip:"+ADDR (failed-login counters),
-// channel PREFIX+"invalidate" (message: a user name, or "*" for all).
+// PREFIX+"fail:ipu:"+ADDR+"|"+USER and PREFIX+"fail:ip:"+ADDR (failed-login
+// counters, shared by every gateway; see Config.MaxFailedLogins), channel
+// PREFIX+"invalidate" (message: a user name, or "*" for all).
 type RedisStore struct {
 	cfg     Config
 	rdb     redis.UniversalClient
@@ -135,7 +136,8 @@ func (s *RedisStore) Authenticate(ctx context.Context, user, password string) (*
 // zero Addr if unknown). A pair verified within Config.CacheTTL is answered
 // from memory without allocating or calling Redis. Otherwise one pipelined
 // Redis round trip fetches the customer and the failed-login counters;
-// past Config.MaxFailedLogins for the user or the client it answers
+// past Config.MaxFailedLogins for the user from this client's address, or
+// Config.MaxFailedLoginsPerClient for any user from it, it answers
 // ErrLoginThrottled without checking the password. A stale cached pair
 // whose stored password has not changed is renewed without hashing.
 // A valid client outside the customer's AllowIPs gets ErrBadCredentials.
@@ -214,32 +216,25 @@ func (s *RedisStore) fingerprint(r *CustomerRecord) uint64 {
 	return binary.BigEndian.Uint64(h[:8]) | 1
 }
 
-func (s *RedisStore) failKeys(user string, client netip.Addr) []string {
-	keys := []string{s.cfg.Prefix + "fail:u:" + user}
-	if ck := clientKey(client); ck != "" {
-		keys = append(keys, s.cfg.Prefix+"fail:ip:"+ck)
-	}
-	return keys
-}
-
-// fetch returns the customer's JSON record ("" if none) and whether the
-// user or the client is throttled, in one round trip.
+// fetch returns the customer's JSON record ("" if none) and whether a
+// login of user from client is throttled, in one round trip.
 func (s *RedisStore) fetch(ctx context.Context, user string, client netip.Addr) (string, bool, error) {
 	cctx, cancel := withTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	rec := pipe.HGet(cctx, s.hashKey, user)
-	var fails []*redis.StringCmd
-	for _, k := range s.failKeys(user, client) {
-		fails = append(fails, pipe.Get(cctx, k))
+	keys := s.cfg.throttleKeys(user, client)
+	var fails [len(keys)]*redis.StringCmd
+	for i, k := range keys {
+		fails[i] = pipe.Get(cctx, s.cfg.Prefix+"fail:"+k.key)
 	}
 	_, err := pipe.Exec(cctx)
 	if s.outage.observe(ctx, err) || (err != nil && !errors.Is(err, redis.Nil)) {
 		return "", false, err
 	}
 	throttled := false
-	for _, f := range fails {
-		if n, err := f.Int(); err == nil && n >= s.cfg.MaxFailedLogins {
+	for i, f := range fails {
+		if n, err := f.Int(); err == nil && n >= keys[i].limit {
 			throttled = true
 		}
 	}
@@ -250,18 +245,30 @@ func (s *RedisStore) fetch(ctx context.Context, user string, client netip.Addr) 
 	return raw, throttled, err
 }
 
-// failed counts a failed login for user and client in Redis. Errors are
-// ignored: the throttle is best-effort.
+// failed counts a failed login of user from client in Redis, and logs a
+// bucket this failure fills: the gateway whose INCR reaches the limit logs
+// the lockout, once for every gateway. Errors are ignored: the throttle is
+// best-effort.
 func (s *RedisStore) failed(ctx context.Context, user string, client netip.Addr) {
 	cctx, cancel := withTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
-	for _, k := range s.failKeys(user, client) {
-		pipe.Incr(cctx, k)
-		pipe.Do(cctx, "PEXPIRE", k, s.cfg.FailedLoginWindow.Milliseconds(), "NX")
+	keys := s.cfg.throttleKeys(user, client)
+	var counts [len(keys)]*redis.IntCmd
+	for i, k := range keys {
+		key := s.cfg.Prefix + "fail:" + k.key
+		counts[i] = pipe.Incr(cctx, key)
+		pipe.Do(cctx, "PEXPIRE", key, s.cfg.FailedLoginWindow.Milliseconds(), "NX")
 	}
 	_, err := pipe.Exec(cctx)
-	s.outage.observe(ctx, err)
+	if s.outage.observe(ctx, err) || err != nil {
+		return
+	}
+	for i, k := range keys {
+		if counts[i].Val() == int64(k.limit) {
+			logLockout(s.logger, k, user, client, s.cfg.FailedLoginWindow)
+		}
+	}
 }
 
 // Run subscribes to invalidation messages and drops the named users'

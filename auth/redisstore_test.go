@@ -245,46 +245,6 @@ func TestRedisStoreFailStatic(t *testing.T) {
 	}
 }
 
-func TestLoginThrottle(t *testing.T) {
-	t.Parallel()
-	rdb, prefix := redistest.Shared(t)
-	ctx := t.Context()
-	file, _ := testStore(t)
-	redisStore := redisGateway(t, rdb, prefix, Config{})
-	if err := redisStore.Put(ctx, CustomerRecord{User: "demo", Password: "demo", Pools: []string{"resi"}}, true); err != nil {
-		t.Fatal(err)
-	}
-	redisStore2 := redisGateway(t, rdb, prefix, Config{}) // another gateway shares the counters
-	type store interface {
-		AuthenticateFrom(ctx context.Context, user, password string, client netip.Addr) (*Customer, error)
-	}
-	for _, tc := range []struct {
-		name        string
-		fail, check store
-	}{
-		{"file store", file, file},
-		{"redis store, counted across gateways", redisStore, redisStore2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			attacker := netip.MustParseAddr("198.51.100.7")
-			for i := range 10 {
-				if _, err := tc.fail.AuthenticateFrom(ctx, "demo", "guess", attacker); !errors.Is(err, ErrBadCredentials) {
-					t.Fatalf("failure %d = %v", i+1, err)
-				}
-			}
-			if _, err := tc.check.AuthenticateFrom(ctx, "demo", "guess", attacker); !errors.Is(err, ErrLoginThrottled) {
-				t.Fatalf("11th try = %v, want ErrLoginThrottled", err)
-			}
-			if _, err := tc.check.AuthenticateFrom(ctx, "demo", "demo", netip.MustParseAddr("192.0.2.1")); !errors.Is(err, ErrLoginThrottled) {
-				t.Fatalf("right password after 10 failures for the user = %v, want ErrLoginThrottled (not checked)", err)
-			}
-			if _, err := tc.check.AuthenticateFrom(ctx, "nobody", "x", attacker); !errors.Is(err, ErrLoginThrottled) {
-				t.Fatalf("another user from the throttled address = %v, want ErrLoginThrottled", err)
-			}
-		})
-	}
-}
-
 func TestRedisCacheHitDoesNotAllocate(t *testing.T) {
 	rdb, prefix := redistest.Shared(t)
 	s := redisGateway(t, rdb, prefix, Config{})

@@ -1,17 +1,26 @@
 package auth
 
 import (
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
 )
 
+// Failed logins are counted per client address, in two buckets: one for
+// the address and a user name, one for the address and every user name.
+// There is no bucket for a user name alone: failures from strangers'
+// addresses must never refuse the right password from an address that has
+// not failed, or anyone could lock a customer out (and an attacker spread
+// over many addresses still pays a slow hash per guess, MaxVerifies at a
+// time).
+
 // clientKey returns the throttling key of a client address: the address for
-// IPv4, its /64 for IPv6 (one subscriber usually holds a whole /64), "" for
-// the zero Addr (no address known: not throttled by address).
+// IPv4, its /64 for IPv6 (one subscriber usually holds a whole /64), and
+// "unknown" for the zero Addr (callers that know no address share one).
 func clientKey(a netip.Addr) string {
 	if !a.IsValid() {
-		return ""
+		return "unknown"
 	}
 	a = a.Unmap()
 	if a.Is4() {
@@ -21,15 +30,36 @@ func clientKey(a netip.Addr) string {
 	return p.String()
 }
 
+// throttleKey is one failed-login bucket and its limit.
+type throttleKey struct {
+	key   string // "ip:"+CLIENT or "ipu:"+CLIENT+"|"+USER
+	limit int
+	scope string // what the log calls it: "client" or "client_user"
+}
+
+// throttleKeys returns the buckets a login of user from client counts in.
+func (c *Config) throttleKeys(user string, client netip.Addr) [2]throttleKey {
+	ck := clientKey(client)
+	return [2]throttleKey{
+		{key: "ipu:" + ck + "|" + user, limit: c.MaxFailedLogins, scope: "client_user"},
+		{key: "ip:" + ck, limit: c.MaxFailedLoginsPerClient, scope: "client"},
+	}
+}
+
+// logLockout logs the start of a lockout: the failure that filled a bucket.
+// Once per lockout, not per refused attempt.
+func logLockout(logger *slog.Logger, k throttleKey, user string, client netip.Addr, window time.Duration) {
+	logger.Warn("failed logins throttled", "client", clientKey(client), "user", clip(user), "scope", k.scope,
+		"failures", k.limit, "window", window.String())
+}
+
 // maxThrottleKeys bounds the memory throttle's map.
 const maxThrottleKeys = 100_000
 
-// memThrottle counts failed logins per user name and per client address in
-// this process (FileStore).
+// memThrottle counts failed logins in this process (FileStore).
 type memThrottle struct {
-	max    int
-	window time.Duration
-	now    func() time.Time
+	cfg    *Config
+	logger *slog.Logger
 
 	mu sync.Mutex // guards m
 	m  map[string]failWindow
@@ -40,37 +70,35 @@ type failWindow struct {
 	start time.Time
 }
 
-func newMemThrottle(max int, window time.Duration, now func() time.Time) *memThrottle {
-	return &memThrottle{max: max, window: window, now: now, m: make(map[string]failWindow)}
+func newMemThrottle(cfg *Config, logger *slog.Logger) *memThrottle {
+	return &memThrottle{cfg: cfg, logger: logger, m: make(map[string]failWindow)}
 }
 
-// throttled reports whether user or client has reached the limit.
+// throttled reports whether a login of user from client is refused
+// unchecked: either of its buckets is full.
 func (t *memThrottle) throttled(user string, client netip.Addr) bool {
-	now := t.now()
+	now := t.cfg.Now()
+	keys := t.cfg.throttleKeys(user, client)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.overLocked("u:"+user, now) {
-		return true
-	}
-	if ck := clientKey(client); ck != "" && t.overLocked("ip:"+ck, now) {
-		return true
+	for _, k := range keys {
+		if w, ok := t.m[k.key]; ok && now.Sub(w.start) < t.cfg.FailedLoginWindow && w.n >= k.limit {
+			return true
+		}
 	}
 	return false
 }
 
-func (t *memThrottle) overLocked(key string, now time.Time) bool {
-	w, ok := t.m[key]
-	return ok && now.Sub(w.start) < t.window && w.n >= t.max
-}
-
-// fail counts one failed login for user and client.
+// fail counts one failed login of user from client, and logs a bucket
+// that it fills.
 func (t *memThrottle) fail(user string, client netip.Addr) {
-	now := t.now()
+	now := t.cfg.Now()
+	keys := t.cfg.throttleKeys(user, client)
+	var filled [2]bool
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if len(t.m) >= maxThrottleKeys {
 		for k, w := range t.m {
-			if now.Sub(w.start) >= t.window {
+			if now.Sub(w.start) >= t.cfg.FailedLoginWindow {
 				delete(t.m, k)
 			}
 		}
@@ -81,17 +109,19 @@ func (t *memThrottle) fail(user string, client netip.Addr) {
 			delete(t.m, k)
 		}
 	}
-	t.incLocked("u:"+user, now)
-	if ck := clientKey(client); ck != "" {
-		t.incLocked("ip:"+ck, now)
+	for i, k := range keys {
+		w, ok := t.m[k.key]
+		if !ok || now.Sub(w.start) >= t.cfg.FailedLoginWindow {
+			w = failWindow{start: now}
+		}
+		w.n++
+		t.m[k.key] = w
+		filled[i] = w.n == k.limit
 	}
-}
-
-func (t *memThrottle) incLocked(key string, now time.Time) {
-	w, ok := t.m[key]
-	if !ok || now.Sub(w.start) >= t.window {
-		w = failWindow{start: now}
+	t.mu.Unlock()
+	for i, k := range keys {
+		if filled[i] {
+			logLockout(t.logger, k, user, client, t.cfg.FailedLoginWindow)
+		}
 	}
-	w.n++
-	t.m[key] = w
 }

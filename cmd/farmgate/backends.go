@@ -13,12 +13,15 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway"
+	"github.com/farmgate/farmgate/internal/redisbreaker"
 	"github.com/farmgate/farmgate/pool"
 )
 
 // newRedisClient connects to Redis by URL (redis://[user:pass@]host:port/db,
 // one node) or by a comma-separated address list (several: Cluster, or
 // Sentinel with a master name in the URL-less form), and checks it answers.
+// The client honours its callers' deadlines (each component's Redis
+// timeout); go-redis otherwise waits out its own read timeouts.
 func newRedisClient(ctx context.Context, addrs, rawURL string, timeout time.Duration) (redis.UniversalClient, error) {
 	var rdb redis.UniversalClient
 	switch {
@@ -29,9 +32,10 @@ func newRedisClient(ctx context.Context, addrs, rawURL string, timeout time.Dura
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--redis-url: %w", err)}
 		}
+		opt.ContextTimeoutEnabled = true
 		rdb = redis.NewClient(opt)
 	case addrs != "":
-		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ",")})
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addrs, ","), ContextTimeoutEnabled: true})
 	default:
 		return nil, nil
 	}
@@ -90,6 +94,16 @@ func openBackends(ctx context.Context, s gatewaySettings, logger *slog.Logger) (
 		return &backends{store: store, limiter: auth.NewMemoryLimiter(nil), meter: m,
 			loops: []func(context.Context) error{m.Run}, close: func() {}}, nil
 	}
+	// One breaker for the client: when Redis hangs, the first timeout makes
+	// every component below fail static at once instead of each waiting
+	// out its own timeouts on every call.
+	bcfg := redisbreaker.DefaultConfig()
+	bcfg.Logger = logger
+	brk, err := redisbreaker.New(rdb, bcfg)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
 	acfg.Prefix, mcfg.Prefix = s.redisPrefix, s.redisPrefix
 	store, err := auth.NewRedisStore(rdb, acfg)
 	if err != nil {
@@ -111,7 +125,7 @@ func openBackends(ctx context.Context, s gatewaySettings, logger *slog.Logger) (
 	return &backends{
 		store: store, limiter: lim, meter: m,
 		sessions: pool.NewRedisSessions(rdb, s.redisPrefix, 0),
-		loops:    []func(context.Context) error{store.Run, lim.Run, m.Run},
+		loops:    []func(context.Context) error{brk.Run, store.Run, lim.Run, m.Run},
 		close:    func() { rdb.Close() },
 	}, nil
 }
