@@ -33,6 +33,8 @@ type Pool struct {
 	now      func() time.Time
 	rng      *rng
 	sessions SessionStore
+	// storeState logs the session store's outages once each.
+	storeState sessionStoreState
 
 	snap atomic.Pointer[snapshot]
 

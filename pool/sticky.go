@@ -2,7 +2,9 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"sync/atomic"
 )
 
 // pickSticky serves a pick with a session: the stored binding if its exit can
@@ -17,8 +19,8 @@ func (p *Pool) pickSticky(ctx context.Context, s *snapshot, g *group, c *Criteri
 	}
 
 	old, found, err := p.sessions.Get(ctx, key, ttl)
+	p.storeState.observe(p, "get", err)
 	if err != nil {
-		p.log.Warn("session store get failed, picking without it", "customer", c.Customer, "err", err)
 		m := p.hrwChoose(g, f, kh)
 		if m == nil {
 			return Pick{}, noExit(c, "no matching exit can take a tunnel")
@@ -37,27 +39,44 @@ func (p *Pool) pickSticky(ctx context.Context, s *snapshot, g *group, c *Criteri
 	}
 	b := Binding{ExitID: m.exit.ID, Egress: hrwEgress(m, kh)}
 	if found {
-		if err := p.sessions.Rebind(ctx, key, b, ttl); err != nil {
-			p.log.Warn("session store rebind failed", "customer", c.Customer, "exit", b.ExitID, "err", err)
-		}
+		p.storeState.observe(p, "rebind", p.sessions.Rebind(ctx, key, b, ttl))
 		return Pick{Exit: m.exit, Egress: b.Egress, Rebound: true}, nil
 	}
 	won, err := p.sessions.Bind(ctx, key, b, ttl)
-	switch {
-	case err != nil:
-		p.log.Warn("session store bind failed", "customer", c.Customer, "exit", b.ExitID, "err", err)
-	case won != b:
+	p.storeState.observe(p, "bind", err)
+	if err == nil && won != b {
 		// Another gateway bound the session first: use its choice if this
 		// gateway can, else take the session over.
 		if w := s.byID[won.ExitID]; w != nil && w.matches(c) && f.ok(w) && w.hasEgress(won.Egress) {
 			return Pick{Exit: w.exit, Egress: won.Egress}, nil
 		}
-		if err := p.sessions.Rebind(ctx, key, b, ttl); err != nil {
-			p.log.Warn("session store rebind failed", "customer", c.Customer, "exit", b.ExitID, "err", err)
-		}
+		p.storeState.observe(p, "rebind", p.sessions.Rebind(ctx, key, b, ttl))
 		return Pick{Exit: m.exit, Egress: b.Egress, Rebound: true}, nil
 	}
 	return Pick{Exit: m.exit, Egress: b.Egress}, nil
+}
+
+// sessionStoreState logs the session store failing and answering again once
+// each, not per pick: while a shared store (Redis) is out, every sticky pick
+// fails the same way and is served by hashing alone.
+type sessionStoreState struct {
+	down atomic.Bool
+}
+
+// observe notes the result of one call to the session store.
+func (st *sessionStoreState) observe(p *Pool, op string, err error) {
+	if err == nil {
+		if st.down.CompareAndSwap(true, false) {
+			p.log.Info("session store answering again")
+		}
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the customer left; says nothing about the store
+	}
+	if st.down.CompareAndSwap(false, true) {
+		p.log.Warn("session store failing; sticky sessions picked by hashing until it answers", "op", op, "err", err)
+	}
 }
 
 // hrwChoose is rendezvous hashing with the same DC affinity and panic rules

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,8 +293,53 @@ func TestStickyStoreDownFallsBackToHash(t *testing.T) {
 			}
 		}
 	}
-	if f.logs.Count("session store get failed") == 0 {
-		t.Errorf("store failure not logged")
+	// 100 picks failed the same way: one line says so, not one per pick.
+	if n := f.logs.Count("session store failing"); n != 1 {
+		t.Errorf("store failure logged %d times, want once:\n%s", n, f.logs.String())
+	}
+}
+
+// flakyStore fails while down is set and stores nothing otherwise.
+type flakyStore struct{ down atomic.Bool }
+
+func (s *flakyStore) Get(context.Context, string, time.Duration) (pool.Binding, bool, error) {
+	if s.down.Load() {
+		return pool.Binding{}, false, errStoreDown
+	}
+	return pool.Binding{}, false, nil
+}
+
+func (s *flakyStore) Bind(_ context.Context, _ string, b pool.Binding, _ time.Duration) (pool.Binding, error) {
+	if s.down.Load() {
+		return pool.Binding{}, errStoreDown
+	}
+	return b, nil
+}
+
+func (s *flakyStore) Rebind(context.Context, string, pool.Binding, time.Duration) error { return nil }
+
+// Each outage of the session store is logged once when it starts and once
+// when it ends.
+func TestStickyStoreOutageLoggedOnce(t *testing.T) {
+	t.Parallel()
+	store := &flakyStore{}
+	f := newPool(t, func(c *pool.Config) { c.Sessions = store }, mkExits(4, "e", "eu", "DE")...)
+	pick := func(n int) {
+		for i := range n {
+			if _, err := f.p.Pick(t.Context(), pool.Criteria{Pool: "resi", Customer: "erin", Session: fmt.Sprint(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range 2 {
+		pick(5)
+		store.down.Store(true)
+		pick(20)
+		store.down.Store(false)
+		pick(5)
+	}
+	if down, up := f.logs.Count("session store failing"), f.logs.Count("session store answering again"); down != 2 || up != 2 {
+		t.Errorf("two outages logged as %d starts and %d ends:\n%s", down, up, f.logs.String())
 	}
 }
 
