@@ -235,21 +235,24 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 }
 
 // readConnectHead reads a CONNECT request head from br and returns its
-// authority-form target and Proxy-Authorization value. Other headers are
-// read and dropped: nothing of a CONNECT head goes further than the gateway.
-func readConnectHead(br *bufio.Reader) (target, proxyAuth string, err error) {
-	target, err = wire.ReadConnectHead(br, func(k, v []byte) {
+// authority-form target, its Proxy-Authorization value and its length.
+// Other headers are read and dropped: nothing of a CONNECT head goes further
+// than the gateway.
+func readConnectHead(br *bufio.Reader) (target, proxyAuth string, n int, err error) {
+	target, n, err = wire.ReadConnectHead(br, func(k, v []byte) {
 		if wire.HeaderIs(k, "Proxy-Authorization") {
 			proxyAuth = string(v)
 		}
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", errBadTarget, err)
+		return "", "", 0, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
-	return target, proxyAuth, nil
+	return target, proxyAuth, n, nil
 }
 
-// connectTarget validates a CONNECT request's authority-form target.
+// connectTarget validates a CONNECT or SOCKS5 request's authority-form
+// target by the farm's rules (wire.ParseTarget), which every exit applies
+// too: what an exit would refuse as malformed never reaches one.
 func connectTarget(t string) (string, error) {
 	if err := wire.CheckTarget(t); err != nil {
 		return "", fmt.Errorf("%w: %w", errBadTarget, err)

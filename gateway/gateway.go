@@ -202,7 +202,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 		handedOff = g.servePlain(c, br)
 		return
 	}
-	target, proxyAuth, err := readConnectHead(br)
+	target, proxyAuth, _, err := readConnectHead(br)
 	if err != nil {
 		replyFor(err).writeRaw(c, "")
 		g.putBuf(br)

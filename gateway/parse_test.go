@@ -72,6 +72,9 @@ func TestConnectTarget(t *testing.T) {
 		{"user@example.com:443", false},
 		{"/path", false},
 		{"http://example.com:80", false},
+		{"127.0.0.1:+80", false},
+		{strings.Repeat("a.", 127) + "a:443", false},
+		{"a..example:443", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.uri, func(t *testing.T) {
@@ -123,12 +126,12 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 
 func TestReadConnectHeadWrapsErrBadTarget(t *testing.T) {
 	t.Parallel()
-	target, auth, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(
-		"CONNECT a.example:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n"), 4096))
-	if err != nil || target != "a.example:443" || auth != "Basic eA==" {
-		t.Fatalf("got %q %q %v", target, auth, err)
+	head := "CONNECT a.example:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n"
+	target, auth, n, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(head), 4096))
+	if err != nil || target != "a.example:443" || auth != "Basic eA==" || n != len(head) {
+		t.Fatalf("got %q %q %d %v", target, auth, n, err)
 	}
-	_, _, err = readConnectHead(bufio.NewReaderSize(strings.NewReader("CONNECT a.example HTTP/1.1\r\n\r\n"), 4096))
+	_, _, _, err = readConnectHead(bufio.NewReaderSize(strings.NewReader("CONNECT a.example HTTP/1.1\r\n\r\n"), 4096))
 	if !errors.Is(err, errBadTarget) {
 		t.Fatalf("error %v does not wrap errBadTarget", err)
 	}
