@@ -187,10 +187,11 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 }
 
 // tryExits runs try on an exit matching crit, and on others while it fails
-// for the exit's own reasons (exitFault) and again allows it (nil: always),
-// at most MaxAttempts in all; it reports each outcome to the pool. It
-// returns the last exit tried, how long it took to answer, and try's error,
-// or the pool's when no exit was left to try.
+// for the exit's own reasons (faultOf) and again allows it (nil: always),
+// at most MaxAttempts in all; it reports each outcome to the pool, except
+// the customer's own faults, which say nothing of the exit. It returns the
+// last exit tried, how long it took to answer, and try's error, or the
+// pool's when no exit was left to try.
 func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(pool.Pick, *upstream) error, again func() bool) (pool.Pick, time.Duration, error) {
 	var tried [10]string
 	var lastErr error
@@ -220,7 +221,14 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 			// exit was at work: that says nothing about the exit, and a
 			// customer who gives up on slow sites must not eject it.
 			return pick, setup, err
-		case !exitFault(err):
+		}
+		switch faultOf(err) {
+		case customerFault:
+			// A malformed request or body, or a customer who stopped
+			// sending: any exit would have failed the same, and none is
+			// marked for it.
+			return pick, setup, err
+		case destinationFault:
 			g.pool.Report(id, pool.DestFailed, setup)
 			return pick, setup, err
 		}

@@ -259,7 +259,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		return resp
 	}
-	if ctx.Err() != nil && g.ctx.Err() == nil {
+	if ctx.Err() != nil && g.ctx.Err() == nil || customerLeft(err) {
 		// The customer left: not a failure to count or log as one.
 		ev := accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			dest: req.URL.Host, status: clientClosed.status, reason: clientClosed.reason, total: time.Since(start)}
@@ -267,10 +267,16 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			ev.exit, ev.egress, ev.setup = pick.Exit.ID, egressString(pick), setup
 		}
 		g.access(ev)
+		if body.failed.Load() {
+			// One who only half-closed still reads: their request
+			// was cut short.
+			return reply{status: http.StatusBadRequest, reason: "bad_request"}.response(req, "request body cut short")
+		}
 		return clientClosed.response(req, "")
 	}
 	if pick.Exit != nil {
-		// The destination failed, not the exit.
+		// The destination failed, or the customer's request did, not
+		// the exit.
 		r := replyFor(err)
 		g.metrics.refused(r, a.crit.Pool)
 		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
@@ -287,18 +293,26 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	return r.response(req, "")
 }
 
-// trackedBody notes whether the transport read any of the request body, and
-// keeps the transport from closing it so a retry can still send it.
+// trackedBody notes whether the transport read any of the request body,
+// keeps the transport from closing it so a retry can still send it, and
+// types the errors of its reads as the customer's (customerError): the
+// transport returns them as they are, and neither a malformed body nor a
+// customer who stops sending is the exit's doing.
 type trackedBody struct {
 	rc      io.ReadCloser
 	touched atomic.Bool  // read by the transport's writer goroutine
 	n       atomic.Int64 // bytes read
+	failed  atomic.Bool  // a read failed: the body is malformed or cut short
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.touched.Store(true)
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+		err = &customerError{err}
+	}
 	return n, err
 }
 

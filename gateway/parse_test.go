@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -115,11 +117,41 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 		{&ExitError{Status: 407, Reason: "unauthorized"}, 502, "exit_failed"},
 		{errPoolForbidden, 403, "pool_forbidden"},
 		{errBadTarget, 400, "bad_request"},
+		{&ExitError{Status: 400, Reason: "bad_request"}, 400, "bad_request"},
+		{&customerError{errors.New("invalid byte in chunk length")}, 400, "bad_request"},
+		{&customerError{io.ErrUnexpectedEOF}, 400, "bad_request"},
+		{errors.New("read response: connection reset by peer"), 502, "exit_failed"},
 	}
 	for _, tc := range tests {
 		r := replyFor(tc.err)
 		if r.status != tc.status || r.reason != tc.reason {
 			t.Errorf("replyFor(%v) = %d %s, want %d %s", tc.err, r.status, r.reason, tc.status, tc.reason)
+		}
+	}
+}
+
+// Whose doing a failed attempt through an exit was decides whether the exit
+// is marked and another tried.
+func TestFaultOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want fault
+	}{
+		{"exit unreachable", fmt.Errorf("tunnel through exit eu-1: %w", errExitDial), exitFault},
+		{"unknown", errors.New("read CONNECT reply: EOF"), exitFault},
+		{"exit busy", &ExitError{Status: 503, Reason: "exit_busy"}, exitFault},
+		{"exit has not the egress IP", &ExitError{Status: 400, Reason: "bad_egress"}, exitFault},
+		{"destination", &ExitError{Status: 502, Reason: "destination_unreachable"}, destinationFault},
+		{"exit says malformed", fmt.Errorf("tunnel through exit eu-1: %w", &ExitError{Status: 400, Reason: "bad_request"}), customerFault},
+		{"malformed body", fmt.Errorf("write: %w", &customerError{errors.New("invalid byte in chunk length")}), customerFault},
+		{"customer stopped sending", &customerError{io.ErrUnexpectedEOF}, customerFault},
+		{"malformed target", fmt.Errorf("%w: x", errBadTarget), customerFault},
+	}
+	for _, tc := range tests {
+		if got := faultOf(tc.err); got != tc.want {
+			t.Errorf("%s: faultOf(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
 		}
 	}
 }

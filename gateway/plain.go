@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/rawio"
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // servePlain serves plain requests on c while they come; br holds what was
@@ -183,6 +185,14 @@ func (g *Gateway) waitRequest(c net.Conn, br *bufio.Reader, guard *idleGuard) bo
 // forwards the request, or says why not. The response's body must be
 // closed.
 func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
+	// The exits' target rules first: a URL an exit would refuse is the
+	// customer's 400 before it costs a credential check or reaches one.
+	if _, err := wire.URLTarget(req.URL); err != nil {
+		r := replyFor(fmt.Errorf("%w: %w", errBadTarget, err))
+		g.metrics.refused(r, "")
+		g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
+		return r.response(req, "")
+	}
 	a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
 	if err != nil {
 		r := replyFor(err)
