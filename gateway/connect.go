@@ -63,18 +63,54 @@ func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth s
 // their protocol. It reports whether the relay took the connection over.
 func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string) bool {
 	start := time.Now()
+	ctx, cancel, leave := g.setUpContext(c, br)
+	defer cancel()
 	var a admission
 	err := errNoCredentials
 	if haveCreds {
-		a, err = g.admitCredentials(g.ctx, user, pass, remoteIP(c.RemoteAddr().String()))
+		a, err = g.admitCredentials(ctx, user, pass, remoteIP(c.RemoteAddr().String()))
 	}
 	if err == nil {
-		return g.tunnel(c, br, ans, a, target, start)
+		return g.tunnel(ctx, leave, c, br, ans, a, target, start)
 	}
-	g.refuse(c, br, ans, err, "")
-	r := replyFor(err)
-	g.access(accessEvent{kind: ans.kind(), dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
+	leave.stop()
+	ev := accessEvent{kind: ans.kind(), dest: target, total: time.Since(start)}
+	g.setUpFailed(ctx, c, br, ans, err, ev, false)
 	return false
+}
+
+// setUpContext returns the context a tunnel's set-up runs under (the
+// customer's credentials and limits, the exit's dial and answer) and the
+// watch that cancels it when the customer leaves meanwhile: a set-up
+// through a slow or hung exit then stops with them, not ExitReplyTimeout
+// later, and frees the customer's slot and the exit's. Shutdown's deadline
+// cancels it too. The caller stops the watch before it reads or writes c
+// or br again, and cancels the context once the set-up is over.
+func (g *Gateway) setUpContext(c net.Conn, br *bufio.Reader) (context.Context, context.CancelFunc, *leaveWatch) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	leave := newLeaveWatch(c, br, cancel)
+	leave.arm()
+	return ctx, cancel, leave
+}
+
+// setUpFailed answers a customer whose tunnel could not be set up, unless
+// they left meanwhile (ctx, the set-up's, ended without the gateway's):
+// then nothing failed, and the access log says client_closed. ev says what
+// is known of the tunnel; failed, that the failure is worth a log line (the
+// exits', not the customer's limits or credentials). The caller closes c.
+func (g *Gateway) setUpFailed(ctx context.Context, c net.Conn, br *bufio.Reader, ans answerer, err error, ev accessEvent, failed bool) {
+	r := replyFor(err)
+	if ctx.Err() != nil && g.ctx.Err() == nil {
+		r = clientClosed
+		g.putBuf(br)
+	} else {
+		if failed {
+			g.logger.Info("tunnel failed", "customer", ev.customer, "pool", ev.pool, "target", ev.dest, "reason", r.reason, "err", err)
+		}
+		g.refuse(c, br, ans, err, ev.pool)
+	}
+	ev.status, ev.reason = r.status, r.reason
+	g.access(ev)
 }
 
 // refuse answers the customer with the error's reply; the caller closes c.
@@ -88,23 +124,35 @@ func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, 
 	g.putBuf(br)
 }
 
-func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time) bool {
-	release, err := g.limit(g.ctx, a.customer)
-	if err != nil {
-		g.refuse(c, br, ans, err, a.crit.Pool)
-		r := replyFor(err)
-		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
-			status: r.status, reason: r.reason, total: time.Since(start)})
-		return false
+// tunnel sets up the tunnel of an admitted customer under ctx, which leave
+// watches (see setUpContext), and hands it to the relay.
+func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time) bool {
+	release, limited := g.limit(ctx, a.customer)
+	err := limited
+	var exitConn net.Conn
+	var pick pool.Pick
+	var setup time.Duration
+	if err == nil {
+		exitConn, pick, setup, err = g.dialExit(ctx, &a.crit, target)
+		if err != nil {
+			release()
+		}
 	}
-	exitConn, pick, setup, err := g.dialExit(g.ctx, &a.crit, target)
-	if err != nil {
+	leave.stop()
+	if err == nil && ctx.Err() != nil {
+		// The customer left (or Shutdown's deadline passed) just as the
+		// exit answered.
 		release()
-		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
-		g.refuse(c, br, ans, err, a.crit.Pool)
-		r := replyFor(err)
-		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
-			status: r.status, reason: r.reason, total: time.Since(start)})
+		exitConn.Close()
+		err = fmt.Errorf("tunnel through exit %s: %w", pick.Exit.ID, ctx.Err())
+	}
+	if err != nil {
+		ev := accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+			setup: setup, total: time.Since(start)}
+		if pick.Exit != nil {
+			ev.exit, ev.egress = pick.Exit.ID, egressString(pick)
+		}
+		g.setUpFailed(ctx, c, br, ans, err, ev, limited == nil)
 		return false
 	}
 	id := pick.Exit.ID

@@ -75,7 +75,9 @@ func (g *Gateway) serveSOCKS(c net.Conn, br *bufio.Reader) bool {
 		g.access(accessEvent{kind: "socks", dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
-	return g.tunnel(c, br, socksAnswer{}, a, target, start)
+	ctx, cancel, leave := g.setUpContext(c, br)
+	defer cancel()
+	return g.tunnel(ctx, leave, c, br, socksAnswer{}, a, target, start)
 }
 
 // socksAuthenticate reads the greeting and the user/password
