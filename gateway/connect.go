@@ -19,8 +19,9 @@ import (
 // answerer speaks the customer's protocol when a tunnel is up or refused:
 // HTTP for CONNECT, SOCKS5 replies for SOCKS.
 type answerer interface {
-	// established tells the customer the tunnel through pick is up.
-	established(c net.Conn, pick pool.Pick) error
+	// established tells the customer the tunnel through pick is up, and
+	// returns the bytes it wrote.
+	established(c net.Conn, pick pool.Pick) (int, error)
 	// refused tells the customer why there is no tunnel.
 	refused(c net.Conn, r reply)
 	// kind names the protocol in logs and metrics.
@@ -34,7 +35,7 @@ func (httpAnswer) kind() string { return "connect" }
 
 func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
 
-func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
+func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 	var buf [128]byte
 	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+headerExit+": "...)
 	b = append(b, pick.Exit.ID...)
@@ -43,25 +44,26 @@ func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
 		b = append(b, headerSess+": rebound\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	_, err := rawio.Write(c, b)
-	return err
+	return rawio.Write(c, b)
 }
 
 // serveConnect sets up one CONNECT tunnel on a connection the gateway owns.
-// br holds what was read past the request head; it is flushed to the exit
-// before the relay starts and then returned to the pool. It reports whether
-// the relay took the connection over; if not, the caller closes it.
-func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string) bool {
+// br holds what was read past the request head (of head bytes); it is
+// flushed to the exit before the relay starts and then returned to the
+// pool. It reports whether the relay took the connection over; if not, the
+// caller closes it.
+func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string, head int64) bool {
 	user, pass, ok := parseProxyAuth(proxyAuth)
 	if !ok {
-		return g.open(c, br, httpAnswer{}, "", "", false, target)
+		return g.open(c, br, httpAnswer{}, "", "", false, target, head)
 	}
-	return g.open(c, br, httpAnswer{}, user, pass, true, target)
+	return g.open(c, br, httpAnswer{}, user, pass, true, target, head)
 }
 
 // open admits the customer and sets up their tunnel to target, answering in
 // their protocol. It reports whether the relay took the connection over.
-func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string) bool {
+// head is the bytes of the customer's request, billed with the tunnel.
+func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string, head int64) bool {
 	start := time.Now()
 	ctx, cancel, leave := g.setUpContext(c, br)
 	defer cancel()
@@ -71,7 +73,7 @@ func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass st
 		a, err = g.admitCredentials(ctx, user, pass, remoteIP(c.RemoteAddr().String()))
 	}
 	if err == nil {
-		return g.tunnel(ctx, leave, c, br, ans, a, target, start)
+		return g.tunnel(ctx, leave, c, br, ans, a, target, start, [2]int64{head, 0})
 	}
 	leave.stop()
 	ev := accessEvent{kind: ans.kind(), dest: target, total: time.Since(start)}
@@ -125,8 +127,10 @@ func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, 
 }
 
 // tunnel sets up the tunnel of an admitted customer under ctx, which leave
-// watches (see setUpContext), and hands it to the relay.
-func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time) bool {
+// watches (see setUpContext), and hands it to the relay. asked is what the
+// customer's connection carried to ask for it, up and down (a CONNECT head;
+// a SOCKS5 exchange), billed with the tunnel's bytes (usage.go).
+func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time, asked [2]int64) bool {
 	release, limited := g.limit(ctx, a.customer)
 	err := limited
 	var exitConn net.Conn
@@ -156,7 +160,8 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 		return false
 	}
 	id := pick.Exit.ID
-	if err := ans.established(c, pick); err != nil {
+	replied, err := ans.established(c, pick)
+	if err != nil {
 		release()
 		exitConn.Close()
 		g.putBuf(br)
@@ -206,13 +211,15 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
 		release()
-		g.settle(t, up+early, down+earlyDown)
+		up += early + asked[0]
+		down += earlyDown + asked[1] + int64(replied)
+		g.settle(t, up, down)
 		g.untrack(c)
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
 		g.metrics.tunnelClosed(a.crit.Pool, id)
 		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down + earlyDown,
+			exit: id, egress: egressString(pick), dest: target, status: 200, up: up, down: down,
 			setup: setup, total: time.Since(start)})
 	}
 	g.relay(t)

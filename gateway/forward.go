@@ -107,6 +107,12 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// The request's head, billed with the tunnel: what net/http read
+	// since the last request ended, less what it read past the head.
+	var head int64
+	if sc, ok := c.(*servedConn); ok {
+		head = sc.hijack() - int64(rw.Reader.Buffered())
+	}
 	c = unserved(c)
 	// Deadlines of the requests before stay on a hijacked connection; the
 	// tunnel's watcher times it out from here.
@@ -121,7 +127,7 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	}
 	if t, err := connectTarget(target); err != nil {
 		replyFor(err).writeRaw(c, "")
-	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization")) {
+	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization"), head) {
 		// rw.Reader held what net/http read past this request's head; the
 		// relay owns the connection now.
 		return
@@ -244,12 +250,25 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			release()
 			g.pool.TunnelClosed(id)
 			g.metrics.tunnelClosed(a.crit.Pool, id)
-			rb.meterNow()
-			up, down := body.n.Load(), rb.n
-			g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
-			g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
-				setup: setup, total: time.Since(start)})
+			// The usage is the bytes on the customer's connection
+			// (usage.go), known once the answer is written: the
+			// meter has had the bodies so far, and gets the rest then.
+			metered := rb.metered
+			ev := accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, setup: setup, total: time.Since(start)}
+			settle := func(up, down int64) {
+				if g.meter != nil {
+					g.meter.Add(a.customer.User, a.crit.Pool, max(up-metered[0], 0), max(down-metered[1], 0))
+				}
+				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+				ev.up, ev.down = up, down
+				g.access(ev)
+			}
+			if b := billerFrom(req.Context()); b != nil {
+				b.owe(settle)
+			} else {
+				settle(body.n.Load(), rb.n)
+			}
 		}
 		resp.Body = rb
 		cleanResponse(resp.Header)

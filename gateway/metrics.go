@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"pool"}),
 		byteCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "farmgate_bytes_total",
-			Help: "Payload bytes relayed, up (from the customer) and down (to the customer).",
+			Help: "Bytes on customers' connections, as billed: up (from the customer) and down (to the customer), heads included.",
 		}, []string{"direction", "pool", "customer"}),
 		authFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "farmgate_auth_failures_total",

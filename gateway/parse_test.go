@@ -174,10 +174,14 @@ func FuzzSOCKSRequest(f *testing.F) {
 	f.Add([]byte{5, 1, 0, 1, 127, 0, 0, 1, 0, 80})
 	f.Add([]byte{5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		target, _, err := socksRequest(bufio.NewReader(bytes.NewReader(b)))
+		br := bufio.NewReader(bytes.NewReader(b))
+		target, n, _, err := socksRequest(br)
 		if err == nil {
 			if _, err := connectTarget(target); err != nil {
 				t.Fatalf("accepted %q that connectTarget refuses", target)
+			}
+			if n != len(b)-br.Buffered() {
+				t.Fatalf("request of %d bytes, read %d", n, len(b)-br.Buffered())
 			}
 		}
 	})

@@ -44,6 +44,8 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 	// timer cancels the request, and the deadline it sets unblocks a write.
 	ctx, cancel := context.WithCancel(g.ctx)
 	defer cancel()
+	bill := &plainBill{}
+	ctx = withBiller(ctx, bill)
 	timer := time.AfterFunc(g.cfg.IdleTimeout, func() {
 		cancel()
 		c.SetDeadline(time.Unix(1, 0))
@@ -68,7 +70,7 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 			timer.Stop()
 			c.SetDeadline(time.Time{})
 			g.untrack(c)
-			if !g.httpLn.Push(servedConn{&handoff.Conn{Conn: c, R: br}}) {
+			if !g.httpLn.Push(newServedConn(&handoff.Conn{Conn: c, R: br})) {
 				c.Close()
 			}
 			return true
@@ -87,8 +89,9 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 		req.RemoteAddr = remote
 		leave.arm()
 		resp := g.serveHTTP(req)
-		keep := g.writePlain(c, req, resp, &guard)
+		keep, written := g.writePlain(c, req, resp, &guard)
 		leave.stop()
+		bill.pay(int64(n), written)
 		if !keep || g.isClosing() {
 			g.putBuf(br)
 			return false
@@ -207,8 +210,8 @@ func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
 
 // writePlain writes resp to the customer, streaming its body as it comes,
 // and closes the body. It reports whether the connection can carry the
-// next request.
-func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool) {
+// next request, and how many bytes it wrote.
+func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool, written int64) {
 	defer resp.Body.Close()
 	bufs := plainBufs.Get().(*plainBuf)
 	defer plainBufs.Put(bufs)
@@ -236,14 +239,16 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 	bufs.head = head
 	if !withBody {
 		guard.touch()
-		if _, err := rawio.Write(c, head); err != nil {
-			return false
+		n, err := rawio.Write(c, head)
+		written = int64(n)
+		if err != nil {
+			return false, written
 		}
 		// The body is empty; reading its end gives the tunnel back.
 		if n, err := resp.Body.Read(bufs.body); n > 0 || err != io.EOF {
-			return false
+			return false, written
 		}
-		return keep
+		return keep, written
 	}
 
 	// Each read of the body leaves at once (the head with the first), so
@@ -267,17 +272,19 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 				out = append(out, buf[:n])
 			}
 			guard.touch()
-			if _, err := rawio.Writev(c, &out); err != nil {
-				return false
+			n, err := rawio.Writev(c, &out)
+			written += n
+			if err != nil {
+				return false, written
 			}
 		}
 		if rerr == io.EOF {
-			return keep
+			return keep, written
 		}
 		if rerr != nil {
 			// The answer broke off: the customer can only tell from the
 			// connection closing before its end.
-			return false
+			return false, written
 		}
 	}
 }
