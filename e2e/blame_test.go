@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -59,10 +61,21 @@ func TestCustomersGivingUpDoNotEjectTheExit(t *testing.T) {
 		if _, err := io.WriteString(conn, head); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		// The customer gives up once the exit is at work.
+		waitFor(t, 10*time.Second, "the request at the exit", func() error {
+			if activeTunnels(f) == 0 {
+				return errors.New("no exit counts it")
+			}
+			return nil
+		})
 		conn.Close()
+		waitFor(t, 10*time.Second, "the gateway done with it", func() error {
+			if n := activeTunnels(f); n != 0 {
+				return fmt.Errorf("%d active", n)
+			}
+			return nil
+		})
 	}
-	time.Sleep(200 * time.Millisecond)
 	checkNotEjected(t, f, "eu-1")
 	// Nor are they failures on the operator's dashboard.
 	if failed := gathered(t, f, "farmgate_tunnels_failed_total", "reason"); len(failed) != 0 {

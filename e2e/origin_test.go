@@ -19,17 +19,26 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// countingOrigin is an HTTP origin that counts the connections it accepted.
+// countingOrigin is an HTTP origin that counts the connections it accepted
+// and those it closed.
 type countingOrigin struct {
-	addr string
-	mu   sync.Mutex
-	conn int
+	addr   string
+	mu     sync.Mutex
+	conn   int
+	closed int
 }
 
 func (o *countingOrigin) conns() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.conn
+}
+
+// open is how many of its connections the origin has not closed.
+func (o *countingOrigin) open() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.conn - o.closed
 }
 
 func startCountingOrigin(t *testing.T, idle time.Duration, h http.HandlerFunc) *countingOrigin {
@@ -43,10 +52,13 @@ func startCountingOrigin(t *testing.T, idle time.Duration, h http.HandlerFunc) *
 		h = func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s\n", r.Method, r.URL.Path) }
 	}
 	srv := &http.Server{Handler: h, IdleTimeout: idle, ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			o.mu.Lock()
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		switch s {
+		case http.StateNew:
 			o.conn++
-			o.mu.Unlock()
+		case http.StateClosed, http.StateHijacked:
+			o.closed++
 		}
 	}}
 	go srv.Serve(ln)
@@ -62,12 +74,17 @@ func noProbes(c *demo.Config) { c.NoProbes = true }
 // settled waits until the gateway has finished with the requests through
 // exit: a customer may have the whole answer a moment before the gateway
 // keeps or ends its tunnel, and a request sent in that moment takes a new
-// one.
+// one; an origin tunnel that ended with its answer gives its link back
+// only once the exit has ended its side too (retire), and a tunnel opened
+// meanwhile takes a new link.
 func settled(t *testing.T, f *demo.Farm, exit string) {
 	t.Helper()
-	waitFor(t, 3*time.Second, "requests done at the gateway", func() error {
+	waitFor(t, 10*time.Second, "requests done at the gateway", func() error {
 		if n := gathered(t, f, "farmgate_tunnels_active", "exit")[exit]; n != 0 {
 			return fmt.Errorf("%v active through %s", n, exit)
+		}
+		if n := gathered(t, f, "farmgate_origin_tunnels_ending", "")[""]; n != 0 {
+			return fmt.Errorf("%v origin tunnels ending", n)
 		}
 		return nil
 	})
@@ -105,13 +122,17 @@ func TestOriginClosingIdleTunnelsIsTransparent(t *testing.T) {
 	f := startFarm(t, noProbes)
 	o := startCountingOrigin(t, 100*time.Millisecond, nil)
 	for i := range 4 {
-		if i > 0 {
-			time.Sleep(400 * time.Millisecond)
-		}
 		r := curl(t, proxyURL(f, "demo-country-us-session-idle"), fmt.Sprintf("http://%s/g%d", o.addr, i))
 		if r.status != 200 || r.body != fmt.Sprintf("GET /g%d\n", i) {
 			t.Fatalf("request %d: %d %q %v", i, r.status, r.body, r.header)
 		}
+		settled(t, f, "us-1")
+		waitFor(t, 10*time.Second, "the origin closing its idle connection", func() error {
+			if n := o.open(); n != 0 {
+				return fmt.Errorf("%d open", n)
+			}
+			return nil
+		})
 	}
 	if n := o.conns(); n != 4 {
 		t.Errorf("the origin saw %d connections, want 4 (it closed each after 100 ms)", n)

@@ -164,19 +164,38 @@ func TestAnswersCarryTheOriginsHeader(t *testing.T) {
 func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, noProbes)
+	arrived, answer := make(chan struct{}), make(chan struct{})
 	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
+		close(arrived)
+		select {
+		case <-answer:
+		case <-time.After(20 * time.Second):
+		}
 		io.WriteString(w, "late")
 	})
 	p := dialPlain(t, f.GatewayAddr)
 	p.send("GET http://" + o.addr + "/ HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n")
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-arrived:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the request did not reach the origin in 15 s")
+	}
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		done <- f.Gateway.Shutdown(ctx)
 	}()
+	// The origin answers once the gateway has stopped taking customers.
+	waitFor(t, 10*time.Second, "the gateway to stop accepting", func() error {
+		c, err := net.DialTimeout("tcp", f.GatewayAddr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		return errors.New("still accepting")
+	})
+	close(answer)
 	resp, body := p.read("GET")
 	if resp.StatusCode != 200 || body != "late" || !resp.Close {
 		t.Fatalf("answer during shutdown: %d %q close %v", resp.StatusCode, body, resp.Close)
@@ -243,13 +262,14 @@ func TestCustomerWhoLeavesCancelsTheRequest(t *testing.T) {
 			req += "\r\n"
 		}
 		p.send(req)
-		waitFor(t, 3*time.Second, method+": counted active", func() error {
+		waitFor(t, 10*time.Second, method+": counted active", func() error {
 			if activeTunnels(f) == 0 {
 				return errors.New("no exit counts it")
 			}
 			return nil
 		})
-		time.Sleep(100 * time.Millisecond) // past any grace before a watch
+		// Whenever the customer leaves, before the gateway's watch
+		// starts or after, the watch finds the connection closed.
 		p.c.Close()
 		select {
 		case <-gone:
@@ -324,9 +344,11 @@ func TestPlainAnswersMatchTheHTTPServers(t *testing.T) {
 func TestRequestBehindASlowAnswer(t *testing.T) {
 	t.Parallel()
 	f := startFarm(t, noProbes)
+	slow := make(chan struct{})
 	o := startCountingOrigin(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(300 * time.Millisecond)
+			close(slow)
+			time.Sleep(300 * time.Millisecond) // a slow origin
 		}
 		io.WriteString(w, r.URL.Path)
 	})
@@ -335,7 +357,11 @@ func TestRequestBehindASlowAnswer(t *testing.T) {
 		return "GET http://" + o.addr + path + " HTTP/1.1\r\nHost: " + o.addr + "\r\n" + demoCred + "\r\n"
 	}
 	p.send(get("/slow"))
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-slow: // the gateway is waiting for the answer
+	case <-time.After(15 * time.Second):
+		t.Fatal("the slow request did not reach the origin in 15 s")
+	}
 	p.send(get("/next"))
 	for _, want := range []string{"/slow", "/next"} {
 		if resp, body := p.read("GET"); resp.StatusCode != 200 || body != want {

@@ -162,38 +162,54 @@ func TestTunnelClosesWhenCustomerLeaves(t *testing.T) {
 	}
 }
 
+// A tunnel that moves no byte for IdleTimeout is closed; one that moves a
+// byte every tenth of it is not, however long it lasts. (With 300 ms against
+// a byte every 100 ms, a busy machine under -race once paused the slow
+// stream long enough to have it cut: the margin is now tenfold.)
 func TestIdleTunnelIsClosedButASlowStreamIsNot(t *testing.T) {
 	t.Parallel()
-	f := startFarm(t, func(c *demo.Config) { c.Gateway.IdleTimeout = 300 * time.Millisecond })
+	const idleTimeout = time.Second
+	f := startFarm(t, func(c *demo.Config) {
+		c.Gateway.IdleTimeout = idleTimeout
+		c.Gateway.CheckInterval = idleTimeout / 10
+	})
 	echo := echoServer(t)
 
+	opened := time.Now() // before the idle tunnel's last byte
 	idle, ibr := dialTunnel(t, f, "demo", echo, "")
-	// Slow stream: one byte every 100ms in one direction only (the echo
-	// sends it back, so both directions move).
+	// Slow stream: one byte every idleTimeout/10 in one direction only (the
+	// echo sends it back, so both directions move).
 	slow, sbr := dialTunnel(t, f, "demo", echo, "")
 	start := time.Now()
-	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	idle.SetReadDeadline(time.Now().Add(20 * time.Second))
 	idleErr := make(chan error, 1)
+	var idleFor time.Duration // until the idle tunnel closed
 	go func() {
 		_, err := ibr.ReadByte()
+		idleFor = time.Since(opened)
 		idleErr <- err
 	}()
-	for time.Since(start) < 1500*time.Millisecond {
+	pace := time.NewTicker(idleTimeout / 10)
+	defer pace.Stop()
+	for time.Since(start) < 3*idleTimeout {
 		if _, err := slow.Write([]byte{'x'}); err != nil {
 			t.Fatalf("slow stream cut after %s: %v", time.Since(start), err)
 		}
-		slow.SetReadDeadline(time.Now().Add(2 * time.Second))
+		slow.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := sbr.ReadByte(); err != nil {
 			t.Fatalf("slow stream cut after %s: %v", time.Since(start), err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-pace.C
 	}
 	select {
 	case err := <-idleErr:
 		if err != io.EOF && !strings.Contains(err.Error(), "reset") {
 			t.Fatalf("idle tunnel: %v, want EOF", err)
 		}
-	case <-time.After(5 * time.Second):
+		if idleFor < idleTimeout {
+			t.Errorf("idle tunnel closed after %s, before IdleTimeout (%s)", idleFor, idleTimeout)
+		}
+	case <-time.After(20 * time.Second):
 		t.Fatal("idle tunnel still open")
 	}
 }

@@ -171,7 +171,7 @@ type linkOffer struct{ framed, noRaw bool }
 // way offer says what the gateway asked of the link.
 func (s *Server) openConnect(c net.Conn, br *bufio.Reader) (dest net.Conn, offer linkOffer, err error) {
 	var auth, egress []string
-	target, err := wire.ReadConnectHead(br, func(k, v []byte) {
+	target, _, err := wire.ReadConnectHead(br, func(k, v []byte) {
 		switch {
 		case wire.HeaderIs(k, "Proxy-Authorization"):
 			auth = append(auth, string(v))

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/farmgate/farmgate/internal/sockopt"
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // Errors a destination dial fails with, besides ErrDestinationForbidden. The
@@ -32,26 +32,16 @@ type destDialer struct {
 	noPortOff bool
 }
 
-// parseTarget splits "host:port" into a host and a non-zero numeric port.
-// An IPv6 literal must be bracketed. The host may be a name or an IP literal.
+// parseTarget splits "host:port" into a host and a port by the farm's
+// target rules (wire.ParseTarget), which gateways apply to their customers
+// first: a target refused here is a malformed request, never a failure of
+// the exit.
 func parseTarget(addr string) (host string, port uint16, err error) {
-	host, ps, err := net.SplitHostPort(addr)
+	host, port, err = wire.ParseTarget(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("parse target %q: %w", addr, errBadTarget)
+		return "", 0, fmt.Errorf("parse target: %w: %w", errBadTarget, err)
 	}
-	if host == "" || len(host) > 253 {
-		return "", 0, fmt.Errorf("parse target %q: bad host: %w", addr, errBadTarget)
-	}
-	p, err := strconv.ParseUint(ps, 10, 16)
-	if err != nil || p == 0 || ps[0] == '+' {
-		return "", 0, fmt.Errorf("parse target %q: bad port: %w", addr, errBadTarget)
-	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; c <= ' ' || c == 0x7f || c == '/' || c == '\\' || c == '@' {
-			return "", 0, fmt.Errorf("parse target %q: bad host: %w", addr, errBadTarget)
-		}
-	}
-	return host, uint16(p), nil
+	return host, port, nil
 }
 
 // lookup returns the addresses of host: the literal itself, or the resolver's

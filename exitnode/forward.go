@@ -108,8 +108,10 @@ func (s *Server) newForwardProxy() *goproxy.ProxyHttpServer {
 // serveForward relays one absolute-form request through goproxy from the
 // chosen egress IP.
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request) {
-	if (r.URL.Scheme != "http" && r.URL.Scheme != "https") || r.URL.Host == "" {
-		s.refuse(w, r, fmt.Errorf("forward %s: unsupported URL: %w", r.URL.Redacted(), errBadTarget))
+	// The farm's target rules, which gateways apply to their customers
+	// first: what is refused here is the customer's mistake.
+	if _, err := wire.URLTarget(r.URL); err != nil {
+		s.refuse(w, r, fmt.Errorf("forward: %w: %w", errBadTarget, err))
 		return
 	}
 	rt, err := s.pickRoute(r)

@@ -19,8 +19,9 @@ import (
 // answerer speaks the customer's protocol when a tunnel is up or refused:
 // HTTP for CONNECT, SOCKS5 replies for SOCKS.
 type answerer interface {
-	// established tells the customer the tunnel through pick is up.
-	established(c net.Conn, pick pool.Pick) error
+	// established tells the customer the tunnel through pick is up, and
+	// returns the bytes it wrote.
+	established(c net.Conn, pick pool.Pick) (int, error)
 	// refused tells the customer why there is no tunnel.
 	refused(c net.Conn, r reply)
 	// kind names the protocol in logs and metrics.
@@ -34,7 +35,7 @@ func (httpAnswer) kind() string { return "connect" }
 
 func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
 
-func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
+func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 	var buf [128]byte
 	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+headerExit+": "...)
 	b = append(b, pick.Exit.ID...)
@@ -43,38 +44,75 @@ func (httpAnswer) established(c net.Conn, pick pool.Pick) error {
 		b = append(b, headerSess+": rebound\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	_, err := rawio.Write(c, b)
-	return err
+	return rawio.Write(c, b)
 }
 
 // serveConnect sets up one CONNECT tunnel on a connection the gateway owns.
-// br holds what was read past the request head; it is flushed to the exit
-// before the relay starts and then returned to the pool. It reports whether
-// the relay took the connection over; if not, the caller closes it.
-func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string) bool {
+// br holds what was read past the request head (of head bytes); it is
+// flushed to the exit before the relay starts and then returned to the
+// pool. It reports whether the relay took the connection over; if not, the
+// caller closes it.
+func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string, head int64) bool {
 	user, pass, ok := parseProxyAuth(proxyAuth)
 	if !ok {
-		return g.open(c, br, httpAnswer{}, "", "", false, target)
+		return g.open(c, br, httpAnswer{}, "", "", false, target, head)
 	}
-	return g.open(c, br, httpAnswer{}, user, pass, true, target)
+	return g.open(c, br, httpAnswer{}, user, pass, true, target, head)
 }
 
 // open admits the customer and sets up their tunnel to target, answering in
 // their protocol. It reports whether the relay took the connection over.
-func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string) bool {
+// head is the bytes of the customer's request, billed with the tunnel.
+func (g *Gateway) open(c net.Conn, br *bufio.Reader, ans answerer, user, pass string, haveCreds bool, target string, head int64) bool {
 	start := time.Now()
+	ctx, cancel, leave := g.setUpContext(c, br)
+	defer cancel()
 	var a admission
 	err := errNoCredentials
 	if haveCreds {
-		a, err = g.admitCredentials(g.ctx, user, pass, remoteIP(c.RemoteAddr().String()))
+		a, err = g.admitCredentials(ctx, user, pass, remoteIP(c.RemoteAddr().String()))
 	}
 	if err == nil {
-		return g.tunnel(c, br, ans, a, target, start)
+		return g.tunnel(ctx, leave, c, br, ans, a, target, start, [2]int64{head, 0})
 	}
-	g.refuse(c, br, ans, err, "")
-	r := replyFor(err)
-	g.access(accessEvent{kind: ans.kind(), dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
+	leave.stop()
+	ev := accessEvent{kind: ans.kind(), dest: target, total: time.Since(start)}
+	g.setUpFailed(ctx, c, br, ans, err, ev, false)
 	return false
+}
+
+// setUpContext returns the context a tunnel's set-up runs under (the
+// customer's credentials and limits, the exit's dial and answer) and the
+// watch that cancels it when the customer leaves meanwhile: a set-up
+// through a slow or hung exit then stops with them, not ExitReplyTimeout
+// later, and frees the customer's slot and the exit's. Shutdown's deadline
+// cancels it too. The caller stops the watch before it reads or writes c
+// or br again, and cancels the context once the set-up is over.
+func (g *Gateway) setUpContext(c net.Conn, br *bufio.Reader) (context.Context, context.CancelFunc, *leaveWatch) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	leave := newLeaveWatch(c, br, cancel)
+	leave.arm()
+	return ctx, cancel, leave
+}
+
+// setUpFailed answers a customer whose tunnel could not be set up, unless
+// they left meanwhile (ctx, the set-up's, ended without the gateway's):
+// then nothing failed, and the access log says client_closed. ev says what
+// is known of the tunnel; failed, that the failure is worth a log line (the
+// exits', not the customer's limits or credentials). The caller closes c.
+func (g *Gateway) setUpFailed(ctx context.Context, c net.Conn, br *bufio.Reader, ans answerer, err error, ev accessEvent, failed bool) {
+	r := replyFor(err)
+	if ctx.Err() != nil && g.ctx.Err() == nil {
+		r = clientClosed
+		g.putBuf(br)
+	} else {
+		if failed {
+			g.logger.Info("tunnel failed", "customer", ev.customer, "pool", ev.pool, "target", ev.dest, "reason", r.reason, "err", err)
+		}
+		g.refuse(c, br, ans, err, ev.pool)
+	}
+	ev.status, ev.reason = r.status, r.reason
+	g.access(ev)
 }
 
 // refuse answers the customer with the error's reply; the caller closes c.
@@ -88,27 +126,42 @@ func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, 
 	g.putBuf(br)
 }
 
-func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time) bool {
-	release, err := g.limit(g.ctx, a.customer)
-	if err != nil {
-		g.refuse(c, br, ans, err, a.crit.Pool)
-		r := replyFor(err)
-		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
-			status: r.status, reason: r.reason, total: time.Since(start)})
-		return false
+// tunnel sets up the tunnel of an admitted customer under ctx, which leave
+// watches (see setUpContext), and hands it to the relay. asked is what the
+// customer's connection carried to ask for it, up and down (a CONNECT head;
+// a SOCKS5 exchange), billed with the tunnel's bytes (usage.go).
+func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br *bufio.Reader, ans answerer, a admission, target string, start time.Time, asked [2]int64) bool {
+	release, limited := g.limit(ctx, a.customer)
+	err := limited
+	var exitConn net.Conn
+	var pick pool.Pick
+	var setup time.Duration
+	if err == nil {
+		exitConn, pick, setup, err = g.dialExit(ctx, &a.crit, target)
+		if err != nil {
+			release()
+		}
 	}
-	exitConn, pick, setup, err := g.dialExit(g.ctx, &a.crit, target)
-	if err != nil {
+	leave.stop()
+	if err == nil && ctx.Err() != nil {
+		// The customer left (or Shutdown's deadline passed) just as the
+		// exit answered.
 		release()
-		g.logger.Info("tunnel failed", "customer", a.customer.User, "pool", a.crit.Pool, "target", target, "reason", replyFor(err).reason, "err", err)
-		g.refuse(c, br, ans, err, a.crit.Pool)
-		r := replyFor(err)
-		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
-			status: r.status, reason: r.reason, total: time.Since(start)})
+		exitConn.Close()
+		err = fmt.Errorf("tunnel through exit %s: %w", pick.Exit.ID, ctx.Err())
+	}
+	if err != nil {
+		ev := accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(), dest: target,
+			setup: setup, total: time.Since(start)}
+		if pick.Exit != nil {
+			ev.exit, ev.egress = pick.Exit.ID, egressString(pick)
+		}
+		g.setUpFailed(ctx, c, br, ans, err, ev, limited == nil)
 		return false
 	}
 	id := pick.Exit.ID
-	if err := ans.established(c, pick); err != nil {
+	replied, err := ans.established(c, pick)
+	if err != nil {
 		release()
 		exitConn.Close()
 		g.putBuf(br)
@@ -158,13 +211,15 @@ func (g *Gateway) tunnel(c net.Conn, br *bufio.Reader, ans answerer, a admission
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
 		release()
-		g.settle(t, up+early, down+earlyDown)
+		up += early + asked[0]
+		down += earlyDown + asked[1] + int64(replied)
+		g.settle(t, up, down)
 		g.untrack(c)
 		g.untrack(exitConn)
 		g.pool.TunnelClosed(id)
 		g.metrics.tunnelClosed(a.crit.Pool, id)
 		g.access(accessEvent{kind: ans.kind(), customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-			exit: id, egress: egressString(pick), dest: target, status: 200, up: up + early, down: down + earlyDown,
+			exit: id, egress: egressString(pick), dest: target, status: 200, up: up, down: down,
 			setup: setup, total: time.Since(start)})
 	}
 	g.relay(t)
@@ -187,10 +242,11 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 }
 
 // tryExits runs try on an exit matching crit, and on others while it fails
-// for the exit's own reasons (exitFault) and again allows it (nil: always),
-// at most MaxAttempts in all; it reports each outcome to the pool. It
-// returns the last exit tried, how long it took to answer, and try's error,
-// or the pool's when no exit was left to try.
+// for the exit's own reasons (faultOf) and again allows it (nil: always),
+// at most MaxAttempts in all; it reports each outcome to the pool, except
+// the customer's own faults, which say nothing of the exit. It returns the
+// last exit tried, how long it took to answer, and try's error, or the
+// pool's when no exit was left to try.
 func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(pool.Pick, *upstream) error, again func() bool) (pool.Pick, time.Duration, error) {
 	var tried [10]string
 	var lastErr error
@@ -220,7 +276,14 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 			// exit was at work: that says nothing about the exit, and a
 			// customer who gives up on slow sites must not eject it.
 			return pick, setup, err
-		case !exitFault(err):
+		}
+		switch faultOf(err) {
+		case customerFault:
+			// A malformed request or body, or a customer who stopped
+			// sending: any exit would have failed the same, and none is
+			// marked for it.
+			return pick, setup, err
+		case destinationFault:
 			g.pool.Report(id, pool.DestFailed, setup)
 			return pick, setup, err
 		}
@@ -235,21 +298,24 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 }
 
 // readConnectHead reads a CONNECT request head from br and returns its
-// authority-form target and Proxy-Authorization value. Other headers are
-// read and dropped: nothing of a CONNECT head goes further than the gateway.
-func readConnectHead(br *bufio.Reader) (target, proxyAuth string, err error) {
-	target, err = wire.ReadConnectHead(br, func(k, v []byte) {
+// authority-form target, its Proxy-Authorization value and its length.
+// Other headers are read and dropped: nothing of a CONNECT head goes further
+// than the gateway.
+func readConnectHead(br *bufio.Reader) (target, proxyAuth string, n int, err error) {
+	target, n, err = wire.ReadConnectHead(br, func(k, v []byte) {
 		if wire.HeaderIs(k, "Proxy-Authorization") {
 			proxyAuth = string(v)
 		}
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", errBadTarget, err)
+		return "", "", 0, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
-	return target, proxyAuth, nil
+	return target, proxyAuth, n, nil
 }
 
-// connectTarget validates a CONNECT request's authority-form target.
+// connectTarget validates a CONNECT or SOCKS5 request's authority-form
+// target by the farm's rules (wire.ParseTarget), which every exit applies
+// too: what an exit would refuse as malformed never reaches one.
 func connectTarget(t string) (string, error) {
 	if err := wire.CheckTarget(t); err != nil {
 		return "", fmt.Errorf("%w: %w", errBadTarget, err)

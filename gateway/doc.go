@@ -6,7 +6,8 @@
 // It is not where exits are chosen (package pool) nor where customers are
 // stored (package auth); it maps their errors to the customer-facing status
 // codes in one table (errors.go) and owns the data path: the relay, the
-// failover before a tunnel is up, and the header hygiene of forwarded requests.
+// failover before a tunnel is up, the header hygiene of forwarded requests,
+// and what a customer is billed (usage.go).
 // A bodiless http:// request through a farmgate exit goes to the origin
 // through a CONNECT tunnel across the exit, kept for the next request from
 // the same egress IP to the same origin (origins.go); other forwarded

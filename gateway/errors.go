@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
@@ -34,9 +35,11 @@ type reply struct {
 }
 
 // replyFor is the one table that maps errors to customer-facing statuses
-// (DESIGN.md "Errors to customers"). Anything unknown is the exit's fault.
+// (DESIGN.md "Errors to customers"). Anything unknown is the exit's fault;
+// what came from the customer's side is typed as such (customerError).
 func replyFor(err error) reply {
 	var ee *ExitError
+	var ce *customerError
 	switch {
 	case errors.Is(err, errNoCredentials), errors.Is(err, auth.ErrBadCredentials):
 		return reply{status: http.StatusProxyAuthRequired, reason: "auth_required"}
@@ -53,6 +56,8 @@ func replyFor(err error) reply {
 	case errors.Is(err, auth.ErrBadParams):
 		return reply{status: http.StatusBadRequest, reason: "bad_params"}
 	case errors.Is(err, errBadTarget):
+		return reply{status: http.StatusBadRequest, reason: "bad_request"}
+	case errors.As(err, &ce), errors.As(err, &ee) && ee.customerFault():
 		return reply{status: http.StatusBadRequest, reason: "bad_request"}
 	case errors.Is(err, errPoolForbidden):
 		return reply{status: http.StatusForbidden, reason: "pool_forbidden"}
@@ -82,14 +87,59 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// exitFault reports whether err is the exit's fault: worth trying another
-// exit and worth a mark against this one.
-func exitFault(err error) bool {
+// fault is whose doing a failed attempt through an exit was.
+type fault int
+
+const (
+	// exitFault: worth a mark against the exit and a try on another.
+	exitFault fault = iota
+	// destinationFault: the exit did its part; neutral for its health.
+	destinationFault
+	// customerFault: a malformed request or body, or a customer who
+	// stopped sending; the same through any exit, and no exit's doing.
+	customerFault
+)
+
+// faultOf says whose doing err, from an attempt through an exit, was.
+// Anything unknown while talking to the exit is the exit's; what came from
+// the customer's side says so with its type.
+func faultOf(err error) fault {
 	var ee *ExitError
-	if errors.As(err, &ee) {
-		return !ee.destinationFault()
+	var ce *customerError
+	switch {
+	case errors.As(err, &ce), errors.Is(err, errBadTarget):
+		return customerFault
+	case errors.As(err, &ee) && ee.customerFault():
+		return customerFault
+	case errors.As(err, &ee) && ee.destinationFault():
+		return destinationFault
 	}
-	return true
+	return exitFault
+}
+
+// customerError is an error reading the customer's side of a request while
+// it is forwarded: its body, which may be malformed (a chunk size such as
+// "zz", "-1" or "0x10") or cut short (the customer closed, reset, or went
+// silent past IdleTimeout). net/http's Transport hands back the error of a
+// request body's Read as it is, so forward can tell it from the exit's.
+type customerError struct{ err error }
+
+func (e *customerError) Error() string { return "read customer's request body: " + e.err.Error() }
+
+func (e *customerError) Unwrap() error { return e.err }
+
+// left reports whether the customer went away (closed, reset, fell silent)
+// rather than sent something malformed.
+func (e *customerError) left() bool {
+	return errors.Is(e.err, io.ErrUnexpectedEOF) || errors.Is(e.err, io.EOF) || errors.Is(e.err, net.ErrClosed) ||
+		errors.Is(e.err, syscall.ECONNRESET) || errors.Is(e.err, syscall.EPIPE) || isTimeout(e.err)
+}
+
+// customerLeft reports whether err says the customer went away while their
+// request was forwarded.
+func customerLeft(err error) bool {
+	var ce *customerError
+	return errors.As(err, &ce) && ce.left()
 }
 
 // clientClosed is what the access log says of a request whose customer

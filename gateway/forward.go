@@ -107,6 +107,12 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// The request's head, billed with the tunnel: what net/http read
+	// since the last request ended, less what it read past the head.
+	var head int64
+	if sc, ok := c.(*servedConn); ok {
+		head = sc.hijack() - int64(rw.Reader.Buffered())
+	}
 	c = unserved(c)
 	// Deadlines of the requests before stay on a hijacked connection; the
 	// tunnel's watcher times it out from here.
@@ -121,7 +127,7 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	}
 	if t, err := connectTarget(target); err != nil {
 		replyFor(err).writeRaw(c, "")
-	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization")) {
+	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization"), head) {
 		// rw.Reader held what net/http read past this request's head; the
 		// relay owns the connection now.
 		return
@@ -244,12 +250,25 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			release()
 			g.pool.TunnelClosed(id)
 			g.metrics.tunnelClosed(a.crit.Pool, id)
-			rb.meterNow()
-			up, down := body.n.Load(), rb.n
-			g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
-			g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
-				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, up: up, down: down,
-				setup: setup, total: time.Since(start)})
+			// The usage is the bytes on the customer's connection
+			// (usage.go), known once the answer is written: the
+			// meter has had the bodies so far, and gets the rest then.
+			metered := rb.metered
+			ev := accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
+				exit: id, egress: egressString(pick), dest: req.URL.Host, status: status, setup: setup, total: time.Since(start)}
+			settle := func(up, down int64) {
+				if g.meter != nil {
+					g.meter.Add(a.customer.User, a.crit.Pool, max(up-metered[0], 0), max(down-metered[1], 0))
+				}
+				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+				ev.up, ev.down = up, down
+				g.access(ev)
+			}
+			if b := billerFrom(req.Context()); b != nil {
+				b.owe(settle)
+			} else {
+				settle(body.n.Load(), rb.n)
+			}
 		}
 		resp.Body = rb
 		cleanResponse(resp.Header)
@@ -259,7 +278,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		return resp
 	}
-	if ctx.Err() != nil && g.ctx.Err() == nil {
+	if ctx.Err() != nil && g.ctx.Err() == nil || customerLeft(err) {
 		// The customer left: not a failure to count or log as one.
 		ev := accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			dest: req.URL.Host, status: clientClosed.status, reason: clientClosed.reason, total: time.Since(start)}
@@ -267,10 +286,16 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 			ev.exit, ev.egress, ev.setup = pick.Exit.ID, egressString(pick), setup
 		}
 		g.access(ev)
+		if body.failed.Load() {
+			// One who only half-closed still reads: their request
+			// was cut short.
+			return reply{status: http.StatusBadRequest, reason: "bad_request"}.response(req, "request body cut short")
+		}
 		return clientClosed.response(req, "")
 	}
 	if pick.Exit != nil {
-		// The destination failed, not the exit.
+		// The destination failed, or the customer's request did, not
+		// the exit.
 		r := replyFor(err)
 		g.metrics.refused(r, a.crit.Pool)
 		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
@@ -287,18 +312,26 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	return r.response(req, "")
 }
 
-// trackedBody notes whether the transport read any of the request body, and
-// keeps the transport from closing it so a retry can still send it.
+// trackedBody notes whether the transport read any of the request body,
+// keeps the transport from closing it so a retry can still send it, and
+// types the errors of its reads as the customer's (customerError): the
+// transport returns them as they are, and neither a malformed body nor a
+// customer who stops sending is the exit's doing.
 type trackedBody struct {
 	rc      io.ReadCloser
 	touched atomic.Bool  // read by the transport's writer goroutine
 	n       atomic.Int64 // bytes read
+	failed  atomic.Bool  // a read failed: the body is malformed or cut short
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.touched.Store(true)
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+		err = &customerError{err}
+	}
 	return n, err
 }
 

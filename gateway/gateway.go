@@ -95,6 +95,8 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		IdleTimeout:       g.cfg.IdleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return g.ctx },
+		ConnContext:       servedContext,
+		ConnState:         connState,
 	}
 	go func() {
 		// Owned by the gateway: ends when Shutdown closes httpLn.
@@ -202,14 +204,14 @@ func (g *Gateway) serveConn(c net.Conn) {
 		handedOff = g.servePlain(c, br)
 		return
 	}
-	target, proxyAuth, err := readConnectHead(br)
+	target, proxyAuth, n, err := readConnectHead(br)
 	if err != nil {
 		replyFor(err).writeRaw(c, "")
 		g.putBuf(br)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	handedOff = g.serveConnect(c, br, target, proxyAuth)
+	handedOff = g.serveConnect(c, br, target, proxyAuth, int64(n))
 }
 
 func (g *Gateway) putBuf(br *bufio.Reader) {

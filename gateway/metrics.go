@@ -18,6 +18,7 @@ type metrics struct {
 	authFails *prometheus.CounterVec
 	links     *prometheus.CounterVec
 	origins   *prometheus.CounterVec
+	ending    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"pool"}),
 		byteCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "farmgate_bytes_total",
-			Help: "Payload bytes relayed, up (from the customer) and down (to the customer).",
+			Help: "Bytes on customers' connections, as billed: up (from the customer) and down (to the customer), heads included.",
 		}, []string{"direction", "pool", "customer"}),
 		authFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "farmgate_auth_failures_total",
@@ -57,9 +58,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "http:// requests sent to the origin through a tunnel across a farmgate exit, by the tunnel " +
 				"they went over: one kept from an earlier request (same egress IP and origin) or a new one.",
 		}, []string{"tunnel"}),
+		ending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "farmgate_origin_tunnels_ending",
+			Help: "Tunnels to origins the gateway is ending on a kept link, waiting for the exit's end before the link " +
+				"carries another tunnel (at most a second each).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links, m.origins)
+		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links, m.origins, m.ending)
 	}
 	return m
 }

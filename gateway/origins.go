@@ -36,6 +36,8 @@ type originClient struct {
 	budget *atomic.Int64
 	// What each request went over (farmgate_origin_tunnels_total).
 	kept, fresh prometheus.Counter
+	// ending counts the tunnels retire is ending (farmgate_origin_tunnels_ending).
+	ending prometheus.Gauge
 
 	mu     sync.Mutex
 	idle   map[originKey][]idle[*exitConn] // oldest first
@@ -87,7 +89,7 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) 
 
 func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
 	return &originClient{dialer: d, timeout: timeout, max: min(max, maxIdleOriginsPerExit), budget: budget, idle: map[originKey][]idle[*exitConn]{},
-		kept: m.origins.WithLabelValues("kept"), fresh: m.origins.WithLabelValues("new")}
+		kept: m.origins.WithLabelValues("kept"), fresh: m.origins.WithLabelValues("new"), ending: m.ending}
 }
 
 // RoundTrip sends req from egress through the exit to its origin. Errors
@@ -248,7 +250,11 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 		ec.Close()
 		return
 	}
+	// Until the link is back (or closed) the tunnel counts as ending: the
+	// customer has the whole answer already, but the link is not free.
+	c.ending.Inc()
 	end := func() {
+		defer c.ending.Dec()
 		if tc := lc.End(time.Now().Add(time.Second)); tc != nil {
 			c.dialer.links.put(tc)
 		}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -72,6 +74,9 @@ func TestConnectTarget(t *testing.T) {
 		{"user@example.com:443", false},
 		{"/path", false},
 		{"http://example.com:80", false},
+		{"127.0.0.1:+80", false},
+		{strings.Repeat("a.", 127) + "a:443", false},
+		{"a..example:443", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.uri, func(t *testing.T) {
@@ -112,6 +117,10 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 		{&ExitError{Status: 407, Reason: "unauthorized"}, 502, "exit_failed"},
 		{errPoolForbidden, 403, "pool_forbidden"},
 		{errBadTarget, 400, "bad_request"},
+		{&ExitError{Status: 400, Reason: "bad_request"}, 400, "bad_request"},
+		{&customerError{errors.New("invalid byte in chunk length")}, 400, "bad_request"},
+		{&customerError{io.ErrUnexpectedEOF}, 400, "bad_request"},
+		{errors.New("read response: connection reset by peer"), 502, "exit_failed"},
 	}
 	for _, tc := range tests {
 		r := replyFor(tc.err)
@@ -121,14 +130,40 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 	}
 }
 
+// Whose doing a failed attempt through an exit was decides whether the exit
+// is marked and another tried.
+func TestFaultOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want fault
+	}{
+		{"exit unreachable", fmt.Errorf("tunnel through exit eu-1: %w", errExitDial), exitFault},
+		{"unknown", errors.New("read CONNECT reply: EOF"), exitFault},
+		{"exit busy", &ExitError{Status: 503, Reason: "exit_busy"}, exitFault},
+		{"exit has not the egress IP", &ExitError{Status: 400, Reason: "bad_egress"}, exitFault},
+		{"destination", &ExitError{Status: 502, Reason: "destination_unreachable"}, destinationFault},
+		{"exit says malformed", fmt.Errorf("tunnel through exit eu-1: %w", &ExitError{Status: 400, Reason: "bad_request"}), customerFault},
+		{"malformed body", fmt.Errorf("write: %w", &customerError{errors.New("invalid byte in chunk length")}), customerFault},
+		{"customer stopped sending", &customerError{io.ErrUnexpectedEOF}, customerFault},
+		{"malformed target", fmt.Errorf("%w: x", errBadTarget), customerFault},
+	}
+	for _, tc := range tests {
+		if got := faultOf(tc.err); got != tc.want {
+			t.Errorf("%s: faultOf(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
 func TestReadConnectHeadWrapsErrBadTarget(t *testing.T) {
 	t.Parallel()
-	target, auth, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(
-		"CONNECT a.example:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n"), 4096))
-	if err != nil || target != "a.example:443" || auth != "Basic eA==" {
-		t.Fatalf("got %q %q %v", target, auth, err)
+	head := "CONNECT a.example:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n"
+	target, auth, n, err := readConnectHead(bufio.NewReaderSize(strings.NewReader(head), 4096))
+	if err != nil || target != "a.example:443" || auth != "Basic eA==" || n != len(head) {
+		t.Fatalf("got %q %q %d %v", target, auth, n, err)
 	}
-	_, _, err = readConnectHead(bufio.NewReaderSize(strings.NewReader("CONNECT a.example HTTP/1.1\r\n\r\n"), 4096))
+	_, _, _, err = readConnectHead(bufio.NewReaderSize(strings.NewReader("CONNECT a.example HTTP/1.1\r\n\r\n"), 4096))
 	if !errors.Is(err, errBadTarget) {
 		t.Fatalf("error %v does not wrap errBadTarget", err)
 	}
@@ -139,10 +174,14 @@ func FuzzSOCKSRequest(f *testing.F) {
 	f.Add([]byte{5, 1, 0, 1, 127, 0, 0, 1, 0, 80})
 	f.Add([]byte{5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		target, _, err := socksRequest(bufio.NewReader(bytes.NewReader(b)))
+		br := bufio.NewReader(bytes.NewReader(b))
+		target, n, _, err := socksRequest(br)
 		if err == nil {
 			if _, err := connectTarget(target); err != nil {
 				t.Fatalf("accepted %q that connectTarget refuses", target)
+			}
+			if n != len(b)-br.Buffered() {
+				t.Fatalf("request of %d bytes, read %d", n, len(b)-br.Buffered())
 			}
 		}
 	})

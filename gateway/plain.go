@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/farmgate/farmgate/internal/handoff"
 	"github.com/farmgate/farmgate/internal/rawio"
+	"github.com/farmgate/farmgate/internal/wire"
 )
 
 // servePlain serves plain requests on c while they come; br holds what was
@@ -42,6 +44,8 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 	// timer cancels the request, and the deadline it sets unblocks a write.
 	ctx, cancel := context.WithCancel(g.ctx)
 	defer cancel()
+	bill := &plainBill{}
+	ctx = withBiller(ctx, bill)
 	timer := time.AfterFunc(g.cfg.IdleTimeout, func() {
 		cancel()
 		c.SetDeadline(time.Unix(1, 0))
@@ -66,7 +70,7 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 			timer.Stop()
 			c.SetDeadline(time.Time{})
 			g.untrack(c)
-			if !g.httpLn.Push(servedConn{&handoff.Conn{Conn: c, R: br}}) {
+			if !g.httpLn.Push(newServedConn(&handoff.Conn{Conn: c, R: br})) {
 				c.Close()
 			}
 			return true
@@ -85,8 +89,9 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 		req.RemoteAddr = remote
 		leave.arm()
 		resp := g.serveHTTP(req)
-		keep := g.writePlain(c, req, resp, &guard)
+		keep, written := g.writePlain(c, req, resp, &guard)
 		leave.stop()
+		bill.pay(int64(n), written)
 		if !keep || g.isClosing() {
 			g.putBuf(br)
 			return false
@@ -183,6 +188,14 @@ func (g *Gateway) waitRequest(c net.Conn, br *bufio.Reader, guard *idleGuard) bo
 // forwards the request, or says why not. The response's body must be
 // closed.
 func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
+	// The exits' target rules first: a URL an exit would refuse is the
+	// customer's 400 before it costs a credential check or reaches one.
+	if _, err := wire.URLTarget(req.URL); err != nil {
+		r := replyFor(fmt.Errorf("%w: %w", errBadTarget, err))
+		g.metrics.refused(r, "")
+		g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
+		return r.response(req, "")
+	}
 	a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
 	if err != nil {
 		r := replyFor(err)
@@ -197,8 +210,8 @@ func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
 
 // writePlain writes resp to the customer, streaming its body as it comes,
 // and closes the body. It reports whether the connection can carry the
-// next request.
-func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool) {
+// next request, and how many bytes it wrote.
+func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool, written int64) {
 	defer resp.Body.Close()
 	bufs := plainBufs.Get().(*plainBuf)
 	defer plainBufs.Put(bufs)
@@ -226,14 +239,16 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 	bufs.head = head
 	if !withBody {
 		guard.touch()
-		if _, err := rawio.Write(c, head); err != nil {
-			return false
+		n, err := rawio.Write(c, head)
+		written = int64(n)
+		if err != nil {
+			return false, written
 		}
 		// The body is empty; reading its end gives the tunnel back.
 		if n, err := resp.Body.Read(bufs.body); n > 0 || err != io.EOF {
-			return false
+			return false, written
 		}
-		return keep
+		return keep, written
 	}
 
 	// Each read of the body leaves at once (the head with the first), so
@@ -257,17 +272,19 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 				out = append(out, buf[:n])
 			}
 			guard.touch()
-			if _, err := rawio.Writev(c, &out); err != nil {
-				return false
+			n, err := rawio.Writev(c, &out)
+			written += n
+			if err != nil {
+				return false, written
 			}
 		}
 		if rerr == io.EOF {
-			return keep
+			return keep, written
 		}
 		if rerr != nil {
 			// The answer broke off: the customer can only tell from the
 			// connection closing before its end.
-			return false
+			return false, written
 		}
 	}
 }

@@ -31,7 +31,7 @@ func TestServedConnMarksOnlyTheServersOwnRefusals(t *testing.T) {
 		{"body bytes", ""},
 	} {
 		rec := &writeRecorder{}
-		c := servedConn{&handoff.Conn{Conn: rec}}
+		c := newServedConn(&handoff.Conn{Conn: rec})
 		n, err := c.Write([]byte(tc.in))
 		want := tc.want
 		if want == "" {

@@ -44,7 +44,7 @@ var errSocksProtocol = errors.New("malformed SOCKS5 exchange")
 // connection over.
 func (g *Gateway) serveSOCKS(c net.Conn, br *bufio.Reader) bool {
 	c.SetDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
-	user, pass, err := socksAuthenticate(c, br)
+	user, pass, n, err := socksAuthenticate(c, br)
 	if err != nil {
 		g.putBuf(br)
 		return false
@@ -60,7 +60,7 @@ func (g *Gateway) serveSOCKS(c net.Conn, br *bufio.Reader) bool {
 		g.putBuf(br)
 		return false
 	}
-	target, rep, err := socksRequest(br)
+	target, m, rep, err := socksRequest(br)
 	if err != nil {
 		if rep != 0 {
 			c.Write(socksReply(rep))
@@ -75,19 +75,23 @@ func (g *Gateway) serveSOCKS(c net.Conn, br *bufio.Reader) bool {
 		g.access(accessEvent{kind: "socks", dest: target, status: r.status, reason: r.reason, total: time.Since(start)})
 		return false
 	}
-	return g.tunnel(c, br, socksAnswer{}, a, target, start)
+	ctx, cancel, leave := g.setUpContext(c, br)
+	defer cancel()
+	// The greeting, sub-negotiation and request are billed with the
+	// tunnel, as are the two answers of 2 bytes each before its reply.
+	return g.tunnel(ctx, leave, c, br, socksAnswer{}, a, target, start, [2]int64{int64(n + m), 4})
 }
 
 // socksAuthenticate reads the greeting and the user/password
-// sub-negotiation.
-func socksAuthenticate(c net.Conn, br *bufio.Reader) (user, pass string, err error) {
+// sub-negotiation, n bytes in all.
+func socksAuthenticate(c net.Conn, br *bufio.Reader) (user, pass string, n int, err error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != socksVersion || hdr[1] == 0 {
-		return "", "", errSocksProtocol
+		return "", "", 0, errSocksProtocol
 	}
 	methods := make([]byte, hdr[1])
 	if _, err := io.ReadFull(br, methods); err != nil {
-		return "", "", errSocksProtocol
+		return "", "", 0, errSocksProtocol
 	}
 	offered := false
 	for _, m := range methods {
@@ -96,14 +100,14 @@ func socksAuthenticate(c net.Conn, br *bufio.Reader) (user, pass string, err err
 	if !offered {
 		// Customers are known by their credentials; nothing else will do.
 		c.Write([]byte{socksVersion, socksNoMethod})
-		return "", "", fmt.Errorf("client offers no user/password authentication: %w", errSocksProtocol)
+		return "", "", 0, fmt.Errorf("client offers no user/password authentication: %w", errSocksProtocol)
 	}
 	if _, err := c.Write([]byte{socksVersion, socksUserPass}); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	ver, err := br.ReadByte()
 	if err != nil || ver != socksAuthVersion {
-		return "", "", errSocksProtocol
+		return "", "", 0, errSocksProtocol
 	}
 	read := func() (string, error) {
 		n, err := br.ReadByte()
@@ -115,60 +119,60 @@ func socksAuthenticate(c net.Conn, br *bufio.Reader) (user, pass string, err err
 		return string(b), err
 	}
 	if user, err = read(); err != nil {
-		return "", "", errSocksProtocol
+		return "", "", 0, errSocksProtocol
 	}
 	if pass, err = read(); err != nil {
-		return "", "", errSocksProtocol
+		return "", "", 0, errSocksProtocol
 	}
-	return user, pass, nil
+	return user, pass, len(hdr) + len(methods) + 3 + len(user) + len(pass), nil
 }
 
-// socksRequest reads a CONNECT request; on error rep is the reply code to
-// send (0: none, the exchange is broken).
-func socksRequest(br *bufio.Reader) (target string, rep byte, err error) {
+// socksRequest reads a CONNECT request of n bytes; on error rep is the
+// reply code to send (0: none, the exchange is broken).
+func socksRequest(br *bufio.Reader) (target string, n int, rep byte, err error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != socksVersion {
-		return "", 0, errSocksProtocol
+		return "", 0, 0, errSocksProtocol
 	}
 	if hdr[1] != socksCmdConnect {
-		return "", socksCmdNotSupported, fmt.Errorf("SOCKS command %d: only CONNECT: %w", hdr[1], errSocksProtocol)
+		return "", 0, socksCmdNotSupported, fmt.Errorf("SOCKS command %d: only CONNECT: %w", hdr[1], errSocksProtocol)
 	}
 	var host string
 	switch hdr[3] {
 	case socksAtypIPv4:
 		var a [4]byte
 		if _, err := io.ReadFull(br, a[:]); err != nil {
-			return "", 0, errSocksProtocol
+			return "", 0, 0, errSocksProtocol
 		}
-		host = netip.AddrFrom4(a).String()
+		host, n = netip.AddrFrom4(a).String(), len(a)
 	case socksAtypIPv6:
 		var a [16]byte
 		if _, err := io.ReadFull(br, a[:]); err != nil {
-			return "", 0, errSocksProtocol
+			return "", 0, 0, errSocksProtocol
 		}
-		host = netip.AddrFrom16(a).String()
+		host, n = netip.AddrFrom16(a).String(), len(a)
 	case socksAtypDomain:
-		n, err := br.ReadByte()
-		if err != nil || n == 0 {
-			return "", 0, errSocksProtocol
+		l, err := br.ReadByte()
+		if err != nil || l == 0 {
+			return "", 0, 0, errSocksProtocol
 		}
-		b := make([]byte, n)
+		b := make([]byte, l)
 		if _, err := io.ReadFull(br, b); err != nil {
-			return "", 0, errSocksProtocol
+			return "", 0, 0, errSocksProtocol
 		}
-		host = string(b)
+		host, n = string(b), 1+len(b)
 	default:
-		return "", socksAtypNotSupported, fmt.Errorf("SOCKS address type %d: %w", hdr[3], errSocksProtocol)
+		return "", 0, socksAtypNotSupported, fmt.Errorf("SOCKS address type %d: %w", hdr[3], errSocksProtocol)
 	}
 	var port [2]byte
 	if _, err := io.ReadFull(br, port[:]); err != nil {
-		return "", 0, errSocksProtocol
+		return "", 0, 0, errSocksProtocol
 	}
 	target, err = connectTarget(net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:])))))
 	if err != nil {
-		return "", socksGeneralFailure, err
+		return "", 0, socksGeneralFailure, err
 	}
-	return target, 0, nil
+	return target, len(hdr) + n + len(port), 0, nil
 }
 
 // socksReply is a reply with a zero bound address: the customer has no use
@@ -184,9 +188,8 @@ type socksAnswer struct {
 
 func (socksAnswer) kind() string { return "socks" }
 
-func (socksAnswer) established(c net.Conn, _ pool.Pick) error {
-	_, err := c.Write(socksReply(socksSucceeded))
-	return err
+func (socksAnswer) established(c net.Conn, _ pool.Pick) (int, error) {
+	return c.Write(socksReply(socksSucceeded))
 }
 
 func (a socksAnswer) refused(c net.Conn, r reply) {

@@ -69,6 +69,13 @@ func (e *ExitError) destinationFault() bool {
 	return strings.HasPrefix(e.Reason, "destination_")
 }
 
+// customerFault reports whether the exit refused the request as malformed
+// (bad_request): whatever slipped past the gateway's own checks, another
+// exit would refuse it too, and it says nothing about this one.
+func (e *ExitError) customerFault() bool {
+	return e.Reason == wire.ReasonBadRequest
+}
+
 type egressKey struct{}
 
 // withEgress asks the exit dialed under ctx to bind the given source IP.

@@ -12,7 +12,8 @@ import (
 // Meter counts customers' traffic and knows their quotas. The gateway hands
 // it the bytes of every tunnel and request; it must not block.
 type Meter interface {
-	// Add counts bytes sent by the customer (up) and to the customer (down).
+	// Add counts bytes sent by the customer (up) and to the customer (down)
+	// on their connection, heads included (usage.go has the rule).
 	Add(user, pool string, up, down int64)
 	// OverQuota reports whether the customer has used up their quota.
 	OverQuota(c *auth.Customer) bool

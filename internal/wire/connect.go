@@ -5,12 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 )
 
-// ErrMalformed marks a CONNECT head or target that is not well formed.
+// ErrMalformed marks a CONNECT head, a target or a request URL that is not
+// well formed: the asker's mistake.
 var ErrMalformed = errors.New("malformed request")
 
 // MaxHeaderLines bounds a CONNECT head; each line is bounded by the size of
@@ -19,42 +18,44 @@ const MaxHeaderLines = 100
 
 // ReadConnectHead reads a CONNECT request head from br, hands every header
 // line to header (the key as sent, the value trimmed; both valid only during
-// the call) and
-// returns the authority-form target, checked by CheckTarget. Both sides of
-// a farm read CONNECT heads with it on the raw connection, so the tunnel can
-// splice: the gateway from customers, the exit from gateways.
-func ReadConnectHead(br *bufio.Reader, header func(key, value []byte)) (target string, err error) {
+// the call) and returns the authority-form target, checked by CheckTarget,
+// and the head's length in bytes (what the gateway bills of it). Both sides
+// of a farm read CONNECT heads with it on the raw connection, so the tunnel
+// can splice: the gateway from customers, the exit from gateways.
+func ReadConnectHead(br *bufio.Reader, header func(key, value []byte)) (target string, n int, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
-		return "", fmt.Errorf("read CONNECT line: %w: %w", ErrMalformed, err)
+		return "", 0, fmt.Errorf("read CONNECT line: %w: %w", ErrMalformed, err)
 	}
+	n = len(line)
 	rest, ok := bytes.CutPrefix(trimEOL(line), []byte("CONNECT "))
 	if !ok {
-		return "", fmt.Errorf("CONNECT line %q: %w", clip(line), ErrMalformed)
+		return "", 0, fmt.Errorf("CONNECT line %q: %w", clip(line), ErrMalformed)
 	}
 	uri, proto, ok := bytes.Cut(rest, []byte(" "))
 	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) {
-		return "", fmt.Errorf("CONNECT line %q: %w", clip(line), ErrMalformed)
+		return "", 0, fmt.Errorf("CONNECT line %q: %w", clip(line), ErrMalformed)
 	}
 	target = string(uri)
 	if err := CheckTarget(target); err != nil {
-		return "", err
+		return "", 0, fmt.Errorf("CONNECT line: %w", err)
 	}
 	for i := 0; ; i++ {
 		if i == MaxHeaderLines {
-			return "", fmt.Errorf("CONNECT head: more than %d header lines: %w", MaxHeaderLines, ErrMalformed)
+			return "", 0, fmt.Errorf("CONNECT head: more than %d header lines: %w", MaxHeaderLines, ErrMalformed)
 		}
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return "", fmt.Errorf("read CONNECT head: %w: %w", ErrMalformed, err)
+			return "", 0, fmt.Errorf("read CONNECT head: %w: %w", ErrMalformed, err)
 		}
+		n += len(line)
 		line = trimEOL(line)
 		if len(line) == 0 {
-			return target, nil
+			return target, n, nil
 		}
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
-			return "", fmt.Errorf("CONNECT head: malformed header line: %w", ErrMalformed)
+			return "", 0, fmt.Errorf("CONNECT head: malformed header line: %w", ErrMalformed)
 		}
 		header(k, bytes.TrimSpace(v))
 	}
@@ -64,21 +65,6 @@ func ReadConnectHead(br *bufio.Reader, header func(key, value []byte)) (target s
 // ignoring case, without allocating.
 func HeaderIs(key []byte, name string) bool {
 	return len(key) == len(name) && strings.EqualFold(string(key), name)
-}
-
-// CheckTarget checks a CONNECT request's authority-form target (host:port).
-func CheckTarget(t string) error {
-	host, port, err := net.SplitHostPort(t)
-	if err != nil || host == "" {
-		return fmt.Errorf("CONNECT target %q: %w", t, ErrMalformed)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("CONNECT target %q: bad port: %w", t, ErrMalformed)
-	}
-	if strings.ContainsAny(host, " \r\n/@") {
-		return fmt.Errorf("CONNECT target %q: %w", t, ErrMalformed)
-	}
-	return nil
 }
 
 func trimEOL(b []byte) []byte {

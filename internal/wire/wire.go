@@ -1,7 +1,9 @@
 // Package wire is the protocol between farmgate gateways and farmgate exits,
 // in one place so both sides agree: the header names, the error reasons an
-// exit answers with, the document an exit describes itself with, and the
-// hop-by-hop header hygiene both apply to forwarded HTTP.
+// exit answers with, the document an exit describes itself with, the
+// hop-by-hop header hygiene both apply to forwarded HTTP, and the rules a
+// request's target must meet (ParseTarget), which a gateway applies to its
+// customers so that no exit is blamed for refusing a malformed one.
 //
 // A gateway authenticates to an exit with "Proxy-Authorization: Bearer
 // TOKEN" and names the egress IP in HeaderEgress; the exit strips both. An
