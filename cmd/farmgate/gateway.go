@@ -255,7 +255,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		defer node.Shutdown()
 		drainFn = node.DrainExit
 		members = func() any { return node.Members() }
-		logger.Info("gateway joined the farm", "gossip", node.Addr(), "members", node.NumMembers())
+		logger.Info("gateway gossip up", "gossip", node.Addr(), "members", node.NumMembers())
 	}
 
 	var adminSrv *http.Server
