@@ -110,7 +110,8 @@ func (f *fakeClock) opt() func(c *cluster.Config) {
 func stopNode(t testing.TB, c *cluster.Cluster, graceful bool) {
 	t.Helper()
 	if graceful {
-		if err := c.Leave(time.Second); err != nil {
+		// Leave waits for its broadcast to go out: seconds on a busy machine.
+		if err := c.Leave(settle); err != nil {
 			t.Errorf("leave: %v", err)
 		}
 	}
