@@ -23,6 +23,7 @@ type Cluster struct {
 	log    *slog.Logger
 	sink   Sink
 	name   string // memberlist node name
+	addr   string // gossip host:port other nodes reach this one at
 	selfID string // Meta.ID
 	now    func() time.Time
 
@@ -171,7 +172,10 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 		return nil, fmt.Errorf("starting gossip on %s: %w", cfg.BindAddr, err)
 	}
 	c.ml = ml
-	c.log.Info("gossip started", "node", c.name, "role", c.meta.Role, "addr", ml.LocalNode().Address(),
+	// memberlist rewrites its local node on every UpdateNode: keep the
+	// address, which does not change, instead of reading it there later.
+	c.addr = ml.LocalNode().Address()
+	c.log.Info("gossip started", "node", c.name, "role", c.meta.Role, "addr", c.addr,
 		"profile", cfg.Profile, "encrypted", kr != nil)
 	c.announceEgress()
 	if len(cfg.Join) > 0 {
@@ -191,7 +195,7 @@ func (c *Cluster) announceEgress() {
 
 // Addr returns the host:port other nodes reach this node's gossip at (with
 // the port actually bound when BindAddr asked for port 0).
-func (c *Cluster) Addr() string { return c.ml.LocalNode().Address() }
+func (c *Cluster) Addr() string { return c.addr }
 
 // LocalMeta returns this node's current metadata.
 func (c *Cluster) LocalMeta() Meta {
@@ -265,21 +269,23 @@ func (c *Cluster) DrainExit(id string, on bool) error {
 // sendToGateways sends msg over TCP to every other alive gateway, so an
 // operator action reaches them even when gossip packets are lost; gossip and
 // push/pull still carry it to everyone else. Failures are logged: gossip
-// remains the way the message spreads.
+// remains the way the message spreads. The addresses come from this node's
+// records, not from memberlist's Members: those are its live node structs,
+// which every alive message rewrites without a lock we could take.
 func (c *Cluster) sendToGateways(msg []byte) {
 	c.mu.Lock()
-	gws := map[string]bool{}
+	var gws []*memberlist.Node
 	for name, r := range c.members {
 		if r.alive() && r.meta.Role == RoleGateway && name != c.name {
-			gws[name] = true
+			if a, err := parseAddrPort(r.addr); err == nil {
+				gws = append(gws, &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()})
+			}
 		}
 	}
 	c.mu.Unlock()
-	for _, n := range c.ml.Members() {
-		if gws[n.Name] {
-			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("sending drain to gateway failed, gossip will carry it", "node", n.Name, "err", err)
-			}
+	for _, n := range gws {
+		if err := c.ml.SendReliable(n, msg); err != nil {
+			c.log.Debug("sending drain to gateway failed, gossip will carry it", "node", n.Name, "err", err)
 		}
 	}
 }

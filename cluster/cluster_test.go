@@ -221,3 +221,38 @@ func TestShutdownIsIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// DrainExit sends the verdict to the other gateways while memberlist
+// rewrites their node records (every alive message does): under -race this
+// caught DrainExit reading memberlist's live node structs.
+func TestDrainWhileGatewaysChange(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, 1)
+	p2 := newPool(t)
+	gw2 := startNode(t, gatewayMeta("gw-2"), p2, joining(f.gw.Addr()))
+	waitFor(t, settle, "gw-2 sees the exit", func() bool { return len(p2.Exits()) == 1 })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20 {
+			if err := gw2.UpdateMeta(func(m *cluster.Meta) { m.Version = fmt.Sprint("v", i) }); err != nil {
+				t.Errorf("UpdateMeta: %v", err)
+				return
+			}
+		}
+	}()
+	on := false
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			want := map[bool]string{true: "draining", false: "healthy"}[on]
+			waitFor(t, settle, "gw-2 applies the last verdict", func() bool { s, _ := status(p2, "exit-0"); return s.State == want })
+			return
+		default:
+		}
+		on = i%2 == 0
+		if err := f.gw.DrainExit("exit-0", on); err != nil {
+			t.Fatalf("DrainExit: %v", err)
+		}
+	}
+}
