@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type Cluster struct {
 	log    *slog.Logger
 	sink   Sink
 	name   string // memberlist node name
+	addr   string // gossip host:port other nodes reach this one at
 	selfID string // Meta.ID
 	now    func() time.Time
 
@@ -38,17 +40,28 @@ type Cluster struct {
 	meta      Meta
 	metaBytes []byte
 
-	mu         sync.Mutex            // guards the fields below; never held while calling memberlist
-	members    map[string]*memberRec // by node name
-	byID       map[string]string     // exit id → node name
-	alive      int                   // members alive, this node included
-	maxSeen    int                   // the rejoin loop's high-water mark of alive
-	joined     bool                  // a join has succeeded once
-	egress     map[string]egressEntry
-	selfEgress *egressEntry // this exit's own list, nil on gateways
-	drains     map[string]drainEntry
-	clock      uint64              // Lamport clock of drain verdicts
-	dirty      map[string]struct{} // exit ids the worker must look at
+	mu        sync.Mutex            // guards the fields below; never held while calling memberlist
+	members   map[string]*memberRec // by node name
+	byID      map[string]string     // exit id → node name
+	alive     int                   // members alive, this node included
+	departed  map[string]departure  // by node name: members gone, for the rejoin loop
+	seedAddrs []netip.AddrPort      // the seeds as last resolved, this node's own left out
+	joined    bool                  // a join of this node has reached another one
+	// seedsFailing is set from a failed join of the seeds to the next
+	// success, so that a lone node warns once, not every round.
+	seedsFailing bool
+	egress       map[string]egressEntry
+	selfEgress   *egressEntry // this exit's own list, nil on gateways
+	drains       map[string]drainEntry
+	clock        uint64              // Lamport clock of drain verdicts
+	dirty        map[string]struct{} // exit ids the worker must look at
+
+	// self holds the addresses that reach this node's own gossip (see
+	// selfAddrs): never a seed, never a departed member. Set before
+	// memberlist starts, read-only afterwards.
+	self   map[netip.AddrPort]bool
+	left   atomic.Bool   // Leave was called: the rejoin loop stops joining
+	rounds atomic.Uint64 // rejoin rounds run, for tests
 
 	randMu sync.Mutex // guards rand
 	rand   *rand.Rand
@@ -62,9 +75,11 @@ type Cluster struct {
 }
 
 // New validates cfg, starts gossip on BindAddr and joins the seeds in
-// cfg.Join. A failed join is logged and retried by the rejoin loop, not
-// fatal; New returns after the first attempt (bounded by memberlist's
-// TCPTimeout per seed). sink is the pool a gateway feeds; nil on exits.
+// cfg.Join, this node's own address left out. A failed join, or one that
+// reached only this node, is logged and retried by the rejoin loop, not
+// fatal; New returns after the first attempt (the seeds are contacted at
+// once, each bounded by memberlist's TCPTimeout). sink is the pool a gateway
+// feeds; nil on exits.
 func New(cfg Config, sink Sink) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cluster config: %w", err)
@@ -74,22 +89,26 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 		logger = slog.Default()
 	}
 	c := &Cluster{
-		cfg:     cfg,
-		log:     logger.With("component", "cluster"),
-		sink:    sink,
-		name:    cfg.NodeName,
-		selfID:  cfg.Meta.ID,
-		now:     time.Now,
-		members: map[string]*memberRec{},
-		byID:    map[string]string{},
-		egress:  map[string]egressEntry{},
-		drains:  map[string]drainEntry{},
-		dirty:   map[string]struct{}{},
-		rand:    newRand(),
-		kick:    make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      logger.With("component", "cluster"),
+		sink:     sink,
+		name:     cfg.NodeName,
+		selfID:   cfg.Meta.ID,
+		now:      time.Now,
+		members:  map[string]*memberRec{},
+		byID:     map[string]string{},
+		egress:   map[string]egressEntry{},
+		drains:   map[string]drainEntry{},
+		dirty:    map[string]struct{}{},
+		departed: map[string]departure{},
+		rand:     newRand(),
+		kick:     make(chan struct{}, 1),
 	}
 	if c.name == "" {
 		c.name = cfg.Meta.ID
+	}
+	if cfg.now != nil {
+		c.now = cfg.now
 	}
 	c.meta = cfg.Meta
 	c.meta.EgressCount = len(cfg.Egress)
@@ -120,13 +139,18 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 	mc.BindAddr = bindIP.String()
 	mc.BindPort = port
 	mc.AdvertisePort = port
+	var advertise netip.AddrPort
 	if cfg.AdvertiseAddr != "" {
 		ip, aport, _ := splitIPPort(cfg.AdvertiseAddr, false)
 		mc.AdvertiseAddr = ip.String()
 		if aport != 0 {
 			mc.AdvertisePort = aport
 		}
+		advertise = netip.AddrPortFrom(ip, uint16(mc.AdvertisePort))
 	}
+	// Without an advertised address memberlist advertises the bound one, or
+	// for 0.0.0.0 one of the host's, which selfAddrs lists.
+	c.self = selfAddrs(advertise, bindIP, port)
 	mc.Label = cfg.Label
 	mc.Keyring = kr
 	mc.Delegate = (*delegate)(c)
@@ -148,11 +172,14 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 		return nil, fmt.Errorf("starting gossip on %s: %w", cfg.BindAddr, err)
 	}
 	c.ml = ml
-	c.log.Info("gossip started", "node", c.name, "role", c.meta.Role, "addr", ml.LocalNode().Address(),
+	// memberlist rewrites its local node on every UpdateNode: keep the
+	// address, which does not change, instead of reading it there later.
+	c.addr = ml.LocalNode().Address()
+	c.log.Info("gossip started", "node", c.name, "role", c.meta.Role, "addr", c.addr,
 		"profile", cfg.Profile, "encrypted", kr != nil)
 	c.announceEgress()
 	if len(cfg.Join) > 0 {
-		c.join()
+		c.join(true, nil, c.aliveAddrs())
 	}
 	c.wg.Add(1)
 	go c.runRejoin()
@@ -168,7 +195,7 @@ func (c *Cluster) announceEgress() {
 
 // Addr returns the host:port other nodes reach this node's gossip at (with
 // the port actually bound when BindAddr asked for port 0).
-func (c *Cluster) Addr() string { return c.ml.LocalNode().Address() }
+func (c *Cluster) Addr() string { return c.addr }
 
 // LocalMeta returns this node's current metadata.
 func (c *Cluster) LocalMeta() Meta {
@@ -242,21 +269,23 @@ func (c *Cluster) DrainExit(id string, on bool) error {
 // sendToGateways sends msg over TCP to every other alive gateway, so an
 // operator action reaches them even when gossip packets are lost; gossip and
 // push/pull still carry it to everyone else. Failures are logged: gossip
-// remains the way the message spreads.
+// remains the way the message spreads. The addresses come from this node's
+// records, not from memberlist's Members: those are its live node structs,
+// which every alive message rewrites without a lock we could take.
 func (c *Cluster) sendToGateways(msg []byte) {
 	c.mu.Lock()
-	gws := map[string]bool{}
+	var gws []*memberlist.Node
 	for name, r := range c.members {
 		if r.alive() && r.meta.Role == RoleGateway && name != c.name {
-			gws[name] = true
+			if a, err := parseAddrPort(r.addr); err == nil {
+				gws = append(gws, &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()})
+			}
 		}
 	}
 	c.mu.Unlock()
-	for _, n := range c.ml.Members() {
-		if gws[n.Name] {
-			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("sending drain to gateway failed, gossip will carry it", "node", n.Name, "err", err)
-			}
+	for _, n := range gws {
+		if err := c.ml.SendReliable(n, msg); err != nil {
+			c.log.Debug("sending drain to gateway failed, gossip will carry it", "node", n.Name, "err", err)
 		}
 	}
 }
@@ -265,6 +294,7 @@ func (c *Cluster) sendToGateways(msg []byte) {
 // spread; call Shutdown afterwards. Gateways remove this node at once
 // instead of waiting for failure detection.
 func (c *Cluster) Leave(timeout time.Duration) error {
+	c.left.Store(true)
 	c.queueLeave(c.name) // tells peers this departure is not a failure
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("leaving cluster: %w", err)

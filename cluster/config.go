@@ -40,8 +40,12 @@ type Config struct {
 	// Port 0 means the bound port. Default "": derived from BindAddr (for
 	// 0.0.0.0, memberlist picks the host's first private IP).
 	AdvertiseAddr string
-	// Join lists seed nodes, host:port. A failed join is logged and retried
-	// by the rejoin loop, not fatal. Default nil: start a new cluster.
+	// Join lists seed nodes, host:port; a host name may resolve to several
+	// nodes (a Kubernetes headless Service). This node's own address may be
+	// in the list (one list for the whole farm): it is left out, and a join
+	// that reaches only this node is not a join. A failed join is logged and
+	// retried by the rejoin loop, not fatal. Default nil: start a new
+	// cluster.
 	Join []string
 	// Profile is the timing preset: ProfileLAN, ProfileWAN or ProfileLocal.
 	// Default ProfileLAN.
@@ -83,12 +87,21 @@ type Config struct {
 	// resolve. Default 10s.
 	RetryInterval time.Duration
 
-	// RejoinInterval is the period of the rejoin loop, which re-joins the
-	// seeds while this node sees fewer members than it once did (graceful
-	// leaves lower that mark) or has never joined. Jittered by ±20%.
-	// Default 15s (LAN), 20s (WAN), 2s (local): a healed partition is whole
-	// again well within a minute; a rejoin is one push/pull per seed.
+	// RejoinInterval is the period of the rejoin loop, which contacts the
+	// last address of every member that left or failed (a graceful leave
+	// too) and is not back, and the seeds while this node sees none of them
+	// alive (a node alone, or exits whose gateways all went away). Jittered
+	// by ±20%. Default 15s (LAN), 20s (WAN), 2s (local): a healed partition
+	// or a restarted gateway tier is whole again well within a minute; a
+	// round is one push/pull per address, at most 16 at once.
 	RejoinInterval time.Duration
+	// ReconnectTimeout is how long the rejoin loop keeps trying a member
+	// that left or failed before forgetting it, so that an exit scaled down
+	// for good is not tried forever (seeds are tried whatever it says). It
+	// matches serf's reconnect timeout: a partition of up to a day heals by
+	// itself. At most 1024 departed members are remembered, the oldest
+	// forgotten first. Default 24h.
+	ReconnectTimeout time.Duration
 	// UpdateTimeout bounds the broadcast of a metadata change in
 	// [Cluster.UpdateMeta]. Default 5s.
 	UpdateTimeout time.Duration
@@ -97,6 +110,8 @@ type Config struct {
 	// level, memberlist's own log. Default nil: slog.Default().
 	Logger *slog.Logger
 
+	// now, when set (by tests, through export_test.go), replaces time.Now.
+	now func() time.Time
 	// wrapTransport, when set (by tests, through export_test.go), wraps the
 	// network transport, e.g. to count bytes.
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
@@ -106,14 +121,15 @@ type Config struct {
 // listening on 0.0.0.0:7946.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:        "0.0.0.0:7946",
-		Profile:         ProfileLAN,
-		Label:           "farmgate",
-		ResolveTimeout:  5 * time.Second,
-		ResolveAttempts: 3,
-		RetryInterval:   10 * time.Second,
-		RejoinInterval:  15 * time.Second,
-		UpdateTimeout:   5 * time.Second,
+		BindAddr:         "0.0.0.0:7946",
+		Profile:          ProfileLAN,
+		Label:            "farmgate",
+		ResolveTimeout:   5 * time.Second,
+		ResolveAttempts:  3,
+		RetryInterval:    10 * time.Second,
+		RejoinInterval:   15 * time.Second,
+		ReconnectTimeout: 24 * time.Hour,
+		UpdateTimeout:    5 * time.Second,
 	}
 }
 
@@ -157,8 +173,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, s := range c.Join {
-		if _, _, err := net.SplitHostPort(s); err != nil {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
 			return fmt.Errorf("Join[%d] %q: want host:port: %w", i, s, err)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+			return fmt.Errorf("Join[%d] %q: want host:port with a port number", i, s)
 		}
 	}
 	switch {
@@ -189,6 +209,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("RetryInterval %v: must be positive", c.RetryInterval)
 	case c.RejoinInterval <= 0:
 		return fmt.Errorf("RejoinInterval %v: must be positive", c.RejoinInterval)
+	case c.ReconnectTimeout <= 0:
+		return fmt.Errorf("ReconnectTimeout %v: must be positive", c.ReconnectTimeout)
 	case c.UpdateTimeout <= 0:
 		return fmt.Errorf("UpdateTimeout %v: must be positive", c.UpdateTimeout)
 	}

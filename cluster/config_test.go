@@ -35,6 +35,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"bind without port", func(c *cluster.Config) { c.BindAddr = "0.0.0.0" }, "BindAddr"},
 		{"advertise bad", func(c *cluster.Config) { c.AdvertiseAddr = "x" }, "AdvertiseAddr"},
 		{"join without port", func(c *cluster.Config) { c.Join = []string{"seed"} }, "Join[0]"},
+		{"join with a named port", func(c *cluster.Config) { c.Join = []string{"seed:7946", "seed:gossip"} }, "Join[1]"},
+		{"join without host", func(c *cluster.Config) { c.Join = []string{":7946"} }, "Join[0]"},
 		{"no role", func(c *cluster.Config) { c.Meta.Role = "" }, "Meta.Role"},
 		{"no id", func(c *cluster.Config) { c.Meta.ID = "" }, "Meta.ID"},
 		{"exit without pool", func(c *cluster.Config) { c.Meta.Pool = "" }, "Meta.Pool"},
@@ -47,6 +49,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"gateway with egress", func(c *cluster.Config) { c.Meta = gatewayMeta("gw"); c.Egress = exitEgress(1) }, "Egress"},
 		{"invalid egress", func(c *cluster.Config) { c.Egress = []netip.Addr{{}} }, "Egress[0]"},
 		{"zero rejoin interval", func(c *cluster.Config) { c.RejoinInterval = 0 }, "RejoinInterval"},
+		{"zero reconnect timeout", func(c *cluster.Config) { c.ReconnectTimeout = 0 }, "ReconnectTimeout"},
 		{"zero resolve attempts", func(c *cluster.Config) { c.ResolveAttempts = 0 }, "ResolveAttempts"},
 	}
 	for _, tc := range tests {

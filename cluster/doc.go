@@ -18,8 +18,10 @@
 // Gossip is encrypted with an AES keyring that can be rotated without a
 // restart ([Cluster.ReloadKeys]) and tagged with a cluster label, so a node
 // with the wrong key or label changes nothing in the cluster. A rejoin loop
-// re-joins the seed list while a node sees fewer members than it once did, so
-// partitions heal.
+// keeps contacting the members that left or failed (for up to
+// [Config.ReconnectTimeout]) and the seeds while a node sees none of them, so
+// partitions heal and a restarted gateway tier gets its exits back; a node
+// never counts itself as a seed.
 //
 // The package is not a proxy and does not judge exit health; it imports pool
 // and nothing else of farmgate.

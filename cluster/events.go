@@ -68,14 +68,17 @@ func (c *Cluster) observe(n *memberlist.Node, state string) {
 	switch {
 	case state == StateAlive && !wasAlive:
 		c.alive++
-		c.maxSeen = max(c.maxSeen, c.alive)
 		c.numNodes.Store(int32(c.alive))
 	case state != StateAlive && wasAlive:
 		c.alive--
 		c.numNodes.Store(int32(c.alive))
-		if state == StateLeft && c.maxSeen > 1 {
-			c.maxSeen-- // a graceful leave is not a partition
-		}
+	}
+	if state == StateAlive {
+		c.backLocked(n.Name, rec.addr)
+	} else {
+		// Left or failed alike: a gateway stopped by SIGTERM leaves
+		// gracefully and must be found again when it restarts.
+		c.rememberDepartedLocked(n.Name, rec.addr, now)
 	}
 	c.members[n.Name] = rec
 	if old != nil && old.meta.ID != meta.ID {
@@ -106,9 +109,6 @@ func (c *Cluster) markLeaving(name string) bool {
 		return false
 	case rec.state == StateDead: // the leave arrived before this message
 		rec.state = StateLeft
-		if c.maxSeen > 1 {
-			c.maxSeen--
-		}
 	}
 	rec.leaving = true
 	return true

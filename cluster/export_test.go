@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -74,3 +75,27 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// MaxDeparted is how many departed members a node remembers at most.
+const MaxDeparted = maxDeparted
+
+// WithClock makes the cluster built from cfg read the time from now.
+func WithClock(cfg *Config, now func() time.Time) { cfg.now = now }
+
+// Departed returns the names of the departed members c still tries, sorted.
+func Departed(c *Cluster) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.departed))
+	for name := range c.departed {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RejoinRounds returns how many rounds c's rejoin loop has begun.
+func RejoinRounds(c *Cluster) uint64 { return c.rounds.Load() }
+
+// NotifyLeave tells c that node n left or failed, as memberlist would.
+func NotifyLeave(c *Cluster, n *memberlist.Node) { (*events)(c).NotifyLeave(n) }

@@ -51,6 +51,10 @@ func startNode(t testing.TB, meta cluster.Meta, sink cluster.Sink, opts ...func(
 	cfg.Keys = [][]byte{key(1)}
 	cfg.Meta = meta
 	cfg.Logger = testLogger()
+	// A metadata broadcast goes out in a few gossip rounds; on a busy
+	// machine it can take longer than the 5s default, and UpdateMeta would
+	// fail a test whose change is applied and spreading.
+	cfg.UpdateTimeout = settle
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -93,7 +97,7 @@ func startFarm(t *testing.T, n int) *farm {
 	for i := range n {
 		f.exits = append(f.exits, startNode(t, exitMeta(i), nil, joining(f.gw.Addr()), withEgress(exitEgress(i))))
 	}
-	waitFor(t, 10*time.Second, "every exit in the pool", func() bool { return len(f.pool.Exits()) == n })
+	waitFor(t, settle, "every exit in the pool", func() bool { return len(f.pool.Exits()) == n })
 	return f
 }
 
@@ -106,6 +110,12 @@ func status(p *pool.Pool, id string) (pool.ExitStatus, bool) {
 	}
 	return pool.ExitStatus{}, false
 }
+
+// settle bounds the waits for gossip to converge: generous, for a busy
+// machine under -race, where the local profile's 100 ms probe timeout can
+// declare live nodes dead until they refute. Tests that have a target log
+// the time they measured, or assert the target separately.
+const settle = 20 * time.Second
 
 // waitFor polls cond every 10 ms until it holds or timeout passes, and
 // returns how long it took.

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func TestKeyRotationKeepsClusterWhole(t *testing.T) {
 	for i := range 3 {
 		nodes = append(nodes, startNode(t, exitMeta(i), nil, withFile, joining(gw.Addr()), withEgress(exitEgress(i))))
 	}
-	waitFor(t, 5*time.Second, "3 exits in pool", func() bool { return len(p.Exits()) == 3 })
+	waitFor(t, settle, "3 exits in pool", func() bool { return len(p.Exits()) == 3 })
 
 	steps := []struct {
 		name string
@@ -54,31 +55,29 @@ func TestKeyRotationKeepsClusterWhole(t *testing.T) {
 			}
 		}
 		time.Sleep(600 * time.Millisecond) // a few probe rounds under the new keyring
-		for _, n := range nodes {
-			if got := n.NumMembers(); got != 4 {
-				t.Fatalf("%s: a node sees %d members, want 4", s.name, got)
-			}
+		// A wrong keyring splits the cluster for good; a busy machine can
+		// drop a node for a moment, until it refutes.
+		for i, n := range nodes {
+			waitFor(t, settle, fmt.Sprintf("%s: node %d sees 4 members (sees %d)", s.name, i, n.NumMembers()), func() bool { return n.NumMembers() == 4 })
 		}
 	}
 	if err := nodes[1].UpdateMeta(func(m *cluster.Meta) { m.Weight = 5 }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "weight update under the new key", func() bool {
+	waitFor(t, settle, "weight update under the new key", func() bool {
 		s, _ := status(p, "exit-0")
 		return s.Weight == 5
 	})
 
 	// Only the new key opens the door now.
 	late := startNode(t, exitMeta(7), nil, func(c *cluster.Config) { c.Keys = [][]byte{newKey} }, joining(gw.Addr()))
-	waitFor(t, 5*time.Second, "a node with the new key joins", func() bool { return len(p.Exits()) == 4 })
+	waitFor(t, settle, "a node with the new key joins", func() bool { return len(p.Exits()) == 4 })
 	stale := startNode(t, exitMeta(8), nil, func(c *cluster.Config) { c.Keys = [][]byte{oldKey} }, joining(gw.Addr()))
 	time.Sleep(time.Second)
 	if n := stale.NumMembers(); n != 1 {
 		t.Errorf("a node with the removed key sees %d members", n)
 	}
-	if n := late.NumMembers(); n != 5 {
-		t.Errorf("late node sees %d members, want 5", n)
-	}
+	waitFor(t, settle, "the late node sees every member", func() bool { return late.NumMembers() == 5 })
 
 	writeKeys(t, file) // an empty file must not empty the keyring
 	if err := gw.ReloadKeys(); err == nil {

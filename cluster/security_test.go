@@ -29,9 +29,9 @@ func TestNodesWithWrongKeyOrLabelAreRefused(t *testing.T) {
 				t.Errorf("intruder sees %d members, want only itself", n)
 			}
 			for _, c := range append([]*cluster.Cluster{f.gw}, f.exits...) {
-				if n := c.NumMembers(); n != 3 {
-					t.Errorf("a member sees %d members, want 3", n)
-				}
+				// 3, not 4; a busy machine can drop a member for a moment,
+				// until it refutes.
+				waitFor(t, settle, "every member sees the other 2", func() bool { return c.NumMembers() == 3 })
 				for _, m := range c.Members() {
 					if m.ID == "exit-9" {
 						t.Errorf("intruder listed as %+v", m)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,36 @@ func TestComposeFarm(t *testing.T) {
 	for role, set := range dcs {
 		if len(set) != 2 {
 			t.Errorf("%ss span DCs %v, want 2", role, sortedKeys(set))
+		}
+	}
+}
+
+// Every node's seeds are every gateway and every exit: gateways restarted
+// together find the exits through their seeds (issue 16), whichever starts
+// first. A node's own name in the list is skipped by farmgate.
+func TestComposeSeedsAreEveryNode(t *testing.T) {
+	p := loadCompose(t)
+	var nodes []string
+	joins := map[string]string{}
+	for name, s := range p.Services {
+		args := words(s.Command)
+		if !s.isFarmgate() || len(args) == 0 || (args[0] != "gateway" && args[0] != "exit") {
+			continue
+		}
+		nodes = append(nodes, name+":7946")
+		join, ok := flagValue(args, "join")
+		if !ok {
+			t.Errorf("service %s: no --join", name)
+			continue
+		}
+		joins[name] = join
+	}
+	slices.Sort(nodes)
+	for name, join := range joins {
+		seeds := strings.Split(join, ",")
+		slices.Sort(seeds)
+		if !slices.Equal(seeds, nodes) {
+			t.Errorf("service %s: --join %s, want every gateway and exit: %s", name, join, strings.Join(nodes, ","))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,6 +271,59 @@ func TestSystemdNamesFlagsThatExist(t *testing.T) {
 		}
 	}
 	checkFlags(t, lines, envs)
+}
+
+// The shipped seeds are one list for the whole farm, gateways and exits:
+// gateways restarted together find the exits through their seeds (issue 16).
+func TestSystemdSeedsIncludeExits(t *testing.T) {
+	var joins []string
+	for _, f := range []string{"gateway.env", "exit.env"} {
+		vars, err := readEnvValues(filepath.Join(systemdDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		join := vars["FARMGATE_JOIN"]
+		roles := map[string]bool{}
+		for _, seed := range strings.Split(join, ",") {
+			host, _, err := net.SplitHostPort(seed)
+			if err != nil {
+				t.Errorf("%s: FARMGATE_JOIN seed %q: %v", f, seed, err)
+				continue
+			}
+			switch {
+			case strings.HasPrefix(host, "gw-"):
+				roles["gateway"] = true
+			case strings.HasPrefix(host, "exit-"):
+				roles["exit"] = true
+			}
+		}
+		if !roles["gateway"] || !roles["exit"] {
+			t.Errorf("%s: FARMGATE_JOIN=%s, want gateways (gw-*) and exits (exit-*)", f, join)
+		}
+		joins = append(joins, join)
+	}
+	if joins[0] != joins[1] {
+		t.Errorf("FARMGATE_JOIN differs between gateway.env (%s) and exit.env (%s): one list for the farm", joins[0], joins[1])
+	}
+}
+
+// readEnvValues returns the variables of an EnvironmentFile.
+func readEnvValues(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if name, val, ok := strings.Cut(line, "="); ok {
+			out[strings.TrimSpace(name)] = strings.TrimSpace(val)
+		}
+	}
+	return out, nil
 }
 
 // TestSystemdAnalyze runs systemd-analyze verify and an offline security

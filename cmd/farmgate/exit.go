@@ -129,7 +129,7 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 				logger.Warn("advertise proxy address", "err", err)
 			}
 		}
-		logger.Info("exit joined the farm", "id", cfg.ID, "gossip", node.Addr(), "members", node.NumMembers())
+		logger.Info("exit gossip up", "id", cfg.ID, "gossip", node.Addr(), "members", node.NumMembers())
 	}
 wait:
 	for {

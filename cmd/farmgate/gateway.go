@@ -261,7 +261,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		defer node.Shutdown()
 		drainFn = node.DrainExit
 		members = func() any { return node.Members() }
-		logger.Info("gateway joined the farm", "gossip", node.Addr(), "members", node.NumMembers())
+		logger.Info("gateway gossip up", "gossip", node.Addr(), "members", node.NumMembers())
 	}
 
 	// stopping turns /readyz to 503 for the drain, so load balancers send

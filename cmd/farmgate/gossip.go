@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/farmgate/farmgate/cluster"
 )
@@ -16,6 +17,8 @@ type gossipSettings struct {
 	listen, advertise, keyFile, label, profile string
 	join                                       []string
 	insecure                                   bool
+	// rejoin is --gossip-rejoin-interval; 0 keeps the profile's.
+	rejoin time.Duration
 }
 
 func gossipFlags(fs *flag.FlagSet) func() (gossipSettings, error) {
@@ -25,8 +28,16 @@ func gossipFlags(fs *flag.FlagSet) func() (gossipSettings, error) {
 	keyFile := fs.String("gossip-key-file", "", "file of base64 AES keys, one per line, the first primary (required with gossip; re-read on SIGHUP)")
 	label := fs.String("gossip-label", "farmgate", "cluster label: farms with different labels never merge")
 	profile := fs.String("gossip-profile", cluster.ProfileLAN, "gossip timings: lan (inside a DC) or wan (across DCs)")
+	rejoin := fs.String("gossip-rejoin-interval", "", "how often a node that lost members, or sees none of its seeds, tries the seeds and the departed members' last addresses again, e.g. 5s; empty: the profile's (15s lan, 20s wan)")
 	return func() (gossipSettings, error) {
 		s := gossipSettings{listen: *listen, advertise: *advertise, keyFile: *keyFile, label: *label, profile: *profile}
+		if *rejoin != "" {
+			d, err := time.ParseDuration(*rejoin)
+			if err != nil || d <= 0 {
+				return s, usageError{fmt.Errorf("--gossip-rejoin-interval: want a positive duration such as 5s, got %q", *rejoin)}
+			}
+			s.rejoin = d
+		}
 		for a := range strings.SplitSeq(*join, ",") {
 			if a = strings.TrimSpace(a); a != "" {
 				s.join = append(s.join, a)
@@ -64,5 +75,8 @@ func (s gossipSettings) config(meta cluster.Meta, logger *slog.Logger) cluster.C
 	c.BindAddr, c.AdvertiseAddr, c.Join = s.listen, s.advertise, s.join
 	c.KeyFile, c.Label, c.Insecure = s.keyFile, s.label, s.insecure
 	c.Meta, c.Logger = meta, logger
+	if s.rejoin > 0 {
+		c.RejoinInterval = s.rejoin
+	}
 	return c
 }
