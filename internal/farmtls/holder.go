@@ -217,13 +217,13 @@ func (h *Holder) read() (files, [sha256.Size]byte, error) {
 	var f files
 	var err error
 	if f.cert, err = os.ReadFile(h.cfg.CertFile); err != nil {
-		return f, [sha256.Size]byte{}, fmt.Errorf("read certificate: %w", err)
+		return f, [sha256.Size]byte{}, &FileError{CertFile, h.cfg.CertFile, err}
 	}
 	if f.key, err = os.ReadFile(h.cfg.KeyFile); err != nil {
-		return f, [sha256.Size]byte{}, fmt.Errorf("read key: %w", err)
+		return f, [sha256.Size]byte{}, &FileError{KeyFile, h.cfg.KeyFile, err}
 	}
 	if f.ca, err = os.ReadFile(h.cfg.CAFile); err != nil {
-		return f, [sha256.Size]byte{}, fmt.Errorf("read CA: %w", err)
+		return f, [sha256.Size]byte{}, &FileError{CAFile, h.cfg.CAFile, err}
 	}
 	d := sha256.New()
 	for _, b := range [][]byte{f.cert, f.key, f.ca} {
@@ -242,31 +242,31 @@ func (h *Holder) load(f files, digest [sha256.Size]byte) (*material, error) {
 	c := h.cfg
 	chain, err := parseCerts(f.cert)
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
+		return nil, &FileError{CertFile, c.CertFile, err}
 	}
 	key, err := parseKey(f.key)
 	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", c.KeyFile, err)
+		return nil, &FileError{KeyFile, c.KeyFile, err}
 	}
 	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
-		return nil, fmt.Errorf("key %s: does not match certificate %s", c.KeyFile, c.CertFile)
+		return nil, &FileError{KeyFile, c.KeyFile, fmt.Errorf("does not match certificate %s", c.CertFile)}
 	}
 	cas, err := parseCerts(f.ca)
 	if err != nil {
-		return nil, fmt.Errorf("CA %s: %w", c.CAFile, err)
+		return nil, &FileError{CAFile, c.CAFile, err}
 	}
 	roots := x509.NewCertPool()
 	for _, ca := range cas {
 		if !ca.IsCA {
-			return nil, fmt.Errorf("CA %s: %q is not a CA certificate", c.CAFile, ca.Subject.CommonName)
+			return nil, &FileError{CAFile, c.CAFile, fmt.Errorf("%q is not a CA certificate", ca.Subject.CommonName)}
 		}
 		roots.AddCert(ca)
 	}
 	if err := verify(chain, roots, c.Role, c.Now()); err != nil {
-		return nil, fmt.Errorf("certificate %s: with CA %s: %w", c.CertFile, c.CAFile, err)
+		return nil, &FileError{CertFile, c.CertFile, fmt.Errorf("with CA %s: %w", c.CAFile, err)}
 	}
 	if err := checkIdentity(chain[0], c.Role, c.ID); err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
+		return nil, &FileError{CertFile, c.CertFile, err}
 	}
 	cert := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
 	for _, x := range chain {
@@ -276,6 +276,27 @@ func (h *Holder) load(f files, digest [sha256.Size]byte) (*material, error) {
 	m.server = h.handshakeServerConfig(m)
 	return m, nil
 }
+
+// File names one of the three files of a Config.
+type File string
+
+// The files of a Config, as a FileError names them.
+const (
+	CertFile File = "certificate"
+	KeyFile  File = "key"
+	CAFile   File = "CA"
+)
+
+// FileError is a file that did not load, or did not make good material
+// with the others: Which says which, so a caller can name its own flag.
+type FileError struct {
+	Which File
+	Path  string
+	Err   error
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("%s %s: %v", e.Which, e.Path, e.Err) }
+func (e *FileError) Unwrap() error { return e.Err }
 
 // verify checks that chain (leaf first) chains to roots at now, with the
 // EKU a node of role needs.

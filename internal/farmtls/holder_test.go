@@ -3,6 +3,7 @@ package farmtls_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -36,17 +37,18 @@ func TestBadFilesAreNamed(t *testing.T) {
 	tests := []struct {
 		name            string
 		cert, key, ca   string
+		which           farmtls.File
 		wantFile, wantS string
 	}{
-		{"missing certificate", missing, goodKey, f.caFile(), missing, "no such file"},
-		{"certificate not PEM", garbage, goodKey, f.caFile(), garbage, "no PEM CERTIFICATE"},
-		{"key not PEM", goodCert, garbage, f.caFile(), garbage, "no PEM private key"},
-		{"key of another certificate", goodCert, otherKey, f.caFile(), otherKey, "does not match certificate"},
-		{"CA not PEM", goodCert, goodKey, garbage, garbage, "no PEM CERTIFICATE"},
-		{"CA of another farm", foreignCert, foreignKey, f.caFile(), f.caFile(), "unknown authority"},
-		{"gateway certificate on an exit", gwCert, gwKey, f.caFile(), gwCert, "incompatible key usage"},
-		{"another exit's certificate", idCert, idKey, f.caFile(), idCert, `names exit "eu-2", want exit "eu-1"`},
-		{"expired", expiredCert, expiredKey, f.caFile(), expiredCert, "expired"},
+		{"missing certificate", missing, goodKey, f.caFile(), farmtls.CertFile, missing, "no such file"},
+		{"certificate not PEM", garbage, goodKey, f.caFile(), farmtls.CertFile, garbage, "no PEM CERTIFICATE"},
+		{"key not PEM", goodCert, garbage, f.caFile(), farmtls.KeyFile, garbage, "no PEM private key"},
+		{"key of another certificate", goodCert, otherKey, f.caFile(), farmtls.KeyFile, otherKey, "does not match certificate"},
+		{"CA not PEM", goodCert, goodKey, garbage, farmtls.CAFile, garbage, "no PEM CERTIFICATE"},
+		{"CA of another farm", foreignCert, foreignKey, f.caFile(), farmtls.CertFile, f.caFile(), "unknown authority"},
+		{"gateway certificate on an exit", gwCert, gwKey, f.caFile(), farmtls.CertFile, gwCert, "incompatible key usage"},
+		{"another exit's certificate", idCert, idKey, f.caFile(), farmtls.CertFile, idCert, `names exit "eu-2", want exit "eu-1"`},
+		{"expired", expiredCert, expiredKey, f.caFile(), farmtls.CertFile, expiredCert, "expired"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,6 +56,10 @@ func TestBadFilesAreNamed(t *testing.T) {
 			_, err := farmtls.New(farmtls.Config{CertFile: tc.cert, KeyFile: tc.key, CAFile: tc.ca, Role: farmtls.RoleExit, ID: "eu-1"})
 			if err == nil || !strings.Contains(err.Error(), tc.wantFile) || !strings.Contains(err.Error(), tc.wantS) {
 				t.Fatalf("New: %v; want an error naming %s and saying %q", err, tc.wantFile, tc.wantS)
+			}
+			var fe *farmtls.FileError
+			if !errors.As(err, &fe) || fe.Which != tc.which {
+				t.Errorf("New: %v; want a FileError about the %s file", err, tc.which)
 			}
 		})
 	}
