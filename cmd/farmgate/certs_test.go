@@ -138,3 +138,50 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// An exit serves its links over mutual TLS or, said explicitly, in
+// plaintext; neither, both, or files that do not load stop it with the
+// flag named.
+func TestExitLinkFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("tok\n"), 0o600)
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", dir},
+		{"certs", "issue", "--dir", dir, "--role", "exit", "--id", "eu-1"},
+		{"certs", "issue", "--dir", dir, "--role", "gateway", "--id", "gw-1"},
+	} {
+		if code, _, errs := farmgateRun(args...); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	base := []string{"exit", "--listen", "127.0.0.1:0", "--id", "eu-1", "--pool", "resi", "--token-file", token}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	tests := []struct {
+		name  string
+		extra []string
+		want  []string
+	}{
+		{"neither", nil, []string{"--tls-cert", "--tls-key", "--tls-ca", "farmgate certs init", "--role exit", "--insecure-links"}},
+		{"both", []string{"--insecure-links", "--tls-cert", p("eu-1.pem")}, []string{"--insecure-links", "contradicts"}},
+		{"no key", []string{"--tls-cert", p("eu-1.pem"), "--tls-ca", p("ca.pem")}, []string{"--tls-key: required"}},
+		{"key of another node", []string{"--tls-cert", p("eu-1.pem"), "--tls-key", p("gw-1-key.pem"), "--tls-ca", p("ca.pem")},
+			[]string{"--tls-key:", "does not match"}},
+		{"a gateway's certificate", []string{"--tls-cert", p("gw-1.pem"), "--tls-key", p("gw-1-key.pem"), "--tls-ca", p("ca.pem")},
+			[]string{"--tls-cert:", "gw-1.pem"}},
+		{"CA missing", []string{"--tls-cert", p("eu-1.pem"), "--tls-key", p("eu-1-key.pem"), "--tls-ca", p("nope.pem")},
+			[]string{"--tls-ca:", "nope.pem"}},
+	}
+	for _, tc := range tests {
+		code, _, errs := farmgateRun(append(append([]string(nil), base...), tc.extra...)...)
+		if code != 2 {
+			t.Errorf("%s: status %d (%s), want 2", tc.name, code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%s: %q does not say %q", tc.name, errs, w)
+			}
+		}
+	}
+}
