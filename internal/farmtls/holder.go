@@ -77,11 +77,10 @@ type Holder struct {
 
 	cur atomic.Pointer[material] // never nil after New
 
-	// mu serialises loads and guards failed and logged: the digests of
-	// files that failed Watch's last check and that it last logged (zero
-	// for a read error).
+	// mu serialises loads and guards failed and logged: the failure
+	// (digest and error) of Watch's last check, and the one it last logged.
 	mu             sync.Mutex
-	failed, logged [sha256.Size]byte
+	failed, logged string
 
 	server   *tls.Config            // exits: the listener's config, see ServerConfig
 	sessions tls.ClientSessionCache // gateways: shared by every ClientConfig
@@ -139,27 +138,27 @@ func (h *Holder) Leaf() *x509.Certificate { return h.cur.Load().cert.Leaf }
 func (h *Holder) Reload() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, _, err := h.reloadLocked()
+	_, err := h.reloadLocked()
 	return err
 }
 
 // reloadLocked loads the files if their digest changed; digest is what
 // was read (zero on a read error).
-func (h *Holder) reloadLocked() (digest [sha256.Size]byte, changed bool, err error) {
+func (h *Holder) reloadLocked() (digest [sha256.Size]byte, err error) {
 	files, digest, err := h.read()
 	if err != nil {
-		return digest, false, err
+		return digest, err
 	}
 	if digest == h.cur.Load().digest {
-		return digest, false, nil
+		return digest, nil
 	}
 	m, err := h.load(files, digest)
 	if err != nil {
-		return digest, false, err
+		return digest, err
 	}
 	h.cur.Store(m)
 	h.log.Info("tls certificate reloaded", loaded(m)...)
-	return digest, true, nil
+	return digest, nil
 }
 
 // Watch reloads the files whenever they change, checking every
@@ -191,16 +190,20 @@ func (h *Holder) check() {
 	}()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	digest, _, err := h.reloadLocked()
-	switch {
-	case err == nil:
-		h.failed, h.logged = [sha256.Size]byte{}, [sha256.Size]byte{}
-	case digest == h.logged:
-	case digest != h.failed:
-		h.failed = digest // maybe half-way through a rotation: look again
-	default:
+	digest, err := h.reloadLocked()
+	if err == nil {
+		h.failed, h.logged = "", ""
+		return
+	}
+	// The same files failing the same way: one failure, logged once.
+	failure := string(digest[:]) + err.Error()
+	switch failure {
+	case h.logged:
+	case h.failed:
 		h.log.Error("tls files changed but do not load, keeping the old certificate", "err", err)
-		h.logged = digest
+		h.logged = failure
+	default:
+		h.failed = failure // maybe half-way through a rotation: look again
 	}
 }
 

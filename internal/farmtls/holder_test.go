@@ -118,10 +118,15 @@ func TestWatchReportsBadFiles(t *testing.T) {
 	go func() { defer close(done); h.Watch(ctx) }()
 	serial := h.Leaf().SerialNumber
 
+	failures := func() int { return strings.Count(logs.String(), "do not load") }
+	if err := os.Remove(cert); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return failures() == 1 }, "the missing file logged")
 	f.write("exit.pem", []byte("half written"))
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "do not load") }, "the bad file logged")
-	if !strings.Contains(logs.String(), cert) {
-		t.Errorf("log does not name %s:\n%s", cert, logs.String())
+	waitFor(t, func() bool { return failures() == 2 }, "the bad file logged")
+	if got := logs.String(); !strings.Contains(got, cert) || !strings.Contains(got, "no such file") || !strings.Contains(got, "no PEM") {
+		t.Errorf("log does not name %s, missing then not PEM:\n%s", cert, got)
 	}
 	if h.Leaf().SerialNumber.Cmp(serial) != 0 {
 		t.Error("a bad file replaced the certificate")
