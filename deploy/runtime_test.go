@@ -94,7 +94,7 @@ func minimalArgs(t *testing.T, sub string) []string {
 		return []string{"gateway", "--listen", "127.0.0.1:0", "--admin", "", "--token-file", token, "--customers", customers,
 			"--exit", "t-1=127.0.0.1:9"}
 	case "exit":
-		return []string{"exit", "--listen", "127.0.0.1:0", "--id", "t-1", "--token-file", token}
+		return []string{"exit", "--insecure-links", "--listen", "127.0.0.1:0", "--id", "t-1", "--token-file", token}
 	}
 	t.Fatalf("no minimal command line for %q", sub)
 	return nil

@@ -146,7 +146,7 @@ func TestReadyzFollowsTheFarm(t *testing.T) {
 		t.Fatalf("/readyz with its only exit not started: %d %q", status, body)
 	}
 	startExit := func() *process {
-		return start(t, "exit", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
+		return start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
 			"--token-file", token, "--allow-dest", "127.0.0.0/8")
 	}
 	readyAgain := func(what string) {

@@ -58,7 +58,7 @@ func startCmdFarm(t *testing.T, exits []cmdExit) *cmdFarm {
 	for i, e := range exits {
 		addr := freeAddr(t)
 		f.addrs[e.id] = addr
-		f.args[e.id] = []string{"exit", "--listen", addr, "--id", e.id, "--dc", "eu", "--pool", "resi",
+		f.args[e.id] = []string{"exit", "--insecure-links", "--listen", addr, "--id", e.id, "--dc", "eu", "--pool", "resi",
 			"--country", e.country, "--egress", fmt.Sprintf("127.0.%d.1,127.0.%d.2", 90+i, 90+i),
 			"--token-file", token, "--allow-dest", "127.0.0.0/8"}
 		f.startExit(e.id)

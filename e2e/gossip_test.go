@@ -40,7 +40,7 @@ func TestGossipFarmFromTheCommandLine(t *testing.T) {
 	waitListening(t, gw)
 	exits := map[string]*process{}
 	for i, id := range []string{"g1", "g2", "g3"} {
-		exits[id] = start(t, "exit", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
+		exits[id] = start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1", 50+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile, "--drain-timeout", "20s")
 	}

@@ -45,7 +45,7 @@ func startProcFarm(t *testing.T, ids []string, probeURL string) *procFarm {
 	for i, id := range ids {
 		addr := freeAddr(t)
 		f.addrs[id] = addr
-		f.args[id] = []string{"exit", "--listen", addr, "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
+		f.args[id] = []string{"exit", "--insecure-links", "--listen", addr, "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1,127.0.%d.2", 40+i, 40+i), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8"}
 		f.startExit(id)
 		static = append(static, gateway.StaticExit{ID: id, Addr: addr})

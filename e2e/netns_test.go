@@ -154,7 +154,7 @@ func TestTwoDatacentersSurviveACut(t *testing.T) {
 		}
 		gws[i] = f.startIn(i, bin, gwArgs...)
 		for k := 1; k <= 2; k++ {
-			f.startIn(i, bin, "exit", "--listen", fmt.Sprintf("%s:%d", f.ip[i], 3100+k), "--id", fmt.Sprintf("%s%d", dc, k),
+			f.startIn(i, bin, "exit", "--insecure-links", "--listen", fmt.Sprintf("%s:%d", f.ip[i], 3100+k), "--id", fmt.Sprintf("%s%d", dc, k),
 				"--dc", dc, "--pool", "resi", "--country", "de", "--token-file", token, "--allow-dest", "127.0.0.0/8",
 				"--gossip-listen", fmt.Sprintf("%s:%d", f.ip[i], 7946+k), "--join", f.ip[i]+":7946",
 				"--gossip-key-file", key, "--gossip-profile", "wan")

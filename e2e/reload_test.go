@@ -38,8 +38,8 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 	echo := echoServer(t)
 
 	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "exit", "--listen", exitA, "--id", "r-resi", "--pool", "resi", "--egress", "127.0.21.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
-	start(t, "exit", "--listen", exitB, "--id", "r-dc", "--pool", "dc", "--egress", "127.0.22.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--insecure-links", "--listen", exitA, "--id", "r-resi", "--pool", "resi", "--egress", "127.0.21.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--insecure-links", "--listen", exitB, "--id", "r-dc", "--pool", "dc", "--egress", "127.0.22.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
 	g := start(t, "gateway", "--listen", gw, "--admin", "", "--customers", customers, "--token-file", token,
 		"--exit", "r-resi="+exitA, "--exit", "r-dc="+exitB)
 	waitListening(t, gw)
@@ -124,7 +124,7 @@ func TestSighupKeepsGossipExits(t *testing.T) {
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 
 	gwGossip, gw, adminAddr, staticExit := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "exit", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
+	start(t, "exit", "--insecure-links", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
 		"--token-file", token, "--allow-dest", "127.0.0.0/8")
 	// The configuration file names the static exit; the reload drops it.
 	config := filepath.Join(dir, "gateway.yaml")
@@ -133,7 +133,7 @@ func TestSighupKeepsGossipExits(t *testing.T) {
 		"--token-file", token, "--gossip-listen", gwGossip, "--gossip-key-file", keyFile)
 	waitListening(t, gw)
 	for i, id := range []string{"rs-g1", "rs-g2"} {
-		start(t, "exit", "--listen", freeAddr(t), "--id", id, "--pool", "resi", "--egress", fmt.Sprintf("127.0.%d.1", 62+i),
+		start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--pool", "resi", "--egress", fmt.Sprintf("127.0.%d.1", 62+i),
 			"--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)
 	}

@@ -3,6 +3,7 @@ package exitnode
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -65,7 +66,12 @@ const headSize = 4096
 
 // serveConn reads the start of a connection: a CONNECT head is served here,
 // anything else goes to the HTTP server.
-func (s *Server) serveConn(c net.Conn) { s.serveLink(c, nil, false) }
+func (s *Server) serveConn(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok && !s.handshake(tc) {
+		return
+	}
+	s.serveLink(c, nil, false)
+}
 
 // serveLink serves the heads on c one after another. A tunnel on a link
 // runs its gateway-to-destination direction here; when that ends last and
@@ -95,7 +101,8 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	}
 	if idle && len(rest) == 0 {
 		c.SetReadDeadline(time.Now().Add(link.IdleTimeout))
-		if err := rawio.WaitReadable(c); err != nil || !s.busyHead(c) {
+		var err error
+		if rest, err = waitHead(c); err != nil || !s.busyHead(c) {
 			s.untrackHead(c)
 			c.Close()
 			return nil

@@ -51,5 +51,14 @@
 // (same token) is the gateways' active health check: 200 while the exit can
 // serve, 503 while it shuts down or when an egress IP cannot be bound.
 //
+// Serve takes any listener. Given a crypto/tls one (farmgate exit
+// --tls-cert, see internal/farmtls: mutual TLS 1.3, gateways' certificates
+// only), each connection's handshake is completed first, within
+// ReadHeaderTimeout, and everything above works as on a socket, only
+// copying through user space where it would splice (tls.go). The token is
+// still required inside TLS: a certificate says "a gateway of a farm with
+// this CA", the token "of this farm", and a stolen certificate alone opens
+// nothing.
+//
 // The package is not a gateway: it does not know customers, pools or sessions.
 package exitnode

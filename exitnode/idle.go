@@ -1,6 +1,7 @@
 package exitnode
 
 import (
+	"crypto/tls"
 	"net"
 	"time"
 
@@ -11,6 +12,11 @@ import (
 // kernel's TCP_INFO, so a spliced relay (which no user-space wrapper sees)
 // can still be timed out when idle. ok is false when it cannot tell.
 func idleFor(conn net.Conn) (d time.Duration, ok bool) {
+	// A TLS link's bytes all cross its socket: the socket's clock is the
+	// link's.
+	if tc, isTLS := conn.(*tls.Conn); isTLS {
+		conn = tc.NetConn()
+	}
 	info, ok := tcpinfo.Read(conn)
 	return info.Idle(), ok
 }

@@ -41,6 +41,7 @@ func TestConfigFileEnvAndFlagsPrecedence(t *testing.T) {
 	cfg := string(example) + "id: from-file\ntoken-file: " + token + "\negress: [127.0.0.1, 127.0.0.2]\ndial-timeout: 3s\nidle-timeout: 1m\n"
 	cfg = strings.Replace(cfg, "dial-timeout: 10s\n", "", 1)
 	cfg = strings.Replace(cfg, "idle-timeout: 5m0s\n", "", 1)
+	cfg = strings.Replace(cfg, "insecure-links: false\n", "insecure-links: true\n", 1)
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 
 	t.Setenv("FARMGATE_DIAL_TIMEOUT", "4s") // env beats the file

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
+	"github.com/farmgate/farmgate/internal/farmtls"
 	"github.com/farmgate/farmgate/internal/sockopt"
 )
 
@@ -25,6 +27,7 @@ type exitSettings struct {
 	cfg       exitnode.Config
 	drain     time.Duration
 	gossip    gossipSettings
+	links     linkSettings
 }
 
 // exitFlags declares the exit's flags on fs; the returned func reads them
@@ -48,6 +51,7 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 	advertise := fs.String("advertise", "", "host:port gateways reach this exit's proxy at (gossip); default the --listen address")
 	weight := fs.Int("weight", 1, "share of traffic for the weighted policy (gossip)")
 	gossip := gossipFlags(fs)
+	links := linkFlags(fs)
 	return func() (exitSettings, error) {
 		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight}
 		var err error
@@ -74,6 +78,9 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 		if err := c.Validate(); err != nil {
 			return s, usageError{err}
 		}
+		if s.links, err = links(farmtls.RoleExit, c.ID); err != nil {
+			return s, err
+		}
 		return s, nil
 	}
 }
@@ -93,16 +100,34 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
+	certs, err := loadLinkTLS(s.links, logger)
+	if err != nil {
+		return err
+	}
 	ln, err := sockopt.Listen(context.Background(), s.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
+	}
+	links := "plaintext"
+	if certs != nil {
+		// Each handshake takes the certificate in use: a reload applies to
+		// the next link, and the links up keep theirs.
+		ln = tls.NewListener(ln, certs.ServerConfig())
+		links = "mtls"
+		wctx, stopWatch := context.WithCancel(context.Background())
+		watched := make(chan struct{})
+		go func() { defer close(watched); certs.Watch(wctx) }()
+		defer func() {
+			stopWatch()
+			<-watched
+		}()
 	}
 	// SIGHUP reloads from the moment the exit says it serves: a reload
 	// that came before the handler would kill it.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	logger.Info("exit serving", "id", cfg.ID, "listen", ln.Addr().String(), "dc", cfg.DC, "pool", cfg.Pool, "country", cfg.Country, "egress_ips", len(cfg.Egress))
+	logger.Info("exit serving", "id", cfg.ID, "listen", ln.Addr().String(), "links", links, "dc", cfg.DC, "pool", cfg.Pool, "country", cfg.Country, "egress_ips", len(cfg.Egress))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
@@ -142,6 +167,11 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-hup:
+			if certs != nil {
+				if err := certs.Reload(); err != nil {
+					logger.Error("reload tls files failed, keeping the old certificate", "err", err)
+				}
+			}
 			if node != nil {
 				if err := node.ReloadKeys(); err != nil {
 					logger.Error("reload gossip keys failed, keeping the old ones", "err", err)

@@ -25,12 +25,15 @@ usage:
   farmgate demo     [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N]
   farmgate gateway  --listen ADDR --admin ADDR --dc DC --customers FILE --token-file F --exit ID=URL ...
   farmgate exit     --listen ADDR --id ID --dc DC --pool P --country CC --egress IP,IP --token-file F [--allow-dest CIDR,...]
+                    (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
   farmgate customers add|set|disable|enable|delete|list|show|usage USER [flags]   (--redis-url URL | --file FILE)
+  farmgate certs init  --dir D [--force]                                    the farm CA of the links
+  farmgate certs issue --dir D --role exit|gateway --id ID [--out PREFIX]   a node's certificate
   farmgate config-example gateway|exit    print a documented YAML config with every default
   farmgate version
 
-Every command also reads its flags from a YAML file given with --config
-(keys are the flag names); flags on the command line win.
+Every command but customers and certs also reads its flags from a YAML file
+given with --config (keys are the flag names); flags on the command line win.
 Run 'farmgate COMMAND --help' for a command's flags.
 `
 
@@ -56,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runExit(ctx, args[1:], logger)
 	case "customers":
 		err = runCustomers(ctx, args[1:], stdout, stderr)
+	case "certs":
+		err = runCerts(args[1:], stdout)
 	case "config-example":
 		if len(args) != 2 {
 			err = usageError{fmt.Errorf("usage: farmgate config-example gateway|exit")}

@@ -98,7 +98,7 @@ func startFarm(ctx context.Context, bin, dir string, o *origins, opts options) (
 		for j := 1; j <= 4; j++ {
 			egress = append(egress, fmt.Sprintf("127.0.%d.%d", 11+i, j))
 		}
-		c, err := f.start(ctx, bin, id, "exit", "--id", id, "--dc", "eu", "--pool", loadPool, "--country", "de",
+		c, err := f.start(ctx, bin, id, "exit", "--insecure-links", "--id", id, "--dc", "eu", "--pool", loadPool, "--country", "de",
 			"--egress", strings.Join(egress, ","), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8",
 			"--drain-timeout", "1s")
 		if err != nil {

@@ -1,0 +1,4 @@
+package farmtls
+
+// IdentityOfURI is the parse that Identity applies to a farmgate URI SAN.
+var IdentityOfURI = parseNodeURI
