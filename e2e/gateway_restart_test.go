@@ -83,7 +83,7 @@ func restartBothGateways(t *testing.T, exitsSeeds bool) {
 	}
 	procs := []*process{startGateway(gws[0]), startGateway(gws[1])}
 	for i, id := range exitIDs {
-		start(t, "exit", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
+		start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1", 60+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--gossip-listen", exitGossip[i], "--join", join, "--gossip-key-file", keyFile,
 			"--gossip-rejoin-interval", rejoin)

@@ -31,7 +31,7 @@ func TestStrangersCannotLockACustomerOut(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.34.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.34.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
 
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte("customers:\n  - {user: victim, password: right-pw, pools: [resi]}\n"), 0o600)

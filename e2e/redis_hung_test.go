@@ -55,7 +55,7 @@ func TestHungRedisFailsFast(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.32.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.32.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
 	gw := freeAddr(t)
 	g := start(t, "gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)
 	waitListening(t, gw)
@@ -157,7 +157,7 @@ func TestHungRedisUsageCountedOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.33.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.33.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
 	gw := freeAddr(t)
 	g := start(t, "gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)
 	waitListening(t, gw)
