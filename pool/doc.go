@@ -1,7 +1,7 @@
 // Package pool knows every exit of the proxy farm and picks one for each tunnel.
 //
-// It holds the registry of exits (fed by static configuration or by the cluster
-// through [Registry]), the selection policies (round_robin, weighted, least_conn,
+// It holds the exits (fed by static configuration or by the cluster through
+// [Pool.Upsert], [Pool.Remove] and [Pool.Apply]), the selection policies (round_robin, weighted, least_conn,
 // least_latency, random), data-centre affinity, sticky sessions by rendezvous
 // hashing over a [SessionStore], and health: active probes ([Config.Probe]) and
 // passive outlier detection from the outcomes the gateway reports ([Pool.Report]).

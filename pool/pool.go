@@ -11,20 +11,6 @@ import (
 	"time"
 )
 
-// Registry is how whoever discovers exits (static configuration, the
-// cluster) feeds them into a pool. Methods may be called from any goroutine;
-// each builds a new snapshot and never blocks picks.
-type Registry interface {
-	// Set replaces the whole set of exits.
-	Set(exits []Exit)
-	// Upsert adds an exit or updates the one with the same ID.
-	Upsert(e Exit)
-	// Remove forgets an exit; unknown ids are ignored.
-	Remove(id string)
-}
-
-var _ Registry = (*Pool)(nil)
-
 // Pool knows the exits and picks one per tunnel. Create it with [New]; drive
 // its health with [Pool.Run]. All methods are safe for concurrent use.
 type Pool struct {
