@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/farmgate/farmgate/internal/yamlerr"
 )
 
 // parseFlags parses args into fs, first applying the YAML file named by
@@ -87,11 +89,11 @@ func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
 func applyFile(fs *flag.FlagSet, configPath string, set map[string]bool, extra []string, out map[string]*yaml.Node) error {
 	data, err := os.ReadFile(configPath)
 	if err != nil {
-		return usageError{fmt.Errorf("read config: %w", err)}
+		return usageError{fmt.Errorf("--config: %w", err)}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return usageError{fmt.Errorf("%s: %w", configPath, err)}
+		return usageError{fmt.Errorf("--config: %w", yamlerr.Wrap(configPath, data, err))}
 	}
 	if len(doc.Content) == 0 {
 		return nil
