@@ -81,6 +81,7 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := newExitFlagSet()
 	read := exitFlags(fs)
+	warnUnknownEnv(fs, logger)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 var gatewayExtraKeys = []string{"exits", "policies"}
 
 func loadGatewaySettings(args []string) (gatewaySettings, error) {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs := newGatewayFlagSet()
 	read := gatewayFlags(fs)
 	extra, err := parseFlags(fs, args, gatewayExtraKeys...)
 	if err != nil {
@@ -166,7 +166,12 @@ func loadGatewaySettings(args []string) (gatewaySettings, error) {
 	return read(extra)
 }
 
+func newGatewayFlagSet() *flag.FlagSet { return flag.NewFlagSet("gateway", flag.ContinueOnError) }
+
 func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
+	fs := newGatewayFlagSet()
+	gatewayFlags(fs)
+	warnUnknownEnv(fs, logger)
 	s, err := loadGatewaySettings(args)
 	if err != nil {
 		return err
