@@ -96,11 +96,16 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		if s.token, err = readToken(*tokenFile); err != nil {
 			return s, err
 		}
-		if s.gossip, err = gossip(); err != nil {
+		if s.gossip, err = gossip(*listen); err != nil {
 			return s, err
 		}
 		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
 			return s, usageError{errors.New("--customers: required (or --redis / --redis-url)")}
+		}
+		if s.customersFile != "" && s.redisAddrs == "" && s.redisURL == "" {
+			if _, err := os.Stat(s.customersFile); err != nil {
+				return s, usageError{fmt.Errorf("--customers: %w", err)}
+			}
 		}
 		for _, e := range exits {
 			se, err := gateway.ParseStaticExit(e)
@@ -261,12 +266,12 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		if node, err = cluster.New(ccfg, p); err != nil {
 			ln.Close()
-			return usageError{fmt.Errorf("gossip: %w", err)}
+			return s.gossip.startError(err)
 		}
 		defer node.Shutdown()
 		drainFn = node.DrainExit
 		members = func() any { return node.Members() }
-		logger.Info("gateway joined the farm", "gossip", node.Addr(), "members", node.NumMembers())
+		s.gossip.logStarted(logger, "gateway", node, ccfg)
 	}
 
 	// stopping turns /readyz to 503 for the drain, so load balancers send
