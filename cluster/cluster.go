@@ -91,6 +91,9 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 	if c.name == "" {
 		c.name = cfg.Meta.ID
 	}
+	if cfg.now != nil {
+		c.now = cfg.now
+	}
 	c.meta = cfg.Meta
 	c.meta.EgressCount = len(cfg.Egress)
 	c.meta.EgressHash = egressHash(cfg.Egress)
@@ -105,7 +108,7 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 	c.keyring = kr
 
 	mc := cfg.memberlistConfig()
-	mlog := newMemberlistLogger(c.log)
+	mlog := newMemberlistLogger(c.log, cfg.Label)
 	nt, port, err := cfg.newTransport(mlog)
 	if err != nil {
 		return nil, err

@@ -97,6 +97,8 @@ type Config struct {
 	// level, memberlist's own log. Default nil: slog.Default().
 	Logger *slog.Logger
 
+	// now, when set (by tests, through export_test.go), replaces time.Now.
+	now func() time.Time
 	// wrapTransport, when set (by tests, through export_test.go), wraps the
 	// network transport, e.g. to count bytes.
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport

@@ -74,3 +74,6 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// WithClock makes the cluster built from cfg read the time from now.
+func WithClock(cfg *Config, now func() time.Time) { cfg.now = now }
