@@ -59,6 +59,8 @@ func TestConfigErrorsSayWhatIsAccepted(t *testing.T) {
 			want: []string{"--egress: 192.0.2.77 cannot be bound on this host"}},
 		{name: "misspelt variable", env: []string{"FARMGATE_LISTN=127.0.0.1:1"}, args: []string{"exit", "--id", "x"},
 			want: []string{"unknown FARMGATE_ variable ignored", "var=FARMGATE_LISTN", "did_you_mean=FARMGATE_LISTEN", "--token-file: required"}},
+		{name: "redis client lines go through the structured log", args: []string{"gateway", "--token-file", token, "--redis-url", "redis://127.0.0.1:1/0", "--exit", "a=127.0.0.1:2", "--admin", "", "--listen", "127.0.0.1:0"},
+			want: []string{`level=WARN msg="connection pool: failed to dial`, "component=redis", "connect to redis"}, not: []string{"pool.go:"}},
 		{name: "misspelt flag", args: []string{"gateway", "--listn", "x"},
 			want: []string{"--listn: unknown flag; did you mean --listen?"}},
 	}
