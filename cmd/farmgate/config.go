@@ -68,6 +68,9 @@ func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
 		if !ok {
 			return
 		}
+		// A value read from a file (a Kubernetes Secret, an env file) often
+		// ends in a newline that no setting wants.
+		v = strings.TrimSpace(v)
 		if l, isList := f.Value.(*listFlag); isList {
 			*l = nil
 			for item := range strings.SplitSeq(v, ",") {
