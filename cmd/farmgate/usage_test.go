@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"flag"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -95,6 +97,16 @@ func TestCustomersExampleDocumentsEveryField(t *testing.T) {
 		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if !regexp.MustCompile(`(?m)^\s*#?\s*(- )?` + key + `:`).Match(b.Bytes()) {
 			t.Errorf("customers example lacks %s", key)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range reflect.TypeFor[auth.CustomerRecord]().Fields() {
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !bytes.Contains(readme, []byte("| `"+key+"` |")) {
+			t.Errorf("README.md's customers table lacks %s", key)
 		}
 	}
 	s, err := auth.ParseFile(b.Bytes(), "example")
