@@ -63,7 +63,7 @@ type gatewaySettings struct {
 // them (and the YAML-only keys) into settings after parsing.
 func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 	d := gateway.DefaultConfig()
-	listen := fs.String("listen", "127.0.0.1:8080", "customer listener (HTTP CONNECT and absolute-form HTTP)")
+	listen := fs.String("listen", "127.0.0.1:8080", "customer listener: HTTP CONNECT, absolute-form HTTP and SOCKS5 on one port")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API, /metrics, dashboard); empty disables it")
 	adminToken := fs.String("admin-token-file", "", "file holding the bearer token the admin API requires from non-loopback clients")
 	dc := fs.String("dc", "", "datacenter of this gateway; its exits are preferred")
