@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/farmgate/farmgate/internal/yamlerr"
 )
 
 // FileStore is the customer store read from a YAML file: the embedded
@@ -170,7 +172,7 @@ func parseFile(data []byte, name string, cfg Config, allowEmpty bool) (*FileStor
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: customers: no customers defined", name)
 		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, yamlerr.Wrap(name, data, err, fileDoc{})
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -201,14 +203,14 @@ func parseFile(data []byte, name string, cfg Config, allowEmpty bool) (*FileStor
 		field := fmt.Sprintf("customers[%d]", i)
 		cr, err := fc.record(field)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", customerAt(name, data, i), err)
 		}
 		r, err := s.buildRecord(cr, field)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", customerAt(name, data, i), err)
 		}
 		if j, dup := where[fc.User]; dup {
-			return nil, fmt.Errorf("%s: %s.user: %q already defined at customers[%d]", name, field, fc.User, j)
+			return nil, fmt.Errorf("%s: %s.user: %q already defined at customers[%d]", customerAt(name, data, i), field, fc.User, j)
 		}
 		where[fc.User] = i
 		s.users[fc.User] = r
@@ -224,6 +226,23 @@ func parseFile(data []byte, name string, cfg Config, allowEmpty bool) (*FileStor
 			"component", "auth", "file", name, "plaintext_users", plaintext)
 	}
 	return s, nil
+}
+
+// customerAt names the file and the line where customer i begins
+// ("customers.yaml:12"), for an error about that customer; just the file if
+// the line cannot be found. It parses data again: errors are rare.
+func customerAt(name string, data []byte, i int) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return name
+	}
+	m := root.Content[0]
+	for k := 0; m.Kind == yaml.MappingNode && k+1 < len(m.Content); k += 2 {
+		if seq := m.Content[k+1]; m.Content[k].Value == "customers" && seq.Kind == yaml.SequenceNode && i < len(seq.Content) {
+			return fmt.Sprintf("%s:%d", name, seq.Content[i].Line)
+		}
+	}
+	return name
 }
 
 // buildRecord validates one customer entry; errors start with field.

@@ -192,14 +192,16 @@ func TestParseFileErrors(t *testing.T) {
 	}{
 		{"empty file", "", "customers.yaml: customers: no customers defined"},
 		{"no customers", "customers: []", "customers.yaml: customers: no customers defined"},
-		{"unknown top-level field", "customer:\n  - user: a\n", "field customer not found"},
-		{"unknown customer field", "customers:\n  - user: a\n    password: a\n    pools: [p]\n    pool: p\n", "field pool not found"},
-		{"not YAML", "customers: [", "customers.yaml: yaml:"},
+		{"unknown top-level field", "customer:\n  - user: a\n", "customers.yaml:1: customer: unknown key; did you mean customers? (known: customers)"},
+		{"unknown customer field", "customers:\n  - user: a\n    password: a\n    pools: [p]\n    pool: p\n",
+			"customers.yaml:5: pool: unknown key; did you mean pools? (known: allow_ips, default_pool, disabled, expires, max_conns, password, password_hash, pools, quota_bytes, rate_burst, rate_per_sec, user)"},
+		{"not YAML", "customers: [", "customers.yaml:1: did not find expected node content"},
+		{"YAML error on line 3", "customers:\n  - user: a\n   password: a\n", "customers.yaml:3: did not find expected '-' indicator"},
 		{"two documents", "customers:\n  - {user: a, password: a, pools: [p]}\n---\nx: 1\n", "single YAML document"},
-		{"user missing", "customers:\n  - password: a\n    pools: [p]\n", `customers[0].user: "" must be 1-64`},
+		{"user missing", "customers:\n  - password: a\n    pools: [p]\n", `customers.yaml:2: customers[0].user: "" must be 1-64`},
 		{"user with a dash", "customers:\n  - {user: a-b, password: a, pools: [p]}\n", `customers[0].user: "a-b" must be 1-64`},
 		{"duplicate user", "customers:\n  - {user: a, password: a, pools: [p]}\n  - {user: a, password: b, pools: [p]}\n",
-			`customers.yaml: customers[1].user: "a" already defined at customers[0]`},
+			`customers.yaml:3: customers[1].user: "a" already defined at customers[0]`},
 		{"no password", "customers:\n  - {user: a, pools: [p]}\n", "customers[0]: want password or password_hash"},
 		{"both passwords", "customers:\n  - {user: a, password: a, password_hash: x, pools: [p]}\n", "customers[0]: want one of password and password_hash, not both"},
 		{"empty password", "customers:\n  - {user: a, password: '', pools: [p]}\n", "customers[0].password: must not be empty"},
@@ -211,7 +213,7 @@ func TestParseFileErrors(t *testing.T) {
 		{"bad allow_ips", "customers:\n  - {user: a, password: a, pools: [p], allow_ips: [10.0.0.0/33]}\n", `customers[0].allow_ips[0]: "10.0.0.0/33" is not an IP address or CIDR`},
 		{"negative max_conns", "customers:\n  - {user: a, password: a, pools: [p], max_conns: -1}\n", "customers[0].max_conns: must not be negative"},
 		{"bad expires", "customers:\n  - {user: a, password: a, pools: [p], expires: soon}\n", `customers[0].expires: "soon" is not an RFC 3339 time`},
-		{"pools not a list", "customers:\n  - {user: a, password: a, pools: p}\n", "customers.yaml: yaml:"},
+		{"pools not a list", "customers:\n  - {user: a, password: a, pools: p}\n", `customers.yaml:2: want a list, got the string "p"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +225,7 @@ func TestParseFileErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error = %q, want it to contain %q", err, tc.want)
 			}
-			if !strings.HasPrefix(err.Error(), "customers.yaml: ") {
+			if !strings.HasPrefix(err.Error(), "customers.yaml:") {
 				t.Errorf("error = %q, want it to start with the file name", err)
 			}
 		})
@@ -443,7 +445,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseFileConfig(data, "fuzz.yaml", Config{Logger: quietLogger})
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "fuzz.yaml: ") {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml:") {
 				t.Fatalf("error %q does not name the file", err)
 			}
 			return

@@ -3,6 +3,9 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -41,4 +44,22 @@ func FuzzCustomerRecord(f *testing.F) {
 			t.Fatalf("Customer ok but Validate = %v", err)
 		}
 	})
+}
+
+// The customer file's entries have exactly the fields of CustomerRecord,
+// under the same names: the record is the format's definition.
+func TestFileEntriesAreCustomerRecords(t *testing.T) {
+	t.Parallel()
+	keys := func(v any) []string {
+		var out []string
+		for f := range reflect.TypeOf(v).Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			out = append(out, name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if rec, file := keys(CustomerRecord{}), keys(fileCustomer{}); !slices.Equal(rec, file) {
+		t.Errorf("CustomerRecord keys %v, customer file keys %v", rec, file)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/suggest"
 )
 
 // Limits of the username grammar.
@@ -132,8 +134,14 @@ func (t *Target) set(key, value string) (uint, error) {
 		t.SessTime = time.Duration(m) * time.Minute
 		return keySessTime, nil
 	}
+	if c := suggest.Closest(key, usernameKeys); c != "" {
+		return 0, fmt.Errorf("username: key %q: unknown key, did you mean %s? (want zone, country, city, dc, session or sesstime): %w", clip(key), c, ErrBadParams)
+	}
 	return 0, fmt.Errorf("username: key %q: unknown key (want zone, country, city, dc, session or sesstime): %w", clip(key), ErrBadParams)
 }
+
+// usernameKeys are the keys of the username grammar, for suggestions.
+var usernameKeys = []string{"zone", "country", "city", "dc", "session", "sesstime"}
 
 const (
 	userRuleText = "must be 1-64 of A-Z a-z 0-9 _ . @"

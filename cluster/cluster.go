@@ -124,7 +124,7 @@ func New(cfg Config, sink Sink) (*Cluster, error) {
 	c.keyring = kr
 
 	mc := cfg.memberlistConfig()
-	mlog := newMemberlistLogger(c.log)
+	mlog := newMemberlistLogger(c.log, cfg.Label)
 	nt, port, err := cfg.newTransport(mlog)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -88,5 +89,25 @@ func TestNewRefusesBadKeyFile(t *testing.T) {
 				t.Fatalf("New: %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A gossip port another process holds is ErrAddrInUse, so the command can
+// name its flag.
+func TestTakenBindAddrIsErrAddrInUse(t *testing.T) {
+	t.Parallel()
+	first := startNode(t, gatewayMeta("gw-a"), nil)
+	cfg := cluster.LocalConfig()
+	cfg.Keys = [][]byte{key(1)}
+	cfg.Meta = gatewayMeta("gw-b")
+	cfg.Logger = testLogger()
+	cfg.BindAddr = first.Addr()
+	c, err := cluster.New(cfg, nil)
+	if err == nil {
+		c.Shutdown()
+		t.Fatalf("second node on %s started", first.Addr())
+	}
+	if !errors.Is(err, cluster.ErrAddrInUse) || !strings.Contains(err.Error(), first.Addr()) {
+		t.Fatalf("err = %v, want ErrAddrInUse naming %s", err, first.Addr())
 	}
 }

@@ -91,11 +91,25 @@ func (c *Cluster) observe(n *memberlist.Node, state string) {
 		c.byID[meta.ID] = n.Name
 		c.markLocked(meta.ID)
 	}
+	alive := c.alive
 	c.mu.Unlock()
 	c.wake()
-	if n.Name != c.name {
+	switch {
+	case n.Name == c.name:
+	case meta.Role == RoleGateway && (old == nil || old.state != state):
+		// Gateways are few and come and go by hand: every node says so
+		// (gateways log the exits they add and remove themselves).
+		c.log.Info(gatewayEvents[state], "node", n.Name, "id", meta.ID, "dc", meta.DC, "addr", rec.addr, "members", alive)
+	default:
 		c.log.Debug("member "+state, "node", n.Name, "id", meta.ID, "role", meta.Role, "addr", rec.addr)
 	}
+}
+
+// gatewayEvents are the log messages of a gateway's changes of state.
+var gatewayEvents = map[string]string{
+	StateAlive: "gateway joined the farm",
+	StateLeft:  "gateway left the farm",
+	StateDead:  "gateway unreachable, taken for failed",
 }
 
 // markLeaving records that member name announced a graceful leave. It

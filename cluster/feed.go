@@ -32,8 +32,26 @@ type batchSink interface {
 	Apply(upserts []pool.Exit, removes []string)
 }
 
-// departedRetention is how long Members keeps dead and left members.
-const departedRetention = 10 * time.Minute
+// How long Members lists departed members. A member that left (scaled
+// down, restarted) is listed for a minute, long enough to see it go; one
+// that failed stays ten, so that an operator notices. Then they are
+// forgotten.
+const (
+	leftRetention = time.Minute
+	deadRetention = 10 * time.Minute
+)
+
+// expired reports whether departed member r is past its retention at now
+// (unix nanoseconds).
+func expired(r *memberRec, now int64) bool {
+	switch r.state {
+	case StateLeft:
+		return now-r.since > int64(leftRetention)
+	case StateDead:
+		return now-r.since > int64(deadRetention)
+	}
+	return false
+}
 
 // applied is what the worker last told the sink about one exit.
 type applied struct {
@@ -101,12 +119,12 @@ func (c *Cluster) safely(loop string, fn func()) {
 	fn()
 }
 
-// pruneLocked forgets members departed more than departedRetention ago, and
-// the egress lists of exits no longer present. c.mu must be held.
+// pruneLocked forgets departed members past their retention, and the
+// egress lists of exits no longer present. c.mu must be held.
 func (c *Cluster) pruneLocked() {
-	cutoff := c.now().Add(-departedRetention).UnixNano()
+	now := c.now().UnixNano()
 	for name, r := range c.members {
-		if !r.alive() && r.since < cutoff {
+		if expired(r, now) {
 			delete(c.members, name)
 			if c.byID[r.meta.ID] == name {
 				delete(c.byID, r.meta.ID)

@@ -29,11 +29,16 @@ type Member struct {
 }
 
 // Members returns every member this node knows, sorted by id then name,
-// including dead and left ones for a while (departedRetention).
+// including those that left for a minute and failed ones for ten
+// (leftRetention, deadRetention).
 func (c *Cluster) Members() []Member {
+	now := c.now().UnixNano()
 	c.mu.Lock()
 	out := make([]Member, 0, len(c.members))
 	for _, r := range c.members {
+		if expired(r, now) {
+			continue // the worker forgets it at its next tick
+		}
 		m := Member{
 			Name: r.name, ID: r.meta.ID, Role: r.meta.Role, DC: r.meta.DC, Pool: r.meta.Pool,
 			Country: r.meta.Country, ProxyAddr: r.meta.ProxyAddr, Version: r.meta.Version,

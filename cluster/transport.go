@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -33,9 +35,22 @@ func (c *Config) newTransport(logger *log.Logger) (*memberlist.NetTransport, int
 		if err == nil {
 			return nt, nt.GetAutoBindPort(), nil
 		}
-		if !strings.Contains(err.Error(), "address already in use") {
+		if !inUse(err) {
 			break
 		}
 	}
+	if inUse(err) {
+		return nil, 0, fmt.Errorf("binding gossip on BindAddr %s: %w (%v)", c.BindAddr, ErrAddrInUse, err)
+	}
 	return nil, 0, fmt.Errorf("binding gossip on BindAddr %s: %w", c.BindAddr, err)
+}
+
+// ErrAddrInUse is wrapped by New's error when BindAddr's port is taken,
+// TCP or UDP.
+var ErrAddrInUse = errors.New("address already in use")
+
+// inUse reports whether err is EADDRINUSE; memberlist's transport keeps
+// only the text of its listeners' errors.
+func inUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || err != nil && strings.Contains(err.Error(), "address already in use")
 }

@@ -214,19 +214,10 @@ func TestKubernetesNamesFlagsThatExist(t *testing.T) {
 
 func TestKubernetesManifests(t *testing.T) {
 	objs := loadK8s(t)
-	secrets := map[string]map[string]string{}
-	for _, s := range byKind(objs, "Secret") {
-		keys := strMap(dig(s.obj, "stringData"))
-		for k, v := range strMap(dig(s.obj, "data")) {
-			keys[k] = v
-		}
-		secrets[s.name()] = keys
-		for k, v := range keys {
-			if v != "" {
-				t.Errorf("%s: Secret %s ships a value for %s: ship it empty, operators create the real one", s.where, s.name(), k)
-			}
-		}
+	if s := byKind(objs, "Secret"); len(s) > 0 {
+		t.Errorf("%s: a Secret manifest: kubectl apply -k would overwrite the operator's Secret with it; generate it from files (secretGenerator)", s[0].where)
 	}
+	secrets := generatedSecrets(t)
 	configMaps := map[string]map[string]string{}
 	for _, c := range byKind(objs, "ConfigMap") {
 		configMaps[c.name()] = strMap(dig(c.obj, "data"))
@@ -383,17 +374,64 @@ func mountedFrom(c map[string]any, path string) bool {
 	return false
 }
 
-func TestKubernetesKustomizationListsEveryManifest(t *testing.T) {
+// kustomization is the part of kustomization.yaml the tests read.
+type kustomization struct {
+	Resources       []string `yaml:"resources"`
+	SecretGenerator []struct {
+		Name  string   `yaml:"name"`
+		Files []string `yaml:"files"`
+	} `yaml:"secretGenerator"`
+}
+
+func loadKustomization(t *testing.T) kustomization {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(k8sDir, "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var k struct {
-		Resources []string `yaml:"resources"`
-	}
+	var k kustomization
 	if err := yaml.Unmarshal(data, &k); err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// generatedSecrets returns the keys of each Secret the kustomization
+// generates, checking that their files are kept out of git: only
+// secrets/.gitignore, which ignores everything else, is in the repository.
+func generatedSecrets(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	for _, g := range loadKustomization(t).SecretGenerator {
+		keys := map[string]string{}
+		for _, f := range g.Files {
+			key, path, ok := strings.Cut(f, "=")
+			if !ok {
+				key, path = filepath.Base(f), f
+			}
+			if filepath.Dir(path) != "secrets" {
+				t.Errorf("kustomization: secret file %s: want it under secrets/, which git ignores", path)
+			}
+			keys[key] = ""
+		}
+		out[g.Name] = keys
+	}
+	ignore, err := os.ReadFile(filepath.Join(k8sDir, "secrets", ".gitignore"))
+	if err != nil || !regexp.MustCompile(`(?m)^\*$`).Match(ignore) {
+		t.Errorf("deploy/kubernetes/secrets/.gitignore must ignore everything (%v)", err)
+	}
+	if out, err := exec.Command("git", "-C", repoRoot, "ls-files", "deploy/kubernetes/secrets").Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if f != "deploy/kubernetes/secrets/.gitignore" {
+				t.Errorf("a secret is committed: %s", f)
+			}
+		}
+	}
+	return out
+}
+
+func TestKubernetesKustomizationListsEveryManifest(t *testing.T) {
+	k := loadKustomization(t)
 	files, _ := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
 	var want []string
 	for _, f := range files {
@@ -409,9 +447,59 @@ func TestKubernetesKustomizationListsEveryManifest(t *testing.T) {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Skip("kubectl not installed: skipping `kubectl kustomize`")
 	}
-	out, err := exec.Command("kubectl", "kustomize", k8sDir).CombinedOutput()
+	// As shipped, without the secret files, it refuses: nothing applies.
+	if out, err := exec.Command("kubectl", "kustomize", k8sDir).CombinedOutput(); err == nil {
+		t.Errorf("kubectl kustomize without the secret files succeeded:\n%s", firstLines(out, 20))
+	}
+	// With them, as the README has the operator make them, the pods mount
+	// the generated Secret.
+	dir := filepath.Join(t.TempDir(), "kubernetes")
+	if out, err := exec.Command("cp", "-r", k8sDir, dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	for _, g := range k.SecretGenerator {
+		for _, f := range g.Files {
+			_, path, ok := strings.Cut(f, "=")
+			if !ok {
+				path = f
+			}
+			if err := os.WriteFile(filepath.Join(dir, path), []byte("test-"+filepath.Base(path)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := exec.Command("kubectl", "kustomize", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	secretNames := map[string]bool{}
+	var used []string
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			break
+		}
+		o := k8sObject{obj: m}
+		if o.kind() == "Secret" {
+			secretNames[o.name()] = true
+			if len(strMap(dig(m, "data"))) != 4 {
+				t.Errorf("generated Secret %s has keys %v, want 4", o.name(), sortedKeys(strMap(dig(m, "data"))))
+			}
+		}
+		for _, v := range list(dig(m, "spec", "template", "spec", "volumes")) {
+			if name := str(dig(v, "secret", "secretName")); name != "" {
+				used = append(used, name)
+			}
+		}
+	}
+	if len(secretNames) != 1 || len(used) == 0 {
+		t.Fatalf("kustomize output: Secrets %v, mounted %v", sortedKeys(secretNames), used)
+	}
+	for _, name := range used {
+		if !secretNames[name] || !strings.HasPrefix(name, "farmgate-secrets-") {
+			t.Errorf("a pod mounts Secret %s, want the generated one %v", name, sortedKeys(secretNames))
+		}
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/farmgate/farmgate/internal/suggest"
+	"github.com/farmgate/farmgate/internal/yamlerr"
 )
 
 // parseFlags parses args into fs, first applying the YAML file named by
@@ -21,13 +24,12 @@ import (
 func parseFlags(fs *flag.FlagSet, args []string, extra ...string) (map[string]*yaml.Node, error) {
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "YAML file with the same settings as the flags")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stdout)
 			fs.PrintDefaults()
-			return nil, err
 		}
-		return nil, usageError{err}
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -66,6 +68,9 @@ func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
 		if !ok {
 			return
 		}
+		// A value read from a file (a Kubernetes Secret, an env file) often
+		// ends in a newline that no setting wants.
+		v = strings.TrimSpace(v)
 		if l, isList := f.Value.(*listFlag); isList {
 			*l = nil
 			for item := range strings.SplitSeq(v, ",") {
@@ -76,7 +81,7 @@ func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
 			return
 		}
 		if serr := f.Value.Set(v); serr != nil {
-			err = usageError{fmt.Errorf("%s: %w", envName(f.Name), serr)}
+			err = usageError{fmt.Errorf("%s: %w", envName(f.Name), explainValue(f, v, serr))}
 		}
 	})
 	return err
@@ -87,11 +92,11 @@ func applyEnv(fs *flag.FlagSet, set map[string]bool) error {
 func applyFile(fs *flag.FlagSet, configPath string, set map[string]bool, extra []string, out map[string]*yaml.Node) error {
 	data, err := os.ReadFile(configPath)
 	if err != nil {
-		return usageError{fmt.Errorf("read config: %w", err)}
+		return usageError{fmt.Errorf("--config: %w", err)}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return usageError{fmt.Errorf("%s: %w", configPath, err)}
+		return usageError{fmt.Errorf("--config: %w", yamlerr.Wrap(configPath, data, err))}
 	}
 	if len(doc.Content) == 0 {
 		return nil
@@ -108,7 +113,11 @@ func applyFile(fs *flag.FlagSet, configPath string, set map[string]bool, extra [
 		}
 		f := fs.Lookup(key)
 		if f == nil || key == "config" {
-			return usageError{fmt.Errorf("%s:%d: %s: unknown setting (known: %s)", configPath, root.Content[i].Line, key, known(fs, extra))}
+			hint := ""
+			if c := suggest.Closest(key, knownNames(fs, extra)); c != "" {
+				hint = "; did you mean " + c + "?"
+			}
+			return usageError{fmt.Errorf("%s:%d: %s: unknown setting%s (known: %s)", configPath, root.Content[i].Line, key, hint, known(fs, extra))}
 		}
 		if set[key] {
 			continue
@@ -132,7 +141,7 @@ func applyFile(fs *flag.FlagSet, configPath string, set map[string]bool, extra [
 		}
 		for _, v := range vals {
 			if err := f.Value.Set(v); err != nil {
-				return usageError{fmt.Errorf("%s:%d: %s: %w", configPath, val.Line, key, err)}
+				return usageError{fmt.Errorf("%s:%d: %s: %w", configPath, val.Line, key, explainValue(f, v, err))}
 			}
 		}
 	}
@@ -149,6 +158,11 @@ func contains(list []string, s string) bool {
 }
 
 func known(fs *flag.FlagSet, extra []string) string {
+	return strings.Join(knownNames(fs, extra), ", ")
+}
+
+// knownNames lists the settings a config file may hold, sorted.
+func knownNames(fs *flag.FlagSet, extra []string) []string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name != "config" {
@@ -157,7 +171,51 @@ func known(fs *flag.FlagSet, extra []string) string {
 	})
 	names = append(names, extra...)
 	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return names
+}
+
+// envTypo is a FARMGATE_* variable that sets no flag.
+type envTypo struct {
+	name    string
+	closest string // the known variable it is nearest to, or ""
+}
+
+// unknownEnv lists the FARMGATE_* variables of environ that set no flag of
+// fs, sorted: a misspelt name (FARMGATE_LISTN) would otherwise be ignored
+// without a word.
+func unknownEnv(fs *flag.FlagSet, environ []string) []envTypo {
+	var names []string // without the prefix, which would make any two look alike
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" {
+			names = append(names, strings.TrimPrefix(envName(f.Name), EnvPrefix))
+		}
+	})
+	var out []envTypo
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, EnvPrefix)
+		if !ok || contains(names, rest) {
+			continue
+		}
+		e := envTypo{name: name}
+		if c := suggest.Closest(rest, names); c != "" {
+			e.closest = EnvPrefix + c
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// warnUnknownEnv logs one line per variable unknownEnv finds.
+func warnUnknownEnv(fs *flag.FlagSet, logger *slog.Logger) {
+	for _, e := range unknownEnv(fs, os.Environ()) {
+		args := []any{"var", e.name, "command", fs.Name()}
+		if e.closest != "" {
+			args = append(args, "did_you_mean", e.closest)
+		}
+		logger.Warn("unknown FARMGATE_ variable ignored", args...)
+	}
 }
 
 // listFlag is a repeatable flag (--exit a=b --exit c=d).

@@ -30,8 +30,8 @@ store (one of):
   --redis ADDR[,ADDR...]  --redis-url redis://...  [--redis-prefix farmgate:]
   --file customers.yaml
 
-limits: --default-pool P --allow-ips CIDR,... --max-conns N --rate R/s
-        --burst N --quota BYTES --expires 2027-01-31
+limits: --default-pool P --allow-ips CIDR,... --max-conns N --rate 5/s (or 300/m)
+        --burst N --quota 100GB (GB = 10^9, GiB = 2^30; 0 = none) --expires 2027-01-31
 other:  --json  --pools-known P,...  --timeout 5s
 `
 
@@ -82,11 +82,11 @@ func runCustomers(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.expires, "expires", "", "expiry: RFC 3339 time or date (\"\" = never)")
 	fs.IntVar(&f.maxConns, "max-conns", 0, "max concurrent tunnels (0 = no cap)")
 	fs.IntVar(&f.burst, "burst", 0, "request burst (0 = default)")
-	fs.Float64Var(&f.rate, "rate", 0, "requests per second (0 = unlimited)")
-	fs.Int64Var(&f.quota, "quota", 0, "bytes per calendar month (0 = no quota)")
+	fs.Var((*perSecond)(&f.rate), "rate", "requests per second: 5, 5/s or 300/m (0 = unlimited)")
+	fs.Var((*byteSize)(&f.quota), "quota", "bytes per calendar month: 100GB, 1.5TB, 500GiB or bytes (0 = no quota)")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "timeout of each store call")
-	if err := fs.Parse(rest); err != nil {
-		return usageError{err}
+	if err := parseArgs(fs, rest); err != nil {
+		return err
 	}
 	if user == "" && fs.NArg() > 0 {
 		user = fs.Arg(0)

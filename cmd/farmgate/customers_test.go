@@ -38,7 +38,7 @@ func TestCustomersCommand(t *testing.T) {
 				return out.String(), err
 			}
 			if _, err := run("s3cret\n", "add", "alice", "--pools", "resi,DC", "--password-stdin", "--max-conns", "5",
-				"--rate", "10", "--quota", "1000000", "--allow-ips", "203.0.113.0/24"); err != nil {
+				"--rate", "600/m", "--quota", "1MB", "--allow-ips", "203.0.113.0/24"); err != nil {
 				t.Fatalf("add: %v", err)
 			}
 			out, err := run("", "show", "alice", "--json")
@@ -49,7 +49,8 @@ func TestCustomersCommand(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &shown); err != nil {
 				t.Fatalf("show --json: %v: %s", err, out)
 			}
-			if shown["max_conns"] != 5.0 || shown["enabled"] != true || shown["default_pool"] != "resi" {
+			if shown["max_conns"] != 5.0 || shown["enabled"] != true || shown["default_pool"] != "resi" ||
+				shown["rate_per_sec"] != 10.0 || shown["quota_bytes"] != 1e6 { // 600/m, 1MB
 				t.Errorf("show --json = %s", out)
 			}
 			if strings.Contains(out, "argon2") || strings.Contains(out, "s3cret") {
@@ -67,7 +68,9 @@ func TestCustomersCommand(t *testing.T) {
 				{"bad user name", []string{"add", "a-b", "--pools", "resi", "--password-stdin"}, `user: "a-b" must be 1-64`, false},
 				{"unknown user", []string{"set", "nobody", "--max-conns", "1"}, "unknown customer", false},
 				{"no password", []string{"add", "bob", "--pools", "resi"}, "want --password-stdin or --password-hash", true},
-				{"bad flag", []string{"add", "bob", "--nope"}, "flag provided but not defined", true},
+				{"bad flag", []string{"add", "bob", "--nope"}, "--nope: unknown flag", true},
+				{"quota with a unit", []string{"add", "bob", "--pools", "resi", "--password-stdin", "--quota", "100XB"}, `--quota: "100XB" is not a size; use bytes or a unit, e.g. 100GB`, true},
+				{"rate with a bad unit", []string{"add", "bob", "--pools", "resi", "--password-stdin", "--rate", "5/day"}, `--rate: "5/day" is not a rate; use requests per second, e.g. 5, 5/s or 300/m`, true},
 				{"unknown command", []string{"frobnicate"}, "unknown command", true},
 			}
 			for _, tc := range tests {

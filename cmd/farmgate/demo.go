@@ -21,6 +21,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API)")
 	origin := fs.String("origin", "127.0.0.1:8088", "demo origin (HTTP; TLS on the next port)")
 	exits := fs.Int("exits", 4, "number of exits")
+	warnUnknownEnv(fs, logger)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -55,8 +56,11 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 	return func() (exitSettings, error) {
 		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight}
 		var err error
-		if s.gossip, err = gossip(); err != nil {
+		if s.gossip, err = gossip(*listen); err != nil {
 			return s, err
+		}
+		if s.gossip.enabled() && *pool == "" {
+			return s, usageError{errors.New("--pool: required with gossip (--join or --gossip-listen): the IP pool this exit serves, the customers' zone, e.g. resi")}
 		}
 		token, err := readToken(*tokenFile)
 		if err != nil {
@@ -88,6 +92,7 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := newExitFlagSet()
 	read := exitFlags(fs)
+	warnUnknownEnv(fs, logger)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -96,6 +101,9 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 		return err
 	}
 	cfg := s.cfg
+	if err := checkEgress(cfg.Egress); err != nil {
+		return err
+	}
 	srv, err := exitnode.New(cfg, logger)
 	if err != nil {
 		return usageError{err}
@@ -143,7 +151,7 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 		ccfg.Egress = cfg.Egress
 		if node, err = cluster.New(ccfg, nil); err != nil {
 			srv.Shutdown(context.Background())
-			return usageError{fmt.Errorf("gossip: %w", err)}
+			return s.gossip.startError(err)
 		}
 		if s.advertise == "" && unspecifiedHost(proxyAddr) {
 			// Listening on every address: gateways reach the proxy at the
@@ -154,7 +162,7 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 				logger.Warn("advertise proxy address", "err", err)
 			}
 		}
-		logger.Info("exit gossip up", "id", cfg.ID, "gossip", node.Addr(), "members", node.NumMembers())
+		s.gossip.logStarted(logger, "exit", node, ccfg, "id", cfg.ID)
 	}
 wait:
 	for {

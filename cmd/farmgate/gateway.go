@@ -63,7 +63,7 @@ type gatewaySettings struct {
 // them (and the YAML-only keys) into settings after parsing.
 func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 	d := gateway.DefaultConfig()
-	listen := fs.String("listen", "127.0.0.1:8080", "customer listener (HTTP CONNECT and absolute-form HTTP)")
+	listen := fs.String("listen", "127.0.0.1:8080", "customer listener: HTTP CONNECT, absolute-form HTTP and SOCKS5 on one port")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API, /metrics, dashboard); empty disables it")
 	adminToken := fs.String("admin-token-file", "", "file holding the bearer token the admin API requires from non-loopback clients")
 	dc := fs.String("dc", "", "datacenter of this gateway; its exits are preferred")
@@ -96,11 +96,16 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		if s.token, err = readToken(*tokenFile); err != nil {
 			return s, err
 		}
-		if s.gossip, err = gossip(); err != nil {
+		if s.gossip, err = gossip(*listen); err != nil {
 			return s, err
 		}
 		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
 			return s, usageError{errors.New("--customers: required (or --redis / --redis-url)")}
+		}
+		if s.customersFile != "" && s.redisAddrs == "" && s.redisURL == "" {
+			if _, err := os.Stat(s.customersFile); err != nil {
+				return s, usageError{fmt.Errorf("--customers: %w", err)}
+			}
 		}
 		for _, e := range exits {
 			se, err := gateway.ParseStaticExit(e)
@@ -157,7 +162,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 var gatewayExtraKeys = []string{"exits", "policies"}
 
 func loadGatewaySettings(args []string) (gatewaySettings, error) {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs := newGatewayFlagSet()
 	read := gatewayFlags(fs)
 	extra, err := parseFlags(fs, args, gatewayExtraKeys...)
 	if err != nil {
@@ -166,7 +171,12 @@ func loadGatewaySettings(args []string) (gatewaySettings, error) {
 	return read(extra)
 }
 
+func newGatewayFlagSet() *flag.FlagSet { return flag.NewFlagSet("gateway", flag.ContinueOnError) }
+
 func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
+	fs := newGatewayFlagSet()
+	gatewayFlags(fs)
+	warnUnknownEnv(fs, logger)
 	s, err := loadGatewaySettings(args)
 	if err != nil {
 		return err
@@ -256,12 +266,12 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		if node, err = cluster.New(ccfg, p); err != nil {
 			ln.Close()
-			return usageError{fmt.Errorf("gossip: %w", err)}
+			return s.gossip.startError(err)
 		}
 		defer node.Shutdown()
 		drainFn = node.DrainExit
 		members = func() any { return node.Members() }
-		logger.Info("gateway gossip up", "gossip", node.Addr(), "members", node.NumMembers())
+		s.gossip.logStarted(logger, "gateway", node, ccfg)
 	}
 
 	// stopping turns /readyz to 503 for the drain, so load balancers send

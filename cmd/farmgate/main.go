@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,19 +26,32 @@ var version = "0.1.0-dev"
 const usage = `farmgate: the gateway in front of a forward-proxy farm
 
 usage:
-  farmgate demo     [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N]
-  farmgate gateway  --listen ADDR --admin ADDR --dc DC --customers FILE --token-file F --exit ID=URL ...
-  farmgate exit     --listen ADDR --id ID --dc DC --pool P --country CC --egress IP,IP --token-file F [--allow-dest CIDR,...]
-                    (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
-  farmgate customers add|set|disable|enable|delete|list|show|usage USER [flags]   (--redis-url URL | --file FILE)
-  farmgate certs init  --dir D [--force]                                    the farm CA of the links
-  farmgate certs issue --dir D --role exit|gateway --id ID [--out PREFIX]   a node's certificate
-  farmgate config-example gateway|exit    print a documented YAML config with every default
+  farmgate demo      [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N]
+  farmgate gateway   --token-file F  (--customers FILE | --redis-url URL | --redis ADDR,...)
+                     (--exit ID=HOST:PORT ... | --join HOST:PORT,... --gossip-key-file F)
+                     [--listen ADDR] [--admin ADDR] [--dc DC] [flags]
+  farmgate exit      --id ID --token-file F [--listen ADDR] [--dc DC] [--country CC] [--egress IP,...]
+                     [--allow-dest CIDR,...] [--join HOST:PORT,... --gossip-key-file F --pool P] [flags]
+                     (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
+  farmgate customers add|set|disable|enable|delete|list|show|usage [USER]
+                     (--redis-url URL | --redis ADDR,... | --file FILE) [flags]
+  farmgate certs init  --dir D [--force]
+                     mint the farm CA of the links
+  farmgate certs issue --dir D --role exit|gateway --id ID [--out PREFIX]
+                     a node's certificate and key, signed by the farm CA
+  farmgate config-example gateway|exit|customers
+                     print a documented YAML file with every setting and its default
+  farmgate gossip-key
+                     print a new gossip encryption key (base64 of 32 random bytes)
   farmgate version
+  farmgate help
 
-Every command but customers and certs also reads its flags from a YAML file
-given with --config (keys are the flag names); flags on the command line win.
-Run 'farmgate COMMAND --help' for a command's flags.
+A gateway needs customers (a file, or Redis shared by every gateway) and
+exits (listed with --exit, or found over gossip with --join). Every command
+but customers and certs also reads its flags from a YAML file given with --config (keys are the
+flag names) and from FARMGATE_* variables (--redis-url is
+FARMGATE_REDIS_URL); the command line wins over the environment, which
+wins over the file. Run 'farmgate COMMAND --help' for a command's flags.
 `
 
 func main() {
@@ -47,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	redis.SetLogger(newRedisLog(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -63,9 +81,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runCerts(args[1:], stdout)
 	case "config-example":
 		if len(args) != 2 {
-			err = usageError{fmt.Errorf("usage: farmgate config-example gateway|exit")}
+			err = usageError{fmt.Errorf("usage: farmgate config-example gateway|exit|customers")}
 		} else {
 			err = exampleConfig(stdout, args[1])
+		}
+	case "gossip-key":
+		if len(args) != 1 {
+			err = usageError{fmt.Errorf("usage: farmgate gossip-key (it takes no argument)")}
+		} else {
+			err = printGossipKey(stdout)
 		}
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "farmgate", version)
@@ -96,3 +120,14 @@ func (e usageError) Unwrap() error { return e.error }
 
 // drainTimeout is how long a stopping process lets live tunnels finish.
 const drainTimeout = 30 * time.Second
+
+// printGossipKey writes a new gossip encryption key: 32 random bytes
+// (AES-256), base64, one line, as --gossip-key-file reads it.
+func printGossipKey(w io.Writer) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("reading random bytes: %w", err)
+	}
+	_, err := fmt.Fprintln(w, base64.StdEncoding.EncodeToString(key))
+	return err
+}
