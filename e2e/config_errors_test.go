@@ -53,9 +53,9 @@ func TestConfigErrorsSayWhatIsAccepted(t *testing.T) {
 			want: []string{unknownKey + ":3: pasword: unknown key; did you mean password?", "password_hash"}},
 		{name: "missing customers file", args: []string{"gateway", "--token-file", token, "--customers", missing},
 			want: []string{"--customers: ", missing, "no such file"}, not: []string{"--exit"}},
-		{name: "exit without a pool under gossip", args: []string{"exit", "--id", "x", "--token-file", token, "--join", "127.0.0.1:1", "--gossip-key-file", key},
+		{name: "exit without a pool under gossip", args: []string{"exit", "--insecure-links", "--id", "x", "--token-file", token, "--join", "127.0.0.1:1", "--gossip-key-file", key},
 			want: []string{"--pool: required"}, not: []string{"Meta.Pool"}},
-		{name: "egress address the host does not have", args: []string{"exit", "--id", "x", "--token-file", token, "--egress", "192.0.2.77", "--listen", "127.0.0.1:0"},
+		{name: "egress address the host does not have", args: []string{"exit", "--insecure-links", "--id", "x", "--token-file", token, "--egress", "192.0.2.77", "--listen", "127.0.0.1:0"},
 			want: []string{"--egress: 192.0.2.77 cannot be bound on this host"}},
 		{name: "misspelt variable", env: []string{"FARMGATE_LISTN=127.0.0.1:1"}, args: []string{"exit", "--id", "x"},
 			want: []string{"unknown FARMGATE_ variable ignored", "var=FARMGATE_LISTN", "did_you_mean=FARMGATE_LISTEN", "--token-file: required"}},
@@ -108,7 +108,7 @@ func TestGossipDefaultsToTheListenHost(t *testing.T) {
 	ip := loopbackIP()
 	seed := ip + ":7946"
 	exit := func(id, port string) *process {
-		return start(t, "exit", "--id", id, "--pool", "resi", "--token-file", token, "--gossip-key-file", key,
+		return start(t, "exit", "--insecure-links", "--id", id, "--pool", "resi", "--token-file", token, "--gossip-key-file", key,
 			"--listen", ip+":"+port, "--join", seed)
 	}
 	a := exit("a", "3128")
