@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 func redisLimiter(t testing.TB, rdb redis.UniversalClient, prefix, id string, lease time.Duration) *RedisLimiter {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 func redisMeter(t testing.TB, rdb redis.UniversalClient, prefix string, cfg MeterConfig) *RedisMeter {

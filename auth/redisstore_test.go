@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // redisGateway is one gateway's store on rdb under prefix.

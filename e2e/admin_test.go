@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway/admin"
-	"github.com/farmgate/farmgate/internal/demo"
 )
 
 func TestAdminExitsAndDrain(t *testing.T) {

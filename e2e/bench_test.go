@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // BenchmarkTunnel opens a CONNECT tunnel, exchanges one line with an echo

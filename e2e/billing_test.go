@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // billingCustomers has one customer per way in, so that each one's usage

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/exitnode"
-	"github.com/farmgate/farmgate/internal/demo"
 )
 
 // slowOrigin answers after 5 s, or not at all if its client leaves first.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 var (

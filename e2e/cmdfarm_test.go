@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // cmdFarm is a farm of real processes, as an operator runs one: a

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway/admin"
-	"github.com/farmgate/farmgate/internal/demo"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // An account that expires loses its live tunnels and its long answers at

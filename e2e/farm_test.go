@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway"
-	"github.com/farmgate/farmgate/internal/demo"
 )
 
 // startFarm starts the demo farm on free loopback ports for one test.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // Both gateways of a farm restarted at once (an upgrade, a host reboot) get

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // The operator's gossip farm: exits started with --join appear at the

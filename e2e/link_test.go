@@ -11,7 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // gathered reads the values of the farm's metric family name by the value

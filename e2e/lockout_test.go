@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // Wrong passwords for a customer from many addresses do not lock the

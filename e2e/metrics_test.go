@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway/admin"
-	"github.com/farmgate/farmgate/internal/demo"
 )
 
 // syncBuffer is a bytes.Buffer safe for the gateway's goroutines.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // readmeBlock returns the logical lines (continuations joined, comments

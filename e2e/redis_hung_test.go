@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // settledUsage returns user's download usage in Redis once it has not

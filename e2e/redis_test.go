@@ -14,9 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway"
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // SIGHUP reloads customers without dropping tunnels; a bad reload keeps the

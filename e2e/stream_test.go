@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/demo"
-	"github.com/farmgate/farmgate/internal/duplextest"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
+	"github.com/farmgate/farmgate/internal/testkit/duplextest"
 )
 
 // proxyClient sends absolute-form requests through the demo farm's gateway

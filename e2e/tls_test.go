@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // certs runs `farmgate certs ARGS` and fails the test if it fails.

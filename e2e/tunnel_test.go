@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/demo"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 )
 
 // serveTCP runs handle, in a goroutine of its own, for every connection to

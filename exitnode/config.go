@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // Version is the exit node's protocol and software version, reported in Info.

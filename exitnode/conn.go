@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/accept"
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/accept"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // This file is the exit's front door. A gateway opens one connection per

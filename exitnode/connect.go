@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/splice"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/splice"
 )
 
 // connectEstablished is the reply to a CONNECT whose destination was

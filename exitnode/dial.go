@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/sockopt"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // Errors a destination dial fails with, besides ErrDestinationForbidden. The

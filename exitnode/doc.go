@@ -52,7 +52,7 @@
 // serve, 503 while it shuts down or when an egress IP cannot be bound.
 //
 // Serve takes any listener. Given a crypto/tls one (farmgate exit
-// --tls-cert, see internal/farmtls: mutual TLS 1.3, gateways' certificates
+// --tls-cert, see internal/dataplane/farmtls: mutual TLS 1.3, gateways' certificates
 // only), each connection's handshake is completed first, within
 // ReadHeaderTimeout, and everything above works as on a socket, only
 // copying through user space where it would splice (tls.go). The token is

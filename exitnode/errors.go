@@ -6,10 +6,10 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
-// Reasons the exit puts in X-Farmgate-Error (internal/wire is where both
+// Reasons the exit puts in X-Farmgate-Error (internal/dataplane/wire is where both
 // sides of the protocol take them from).
 const (
 	ReasonUnauthorized           = wire.ReasonUnauthorized

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/stream"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/stream"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 
 	"github.com/elazarl/goproxy"
 )

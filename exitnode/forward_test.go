@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/exitnode"
-	"github.com/farmgate/farmgate/internal/duplextest"
+	"github.com/farmgate/farmgate/internal/testkit/duplextest"
 )
 
 func TestForwardHeaderHygiene(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/tcpinfo"
+	"github.com/farmgate/farmgate/internal/dataplane/tcpinfo"
 )
 
 // idleFor reports how long ago conn last sent or received data, from the

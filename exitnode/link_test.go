@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
 )
 
 // frame is one tunnel payload as a link carries it.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/elazarl/goproxy"
 
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // InfoPath is the origin-form path a gateway GETs (with its token) to learn

@@ -9,14 +9,14 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/farmgate/farmgate/internal/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 )
 
 // This file is what changes when the exit's listener is a TLS one (a
 // crypto/tls listener over the socket, as `farmgate exit --tls-cert ...`
 // makes it): every connection Serve accepts is then a *tls.Conn. Nothing
 // below the TLS layer sees the socket, so the relay copies through user
-// space instead of splicing (internal/splice and internal/rawio fall back
+// space instead of splicing (internal/dataplane/splice and internal/dataplane/rawio fall back
 // to the connection's own Read and Write for anything but a
 // *net.TCPConn), and the kernel's clock of the socket still times an idle
 // tunnel out (idleFor).

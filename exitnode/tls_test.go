@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/exitnode"
-	"github.com/farmgate/farmgate/internal/farmtls"
-	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
 )
 
 // tlsFarm is an exit of cfg serving on a TLS listener with a certificate

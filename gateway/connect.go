@@ -9,10 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 
-	"github.com/farmgate/farmgate/internal/stream"
+	"github.com/farmgate/farmgate/internal/dataplane/stream"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -18,10 +18,10 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/accept"
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/sockopt"
+	"github.com/farmgate/farmgate/internal/dataplane/accept"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
 

@@ -3,7 +3,7 @@ package gateway
 import (
 	"net/http"
 
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // cleanRequest removes what the origin must not see: hop-by-hop headers,

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 	"github.com/farmgate/farmgate/pool"
 
-	"github.com/farmgate/farmgate/internal/link"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
 )
 
 // fakeExit answers every CONNECT with reply and reports the link offer it

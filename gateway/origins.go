@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 )
 
 // originClient sends bodiless http:// requests to origins through tunnels

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 )
 
 // answered is a tunnel as the client holds it after an answer was read.

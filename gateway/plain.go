@@ -27,9 +27,9 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // servePlain serves plain requests on c while they come; br holds what was

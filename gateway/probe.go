@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 

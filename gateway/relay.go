@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/splice"
-	"github.com/farmgate/farmgate/internal/tcpinfo"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/splice"
+	"github.com/farmgate/farmgate/internal/dataplane/tcpinfo"
 )
 
 // tunnel is one live CONNECT tunnel: the customer's connection, the exit's,

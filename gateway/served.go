@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 )
 
 // servedConn is a customer connection handed to net/http's server.

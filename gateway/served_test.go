@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/farmgate/farmgate/internal/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 )
 
 type writeRecorder struct {

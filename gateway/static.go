@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 )
 

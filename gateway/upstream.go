@@ -22,10 +22,10 @@ import (
 
 	"golang.org/x/net/proxy"
 
-	"github.com/farmgate/farmgate/internal/handoff"
-	"github.com/farmgate/farmgate/internal/link"
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/wire"
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/link"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // Wire protocol between a gateway and a farmgate exit. The exit strips both

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/tcpinfo"
+	"github.com/farmgate/farmgate/internal/dataplane/tcpinfo"
 )
 
 // Meter counts customers' traffic and knows their quotas. The gateway hands

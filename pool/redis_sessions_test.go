@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 func TestRedisSessionsSharedByGateways(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 const certsUsage = `usage: farmgate certs COMMAND [flags]

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // farmgateRun runs the command line args as the binary would and returns

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // customersRedisPrefix returns a key prefix of this test's own on the

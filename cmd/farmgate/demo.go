@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/gateway/admin"
-	"github.com/farmgate/farmgate/internal/demo"
 )
 
 func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {

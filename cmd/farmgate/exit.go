@@ -15,8 +15,8 @@ import (
 
 	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
-	"github.com/farmgate/farmgate/internal/farmtls"
-	"github.com/farmgate/farmgate/internal/sockopt"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 )
 
 // exitSettings is everything `farmgate exit` reads from flags, environment

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/sockopt"
+	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 )
 
 // opTimeout bounds every single operation (dial, CONNECT reply, echo, one

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/farmgate/farmgate/internal/redistest"
+	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
 // logLines is a slog handler that keeps the messages it saw.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // farm is a CA with its files in a test's temporary directory.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 )
 
 func TestReadWriteAndEOF(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 )
 
 // The calls are on every request's path: they allocate nothing.

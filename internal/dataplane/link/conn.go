@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 )
 
 // Conn is a tunnel on a link whose bytes its owner reads and writes itself,

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 )
 
 // relayPair is client → (in, out) → server: Copy runs from in to out.

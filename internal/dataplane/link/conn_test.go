@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/tcptest"
+	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 )
 
 // A Conn speaks to an exit's Send and Receive: what it writes arrives

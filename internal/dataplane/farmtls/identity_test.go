@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // A node certificate names its role and id, whatever characters the id

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // Files that do not make an exit's material are refused with an error

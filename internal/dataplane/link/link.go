@@ -32,8 +32,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/rawio"
-	"github.com/farmgate/farmgate/internal/splice"
+	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/splice"
 )
 
 // Header is the CONNECT request header by which a gateway offers a link,

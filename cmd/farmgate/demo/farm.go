@@ -23,7 +23,7 @@ import (
 	"github.com/farmgate/farmgate/exitnode"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
-	"github.com/farmgate/farmgate/internal/sockopt"
+	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
 )
 

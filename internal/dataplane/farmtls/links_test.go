@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/farmtls"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 )
 
 // The exit accepts only gateways of its farm, and a gateway only the exit
