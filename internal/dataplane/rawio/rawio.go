@@ -32,7 +32,7 @@ const maxIov = 16
 // the peer's end of the stream).
 func Read(c net.Conn, p []byte) (int, error) {
 	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	if !ok || !enabled {
 		return c.Read(p)
 	}
 	if len(p) == 0 {
@@ -62,7 +62,7 @@ func Read(c net.Conn, p []byte) (int, error) {
 // Write writes all of p to c as c.Write would.
 func Write(c net.Conn, p []byte) (int, error) {
 	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	if !ok || !enabled {
 		return c.Write(p)
 	}
 	rc, err := tc.SyscallConn()
@@ -95,6 +95,9 @@ func Write(c net.Conn, p []byte) (int, error) {
 // net.Buffers' WriteTo does. It consumes bufs as WriteTo does.
 func Writev(c net.Conn, bufs *net.Buffers) (int64, error) {
 	tc, ok := c.(*net.TCPConn)
+	if ok && !enabled {
+		return bufs.WriteTo(tc)
+	}
 	if !ok {
 		// One Write per buffer, not net.Buffers' WriteTo: through an
 		// interface, WriteTo would move every caller's buffer list to the
