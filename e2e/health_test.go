@@ -19,6 +19,7 @@ import (
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/static"
 )
 
 // procFarm is a gateway in this process in front of exits that are real
@@ -41,21 +42,21 @@ func startProcFarm(t *testing.T, ids []string, probeURL string) *procFarm {
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("proc-farm-token"), 0o600)
 	f := &procFarm{token: "proc-farm-token", exits: map[string]*exec.Cmd{}, addrs: map[string]string{}, args: map[string][]string{}, t: t}
-	var static []gateway.StaticExit
+	var named []static.Exit
 	for i, id := range ids {
 		addr := freeAddr(t)
 		f.addrs[id] = addr
 		f.args[id] = []string{"exit", "--insecure-links", "--listen", addr, "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1,127.0.%d.2", 40+i, 40+i), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8"}
 		f.startExit(id)
-		static = append(static, gateway.StaticExit{ID: id, Addr: addr})
+		named = append(named, static.Exit{ID: id, Addr: addr})
 	}
 	for _, id := range ids {
 		waitListening(t, f.addrs[id])
 	}
 	pcfg := pool.DefaultConfig()
 	pcfg.LocalDC = "eu"
-	pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return f.gw.Probe(ctx, e, probeURL) }
+	pcfg.Probe = func(ctx context.Context, e *pool.Exit) error { return f.gw.CheckExit(ctx, e, probeURL) }
 	var err error
 	if f.pool, err = pool.New(pcfg, nil); err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func startProcFarm(t *testing.T, ids []string, probeURL string) *procFarm {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	learnCtx, learnCancel := context.WithTimeout(ctx, 10*time.Second)
-	gateway.LearnExits(learnCtx, f.pool, static, f.token, discard())
+	static.Learn(learnCtx, f.pool, named, f.token, discard())
 	learnCancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/cmd/farmgate/demo"
-	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // hungExit is an exit address that takes connections and reads their
@@ -61,7 +61,7 @@ func TestCustomerWhoLeavesEndsTheTunnelSetUp(t *testing.T) {
 		c.Gateway.ExitReplyTimeout = 5 * time.Second
 		c.Gateway.AccessLog = slog.New(slog.NewJSONHandler(&accessLog, nil))
 	})
-	f.Pool.Upsert(pool.Exit{ID: "hung", DC: "eu", Pool: "resi", Country: "JP", Addr: gateway.SchemeFarmgate + "://" + hung.addr})
+	f.Pool.Upsert(pool.Exit{ID: "hung", DC: "eu", Pool: "resi", Country: "JP", Addr: upstream.SchemeFarmgate + "://" + hung.addr})
 
 	tests := []struct {
 		name, kind string

@@ -133,5 +133,17 @@ func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	if n := strings.Count(g.output(), "unavailable") + strings.Count(g.output(), "outage"); n > 6 {
 		t.Errorf("the outage was logged %d times; want once when it starts and once when it ends per store:\n%s", n, g.output())
 	}
-	download(gw, "bob:bobpw", 1000) // and new customers work again
+	// And new customers work again, once the breaker's probe (every half
+	// second) has seen Redis answer.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		r := curl(t, "http://bob:bobpw@"+gw, "http://"+origin.HTTPAddr+"/ip")
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a new customer after the outage: %d %s; log:\n%s", r.status, r.all.Get("X-Farmgate-Error"), g.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // redisGateway is one more gateway in front of a farm's exits, with its
@@ -58,11 +59,11 @@ func startRedisGateway(t testing.TB, f *demo.Farm, rdb redis.UniversalClient, pr
 		t.Fatal(err)
 	}
 	for _, e := range f.Exits {
-		info, err := gateway.FetchExitInfo(context.Background(), e.Addr, f.Token())
+		info, err := upstream.FetchInfo(context.Background(), e.Addr, f.Token())
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Upsert(gateway.ExitFromInfo(e.Spec.ID, gateway.SchemeFarmgate+"://"+e.Addr, info))
+		p.Upsert(upstream.ExitFromInfo(e.Spec.ID, upstream.SchemeFarmgate+"://"+e.Addr, info))
 	}
 	gcfg := gateway.DefaultConfig()
 	gcfg.ExitToken = f.Token()

@@ -9,11 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/handoff"
-	"github.com/farmgate/farmgate/internal/dataplane/link"
 	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // answerer speaks the customer's protocol when a tunnel is up or refused:
@@ -37,11 +36,11 @@ func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
 
 func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 	var buf [128]byte
-	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+headerExit+": "...)
+	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+wire.HeaderExit+": "...)
 	b = append(b, pick.Exit.ID...)
 	b = append(b, "\r\n"...)
 	if pick.Rebound {
-		b = append(b, headerSess+": rebound\r\n"...)
+		b = append(b, wire.HeaderSession+": rebound\r\n"...)
 	}
 	b = append(b, "\r\n"...)
 	return rawio.Write(c, b)
@@ -172,8 +171,8 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 	if early > 0 {
 		buf, _ := br.Peek(int(early))
 		var err error
-		if lc, ok := exitConn.(*linkConn); ok {
-			err = link.SendBytes(lc.TCPConn, buf)
+		if lt, ok := exitConn.(*upstream.LinkTunnel); ok {
+			err = lt.SendBytes(buf)
 		} else {
 			_, err = exitConn.Write(buf)
 		}
@@ -189,18 +188,14 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 	// the customer first; then both sides are raw TCP again and splice.
 	// (On a link they are frames: the relay decodes them first.)
 	var earlyDown int64
-	if bc, ok := exitConn.(*handoff.Conn); ok {
-		n := bc.R.Buffered()
-		buf, _ := bc.R.Peek(n)
-		if _, err := c.Write(buf); err != nil {
+	if ec, ok := exitConn.(*upstream.EarlyConn); ok {
+		if _, err := c.Write(ec.Early); err != nil {
 			release()
 			exitConn.Close()
 			return false
 		}
-		earlyDown = int64(n)
-		bc.R.Reset(nil)
-		replyBufs.Put(bc.R)
-		exitConn = bc.Conn
+		earlyDown = int64(len(ec.Early))
+		exitConn = ec.Conn
 	}
 
 	g.pool.TunnelOpened(id)
@@ -231,8 +226,8 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 // the customer yet, so a retry is invisible to them.
 func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target string) (net.Conn, pool.Pick, time.Duration, error) {
 	var conn net.Conn
-	pick, setup, err := g.tryExits(ctx, crit, func(pick pool.Pick, up *upstream) (err error) {
-		conn, err = up.dialer.DialContext(withEgress(ctx, pick.Egress), "tcp", target)
+	pick, setup, err := g.tryExits(ctx, crit, func(pick pool.Pick, up *upstream.Exit) (err error) {
+		conn, err = up.Tunnel(ctx, target, pick.Egress)
 		if err != nil {
 			err = fmt.Errorf("tunnel through exit %s: %w", pick.Exit.ID, err)
 		}
@@ -247,7 +242,7 @@ func (g *Gateway) dialExit(ctx context.Context, crit *pool.Criteria, target stri
 // the customer's own faults, which say nothing of the exit. It returns the
 // last exit tried, how long it took to answer, and try's error, or the
 // pool's when no exit was left to try.
-func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(pool.Pick, *upstream) error, again func() bool) (pool.Pick, time.Duration, error) {
+func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(pool.Pick, *upstream.Exit) error, again func() bool) (pool.Pick, time.Duration, error) {
 	var tried [10]string
 	var lastErr error
 	for attempt := 0; attempt < g.cfg.MaxAttempts; attempt++ {
@@ -258,7 +253,7 @@ func (g *Gateway) tryExits(ctx context.Context, crit *pool.Criteria, try func(po
 		}
 		id := pick.Exit.ID
 		tried[attempt] = id
-		up, err := g.upstreamFor(pick.Exit)
+		up, err := g.exits.For(pick.Exit)
 		if err != nil {
 			g.pool.Report(id, pool.ExitFailed, 0)
 			lastErr = err

@@ -8,10 +8,8 @@
 // codes in one table (errors.go) and owns the data path: the relay, the
 // failover before a tunnel is up, the header hygiene of forwarded requests,
 // and what a customer is billed (usage.go).
-// A bodiless http:// request through a farmgate exit goes to the origin
-// through a CONNECT tunnel across the exit, kept for the next request from
-// the same egress IP to the same origin (origins.go); other forwarded
-// requests go to the exit's HTTP proxy.
+// How an exit is reached (dialers, kept links, tunnels kept to origins,
+// health checks) is package upstream's.
 //
 // The gateway reads every connection's first request itself (gateway.go):
 // CONNECT and SOCKS5 tunnels are set up on the raw connection, and so are

@@ -14,6 +14,7 @@ import (
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // Errors the gateway itself raises; auth, pool and exit errors are mapped
@@ -38,7 +39,7 @@ type reply struct {
 // (DESIGN.md "Errors to customers"). Anything unknown is the exit's fault;
 // what came from the customer's side is typed as such (customerError).
 func replyFor(err error) reply {
-	var ee *ExitError
+	var ee *upstream.ExitError
 	var ce *customerError
 	switch {
 	case errors.Is(err, errNoCredentials), errors.Is(err, auth.ErrBadCredentials):
@@ -57,13 +58,13 @@ func replyFor(err error) reply {
 		return reply{status: http.StatusBadRequest, reason: "bad_params"}
 	case errors.Is(err, errBadTarget):
 		return reply{status: http.StatusBadRequest, reason: "bad_request"}
-	case errors.As(err, &ce), errors.As(err, &ee) && ee.customerFault():
+	case errors.As(err, &ce), errors.As(err, &ee) && ee.CustomerFault():
 		return reply{status: http.StatusBadRequest, reason: "bad_request"}
 	case errors.Is(err, errPoolForbidden):
 		return reply{status: http.StatusForbidden, reason: "pool_forbidden"}
 	case errors.Is(err, pool.ErrNoExit), errors.Is(err, errShuttingDown):
 		return reply{status: http.StatusServiceUnavailable, reason: "no_exit_available"}
-	case errors.As(err, &ee) && ee.destinationFault():
+	case errors.As(err, &ee) && ee.DestinationFault():
 		switch ee.Reason {
 		case "destination_forbidden":
 			return reply{status: http.StatusForbidden, reason: ee.Reason}
@@ -104,14 +105,14 @@ const (
 // Anything unknown while talking to the exit is the exit's; what came from
 // the customer's side says so with its type.
 func faultOf(err error) fault {
-	var ee *ExitError
+	var ee *upstream.ExitError
 	var ce *customerError
 	switch {
 	case errors.As(err, &ce), errors.Is(err, errBadTarget):
 		return customerFault
-	case errors.As(err, &ee) && ee.customerFault():
+	case errors.As(err, &ee) && ee.CustomerFault():
 		return customerFault
-	case errors.As(err, &ee) && ee.destinationFault():
+	case errors.As(err, &ee) && ee.DestinationFault():
 		return destinationFault
 	}
 	return exitFault
@@ -210,7 +211,7 @@ func (r reply) response(req *http.Request, detail string) *http.Response {
 	}
 	body += "\n"
 	h := make(http.Header, 4)
-	h.Set(headerError, r.reason)
+	h.Set(wire.HeaderError, r.reason)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	if r.status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="farmgate"`)

@@ -10,7 +10,9 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/internal/dataplane/stream"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // forwardHandler serves customer connections that did not open with CONNECT:
@@ -170,48 +172,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	}
 	ctx := req.Context()
 	var resp *http.Response
-	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream) (err error) {
-		out := req.WithContext(withEgress(ctx, pick.Egress))
-		// The customer's Connection: close is about their connection
-		// (hop-by-hop), as with net/http's ReverseProxy: the connection
-		// to the exit, and the tunnel to the origin, stay for the next
-		// request.
-		out.Close = false
-		if _, ok := out.Header["User-Agent"]; !ok {
-			// net/http would add its own; a customer who sent none sends none.
-			out.Header["User-Agent"] = []string{""}
-		}
-		// The header is the customer's request's, shared by every attempt:
-		// what one exit needs must not reach the next exit's origin.
-		toOrigin := up.origins != nil && !hasBody && out.URL.Scheme == "http"
-		if up.proxyAuth != "" && !toOrigin {
-			out.Header.Set("Proxy-Authorization", up.proxyAuth)
-		} else {
-			out.Header.Del("Proxy-Authorization")
-		}
-		if up.farmgate && pick.Egress.IsValid() && !toOrigin {
-			out.Header.Set(headerEgress, pick.Egress.String())
-		} else {
-			out.Header.Del(headerEgress)
-		}
+	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream.Exit) (err error) {
 		g.pool.TunnelOpened(pick.Exit.ID)
-		switch {
-		case toOrigin:
-			resp, err = up.origins.RoundTrip(out, pick.Egress)
-		case up.client != nil && !hasBody:
-			resp, err = up.client.RoundTrip(out)
-		default:
-			// net/http's Transport reads the answer while it sends the
-			// body: an early answer (a 413 to a large upload) reaches the
-			// customer instead of a failed write blaming the exit, and a
-			// full-duplex exchange does not deadlock. exitClient writes the
-			// whole request first, which is all a bodiless one needs.
-			resp, err = up.transport.RoundTrip(out)
-		}
-		if err == nil && !toOrigin && resp.Header.Get(headerError) != "" && resp.StatusCode >= 400 {
-			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(headerError)}
-			resp.Body.Close()
-		}
+		resp, err = up.RoundTrip(req, pick.Egress, hasBody)
 		if err != nil {
 			g.pool.TunnelClosed(pick.Exit.ID)
 		}
@@ -272,9 +235,9 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		}
 		resp.Body = rb
 		cleanResponse(resp.Header)
-		resp.Header.Set(headerExit, id)
+		resp.Header.Set(wire.HeaderExit, id)
 		if pick.Rebound {
-			resp.Header.Set(headerSess, "rebound")
+			resp.Header.Set(wire.HeaderSession, "rebound")
 		}
 		return resp
 	}
@@ -390,7 +353,7 @@ func (b *releaseBody) Close() error {
 }
 
 func writeReply(w http.ResponseWriter, r reply, detail string) {
-	w.Header().Set(headerError, r.reason)
+	w.Header().Set(wire.HeaderError, r.reason)
 	if r.status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="farmgate"`)
 	}

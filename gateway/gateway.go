@@ -23,6 +23,7 @@ import (
 	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // Authenticator checks a customer's credentials from a client address
@@ -38,16 +39,13 @@ type Gateway struct {
 	pool   *pool.Pool
 	logger *slog.Logger
 
-	upstreams sync.Map   // exit id → *upstream
-	upMu      sync.Mutex // serialises building upstreams
-	// idleOrigins counts the idle tunnels to origins through every exit.
-	idleOrigins atomic.Int64
-	tunnels     sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
-	meter       Meter
-	metrics     *metrics
-	watchStop   chan struct{}
-	watchDone   chan struct{}
-	stopOnce    sync.Once
+	exits     *upstream.Set
+	tunnels   sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
+	meter     Meter
+	metrics   *metrics
+	watchStop chan struct{}
+	watchDone chan struct{}
+	stopOnce  sync.Once
 
 	ctx    context.Context // cancelled by Shutdown's deadline: cuts live tunnels
 	cancel context.CancelFunc
@@ -83,7 +81,9 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		idle:      make(map[net.Conn]struct{}),
 	}
 	g.authn.Store(&a)
-	p.OnLeave(g.exitLeft)
+	g.exits = upstream.NewSet(upstream.Config{Token: g.cfg.ExitToken, DialTimeout: g.cfg.ExitDialTimeout,
+		ReplyTimeout: g.cfg.ExitReplyTimeout, MaxIdle: g.cfg.MaxIdleExitConns, Metrics: g.cfg.Metrics})
+	p.OnLeave(g.exits.Drop)
 	g.meter = g.cfg.Meter
 	g.metrics = newMetrics(g.cfg.Metrics)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
@@ -214,6 +214,10 @@ func (g *Gateway) serveConn(c net.Conn) {
 	handedOff = g.serveConnect(c, br, target, proxyAuth, int64(n))
 }
 
+// readers holds the readers of customers' request heads: a connection holds
+// one only while it reads a head.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
 func (g *Gateway) putBuf(br *bufio.Reader) {
 	br.Reset(nil)
 	readers.Put(br)
@@ -259,53 +263,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.cancel()
 	g.stopOnce.Do(func() { close(g.watchStop) })
 	<-g.watchDone
-	g.upstreams.Range(func(_, v any) bool {
-		v.(*upstream).closeIdle()
-		return true
-	})
+	g.exits.Close()
 	return err
 }
 
-// upstreamFor returns the cached way to reach e, rebuilding it when the
-// exit's address changed.
-func (g *Gateway) upstreamFor(e *pool.Exit) (*upstream, error) {
-	if up, ok := g.cachedUpstream(e); ok {
-		return up, nil
-	}
-	// One builder at a time: two callers that both missed (a probe and a
-	// customer's first tunnel) would each build one, and the second Swap
-	// would close the first one's pools under the tunnel using it.
-	g.upMu.Lock()
-	defer g.upMu.Unlock()
-	if up, ok := g.cachedUpstream(e); ok {
-		return up, nil
-	}
-	up, err := g.newUpstream(e.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("exit %s: %w", e.ID, err)
-	}
-	if old, loaded := g.upstreams.Swap(e.ID, up); loaded {
-		old.(*upstream).closeIdle()
-	}
-	return up, nil
-}
-
-func (g *Gateway) cachedUpstream(e *pool.Exit) (*upstream, bool) {
-	if v, ok := g.upstreams.Load(e.ID); ok {
-		if up := v.(*upstream); up.addr == e.Addr {
-			return up, true
-		}
-	}
-	return nil, false
-}
-
-// exitLeft drops what the gateway keeps for an exit that left the farm or
-// drains: its idle links, keep-alive connections and tunnels to origins.
-// A draining exit waits for every tunnel it carries, idle ones included.
-func (g *Gateway) exitLeft(id string) {
-	if v, ok := g.upstreams.LoadAndDelete(id); ok {
-		v.(*upstream).closeIdle()
-	}
+// CheckExit is the active health check of exit e (pool.Config.Probe), with
+// probeURL fetched through it when not empty: see upstream.Set.Check.
+func (g *Gateway) CheckExit(ctx context.Context, e *pool.Exit, probeURL string) error {
+	return g.exits.Check(ctx, e, probeURL)
 }
 
 // goproxy insists on a logger; ours speaks slog.

@@ -16,9 +16,6 @@ type metrics struct {
 	setup     *prometheus.HistogramVec
 	byteCount *prometheus.CounterVec
 	authFails *prometheus.CounterVec
-	links     *prometheus.CounterVec
-	origins   *prometheus.CounterVec
-	ending    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,24 +45,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "farmgate_auth_failures_total",
 			Help: "Requests refused before picking an exit, by reason.",
 		}, []string{"reason"}),
-		links: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "farmgate_exit_links_total",
-			Help: "Tunnels to farmgate exits by the connection they went over: a kept link, a new connection, " +
-				"or a kept link the exit had closed meanwhile (replaced by a new one, unseen by the customer).",
-		}, []string{"link"}),
-		origins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "farmgate_origin_tunnels_total",
-			Help: "http:// requests sent to the origin through a tunnel across a farmgate exit, by the tunnel " +
-				"they went over: one kept from an earlier request (same egress IP and origin) or a new one.",
-		}, []string{"tunnel"}),
-		ending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "farmgate_origin_tunnels_ending",
-			Help: "Tunnels to origins the gateway is ending on a kept link, waiting for the exit's end before the link " +
-				"carries another tunnel (at most a second each).",
-		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails, m.links, m.origins, m.ending)
+		reg.MustRegister(m.opened, m.active, m.failed, m.setup, m.byteCount, m.authFails)
 	}
 	return m
 }

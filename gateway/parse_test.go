@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/farmgate/farmgate/upstream"
 )
 
 func TestParseProxyAuth(t *testing.T) {
@@ -110,14 +112,14 @@ func TestErrorTableCoversEveryReason(t *testing.T) {
 		reason string
 	}{
 		{errNoCredentials, 407, "auth_required"},
-		{&ExitError{Status: 403, Reason: "destination_forbidden"}, 403, "destination_forbidden"},
-		{&ExitError{Status: 502, Reason: "destination_unreachable"}, 502, "destination_unreachable"},
-		{&ExitError{Status: 504, Reason: "destination_timeout"}, 504, "destination_timeout"},
-		{&ExitError{Status: 503, Reason: "exit_busy"}, 502, "exit_failed"},
-		{&ExitError{Status: 407, Reason: "unauthorized"}, 502, "exit_failed"},
+		{&upstream.ExitError{Status: 403, Reason: "destination_forbidden"}, 403, "destination_forbidden"},
+		{&upstream.ExitError{Status: 502, Reason: "destination_unreachable"}, 502, "destination_unreachable"},
+		{&upstream.ExitError{Status: 504, Reason: "destination_timeout"}, 504, "destination_timeout"},
+		{&upstream.ExitError{Status: 503, Reason: "exit_busy"}, 502, "exit_failed"},
+		{&upstream.ExitError{Status: 407, Reason: "unauthorized"}, 502, "exit_failed"},
 		{errPoolForbidden, 403, "pool_forbidden"},
 		{errBadTarget, 400, "bad_request"},
-		{&ExitError{Status: 400, Reason: "bad_request"}, 400, "bad_request"},
+		{&upstream.ExitError{Status: 400, Reason: "bad_request"}, 400, "bad_request"},
 		{&customerError{errors.New("invalid byte in chunk length")}, 400, "bad_request"},
 		{&customerError{io.ErrUnexpectedEOF}, 400, "bad_request"},
 		{errors.New("read response: connection reset by peer"), 502, "exit_failed"},
@@ -139,12 +141,12 @@ func TestFaultOf(t *testing.T) {
 		err  error
 		want fault
 	}{
-		{"exit unreachable", fmt.Errorf("tunnel through exit eu-1: %w", errExitDial), exitFault},
+		{"exit unreachable", fmt.Errorf("tunnel through exit eu-1: %w", upstream.ErrExitDial), exitFault},
 		{"unknown", errors.New("read CONNECT reply: EOF"), exitFault},
-		{"exit busy", &ExitError{Status: 503, Reason: "exit_busy"}, exitFault},
-		{"exit has not the egress IP", &ExitError{Status: 400, Reason: "bad_egress"}, exitFault},
-		{"destination", &ExitError{Status: 502, Reason: "destination_unreachable"}, destinationFault},
-		{"exit says malformed", fmt.Errorf("tunnel through exit eu-1: %w", &ExitError{Status: 400, Reason: "bad_request"}), customerFault},
+		{"exit busy", &upstream.ExitError{Status: 503, Reason: "exit_busy"}, exitFault},
+		{"exit has not the egress IP", &upstream.ExitError{Status: 400, Reason: "bad_egress"}, exitFault},
+		{"destination", &upstream.ExitError{Status: 502, Reason: "destination_unreachable"}, destinationFault},
+		{"exit says malformed", fmt.Errorf("tunnel through exit eu-1: %w", &upstream.ExitError{Status: 400, Reason: "bad_request"}), customerFault},
 		{"malformed body", fmt.Errorf("write: %w", &customerError{errors.New("invalid byte in chunk length")}), customerFault},
 		{"customer stopped sending", &customerError{io.ErrUnexpectedEOF}, customerFault},
 		{"malformed target", fmt.Errorf("%w: x", errBadTarget), customerFault},

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/auth"
-	"github.com/farmgate/farmgate/internal/dataplane/link"
 	"github.com/farmgate/farmgate/internal/dataplane/splice"
 	"github.com/farmgate/farmgate/internal/dataplane/tcpinfo"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // tunnel is one live CONNECT tunnel: the customer's connection, the exit's,
@@ -32,7 +32,7 @@ type tunnel struct {
 	// about again: its expiry, or a minute after a renewal; 0 for never.
 	recheck atomic.Int64
 
-	// On a link (conns[1] is a *linkConn) each direction that ended with
+	// On a link (conns[1] is an *upstream.LinkTunnel) each direction that ended with
 	// an end frame sets its clean flag; with both, the link goes back to
 	// its pool instead of being closed.
 	clean [2]atomic.Bool
@@ -70,20 +70,18 @@ func (g *Gateway) pipe(t *tunnel, d int) {
 	var n int64
 	var err error
 	halfClose := true // of dst, after a clean end
-	if lc, ok := t.conns[1].(*linkConn); ok {
-		var raw bool
+	if lt, ok := t.conns[1].(*upstream.LinkTunnel); ok {
+		var clean bool
 		if d == 0 {
-			n, raw, err = link.Send(lc.TCPConn, src)
+			n, clean, err = lt.Send(src)
 			halfClose = false // the end frame, or Send's own half-close after raw
 		} else {
-			var rest []byte
-			n, rest, raw, err = link.Receive(dst, lc.TCPConn, lc.early)
-			lc.early = nil
-			if err == nil && len(rest) > 0 {
-				err = fmt.Errorf("exit %s sent %d bytes past the end of a tunnel: %w", t.exit, len(rest), link.ErrProtocol)
-			}
+			n, clean, err = lt.Receive(dst)
 		}
-		t.clean[d].Store(err == nil && !raw)
+		if err != nil {
+			err = fmt.Errorf("tunnel through exit %s: %w", t.exit, err)
+		}
+		t.clean[d].Store(clean)
 	} else {
 		n, err = splice.Copy(dst, src)
 	}
@@ -106,11 +104,11 @@ func (g *Gateway) pipe(t *tunnel, d int) {
 	if t.finished.Add(1) < 2 {
 		return
 	}
-	if lc, ok := t.conns[1].(*linkConn); ok && t.clean[0].Load() && t.clean[1].Load() && !t.closed.Swap(true) {
+	if lt, ok := t.conns[1].(*upstream.LinkTunnel); ok && t.clean[0].Load() && t.clean[1].Load() && !t.closed.Swap(true) {
 		// Both directions ended with end frames: the exit waits for the
 		// next CONNECT on this link.
 		t.conns[0].Close()
-		lc.home.put(lc.TCPConn)
+		lt.Keep()
 	} else {
 		t.shut()
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/farmgate/farmgate/internal/dataplane/handoff"
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // servedConn is a customer connection handed to net/http's server.
@@ -58,7 +59,7 @@ func (c *servedConn) Write(p []byte) (int, error) {
 	end := i + len(cannedHeader) - 2 // the blank line
 	out := make([]byte, 0, len(p)+48)
 	out = append(out, p[:end]...)
-	out = append(out, headerError+": bad_request\r\n"...)
+	out = append(out, wire.HeaderError+": bad_request\r\n"...)
 	out = append(out, p[end:]...)
 	if _, err := c.write(out); err != nil {
 		return 0, err

@@ -23,7 +23,7 @@ type Meter interface {
 // tunnel's customer connection from the kernel, meters the bytes moved
 // since the last look, and closes tunnels that idled out or whose customer
 // ran out of quota. Every sweepEvery it also closes the connections to
-// exits that idled too long (sweepIdle).
+// exits that idled too long (upstream.Set.Sweep).
 func (g *Gateway) watch() {
 	defer close(g.watchDone)
 	// Jitter the first tick so gateways started together do not align.
@@ -40,7 +40,7 @@ func (g *Gateway) watch() {
 	for {
 		g.watchOnce()
 		if now := time.Now(); now.Sub(lastSweep) >= sweepEvery {
-			g.sweepIdle(now)
+			g.exits.Sweep(now)
 			lastSweep = now
 		}
 		select {
@@ -132,18 +132,6 @@ func expiresAt(c *auth.Customer) int64 {
 
 // sweepEvery is how often idle connections to exits are swept.
 const sweepEvery = 10 * time.Second
-
-// sweepIdle closes the idle connections to exits (keep-alive ones and
-// links) that nobody used for keepIdle. An exit closes them on its side
-// after its own idle timeout; without the sweep, those of an exit that
-// gets no more traffic (or left the farm) would wait in CLOSE_WAIT, each
-// holding a descriptor, until the gateway stopped.
-func (g *Gateway) sweepIdle(now time.Time) {
-	g.upstreams.Range(func(_, v any) bool {
-		v.(*upstream).sweep(now)
-		return true
-	})
-}
 
 // check meters one tunnel and closes it if it idled out or is over quota.
 func (g *Gateway) check(t *tunnel) {

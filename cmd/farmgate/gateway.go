@@ -26,6 +26,8 @@ import (
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/static"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // upstreamConfig is a third-party upstream in the gateway's YAML config.
@@ -46,7 +48,7 @@ type gatewaySettings struct {
 	dc                            string
 	customersFile                 string
 	token                         string
-	static                        []gateway.StaticExit
+	static                        []static.Exit
 	upstreams                     []pool.Exit
 	policy                        string
 	policies                      map[string]string
@@ -108,7 +110,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 			}
 		}
 		for _, e := range exits {
-			se, err := gateway.ParseStaticExit(e)
+			se, err := static.Parse(e)
 			if err != nil {
 				return s, usageError{fmt.Errorf("--exit: %w", err)}
 			}
@@ -230,12 +232,12 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	// reload starts it over with the new list, so an exit the reload
 	// dropped is not added once it answers.
 	stopLearning := func() {}
-	learn := func(exits []gateway.StaticExit) {
+	learn := func(exits []static.Exit) {
 		stopLearning()
 		lctx, lcancel := context.WithCancel(runCtx)
 		stopLearning = lcancel
 		wg.Add(1)
-		go func() { defer wg.Done(); gateway.LearnExits(lctx, p, exits, s.token, logger) }()
+		go func() { defer wg.Done(); static.Learn(lctx, p, exits, s.token, logger) }()
 	}
 	learn(s.static)
 	if rs, ok := be.store.(*auth.RedisStore); ok {
@@ -261,7 +263,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		token := s.token
 		// An exit's egress IPs come from the exit itself, like for --exit.
 		ccfg.Resolve = func(ctx context.Context, m cluster.Meta) ([]netip.Addr, error) {
-			info, err := gateway.FetchExitInfo(ctx, m.ProxyAddr, token)
+			info, err := upstream.FetchInfo(ctx, m.ProxyAddr, token)
 			return info.Egress, err
 		}
 		if node, err = cluster.New(ccfg, p); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
+	"github.com/farmgate/farmgate/upstream"
 )
 
 // ExitSpec describes one demo exit.
@@ -282,11 +283,11 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 func (f *Farm) learn(ctx context.Context, e *Exit) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	info, err := gateway.FetchExitInfo(ctx, e.Addr, f.token)
+	info, err := upstream.FetchInfo(ctx, e.Addr, f.token)
 	if err != nil {
 		return err
 	}
-	f.Pool.Upsert(gateway.ExitFromInfo(e.Spec.ID, gateway.SchemeFarmgate+"://"+e.Addr, info))
+	f.Pool.Upsert(upstream.ExitFromInfo(e.Spec.ID, upstream.SchemeFarmgate+"://"+e.Addr, info))
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,19 +23,9 @@ import (
 
 	"golang.org/x/net/proxy"
 
-	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 	"github.com/farmgate/farmgate/internal/dataplane/link"
 	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
-)
-
-// Wire protocol between a gateway and a farmgate exit. The exit strips both
-// headers; the customer's own Proxy-Authorization never leaves the gateway.
-const (
-	headerEgress = wire.HeaderEgress
-	headerError  = wire.HeaderError
-	headerExit   = wire.HeaderExit
-	headerSess   = wire.HeaderSession
 )
 
 // SchemeFarmgate marks an exit address as a farmgate exit node: the gateway
@@ -62,17 +53,16 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("exit answered %d", e.Status)
 }
 
-// destinationFault reports whether the exit refused because of the
+// DestinationFault reports whether the exit refused because of the
 // destination (forbidden, unreachable, slow), which is not the exit's fault
 // and must neither eject it nor trigger failover.
-func (e *ExitError) destinationFault() bool {
+func (e *ExitError) DestinationFault() bool {
 	return strings.HasPrefix(e.Reason, "destination_")
 }
 
-// customerFault reports whether the exit refused the request as malformed
-// (bad_request): whatever slipped past the gateway's own checks, another
-// exit would refuse it too, and it says nothing about this one.
-func (e *ExitError) customerFault() bool {
+// CustomerFault reports whether the exit refused the request as malformed
+// (bad_request): the customer's doing, the same through any exit.
+func (e *ExitError) CustomerFault() bool {
 	return e.Reason == wire.ReasonBadRequest
 }
 
@@ -140,9 +130,9 @@ func (d *connectDialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
 }
 
-// errExitDial marks a failure to reach the exit itself (as opposed to a
+// ErrExitDial marks a failure to reach the exit itself (as opposed to a
 // refusal the exit answered with).
-var errExitDial = errors.New("exit unreachable")
+var ErrExitDial = errors.New("exit unreachable")
 
 // errStaleLink marks a kept link the exit had closed before it read the
 // CONNECT: nothing happened at the exit, so a fresh connection is tried.
@@ -184,11 +174,11 @@ func (d *connectDialer) dial(ctx context.Context, target string, own *ownTunnel)
 	}
 	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrExitDial, err)
 	}
 	conn, err := d.open(ctx, c, target, false, own)
 	switch conn.(type) {
-	case *linkConn, *link.Conn:
+	case *LinkTunnel, *link.Conn:
 		d.links.fresh.Inc()
 	}
 	return conn, own != nil && own.sent, err
@@ -230,7 +220,7 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		b.WriteString("\r\n")
 	}
 	if ip, ok := egressFrom(ctx); ok {
-		b.WriteString(headerEgress + ": ")
+		b.WriteString(wire.HeaderEgress + ": ")
 		b.WriteString(ip.String())
 		b.WriteString("\r\n")
 	}
@@ -281,7 +271,7 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		return nil, fmt.Errorf("read CONNECT reply: %w", err)
 	}
 	if status/100 != 2 {
-		return nil, &ExitError{Status: status, Reason: hdr.Get(headerError)}
+		return nil, &ExitError{Status: status, Reason: hdr.Get(wire.HeaderError)}
 	}
 	if canLink && hdr.Get(link.Header) == link.Version {
 		d.links.taken.Store(true)
@@ -293,21 +283,27 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		if own != nil {
 			return link.NewConn(tc, early), nil
 		}
-		return &linkConn{TCPConn: tc, home: d.links, early: early}, nil
+		return &LinkTunnel{TCPConn: tc, home: d.links, early: early}, nil
 	}
 	if own != nil && own.sent {
 		// Framed bytes went to an exit that answered as a plain proxy: they
 		// reached the destination as they were.
 		return nil, fmt.Errorf("exit took the tunnel without the link it took before: %w", link.ErrProtocol)
 	}
-	if br.Buffered() > 0 {
+	if n := br.Buffered(); n > 0 {
 		// The destination spoke first and its bytes arrived with the
-		// reply: the reader goes with the connection.
-		conn := &handoff.Conn{Conn: c, R: br}
-		br = nil
-		return conn, nil
+		// reply: they go to the customer before the relay starts.
+		b, _ := br.Peek(n)
+		return &EarlyConn{Conn: c, Early: bytes.Clone(b)}, nil
 	}
 	return c, nil
+}
+
+// EarlyConn is a tunnel whose destination spoke first: Early holds what
+// arrived with the exit's reply, to be sent on before Conn is read.
+type EarlyConn struct {
+	net.Conn
+	Early []byte
 }
 
 // replyBufs holds readers for exits' CONNECT replies, which are short.
@@ -336,9 +332,9 @@ func readReplyHead(br *bufio.Reader) (int, textproto.MIMEHeader, error) {
 	return status, hdr, nil
 }
 
-// upstream is how the gateway reaches one exit: a dialer for tunnels and a
-// transport (with its own connection pool) for absolute-form HTTP.
-type upstream struct {
+// Exit is how the gateway reaches one exit: a dialer for tunnels and the
+// clients (with their connection pools) for absolute-form HTTP.
+type Exit struct {
 	addr      string // the exit's URL, to notice a changed address
 	dialer    proxy.ContextDialer
 	transport *http.Transport
@@ -354,7 +350,7 @@ type upstream struct {
 	origins *originClient
 }
 
-func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
+func (s *Set) build(rawURL string) (*Exit, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse exit address: %w", err)
@@ -364,14 +360,14 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	}
 	// No TCP keepalive probes: the watcher's idle timeout ends silent
 	// tunnels, and four setsockopt calls per tunnel are not free.
-	nd := &net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
-	up := &upstream{addr: rawURL}
+	nd := &net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
+	up := &Exit{addr: rawURL}
 	tr := &http.Transport{
 		DialContext:           nd.DialContext,
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   g.cfg.MaxIdleExitConns,
+		MaxIdleConnsPerHost:   s.cfg.MaxIdle,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: g.cfg.ExitReplyTimeout,
+		ResponseHeaderTimeout: s.cfg.ReplyTimeout,
 		ExpectContinueTimeout: time.Second,
 		// The customer's Accept-Encoding travels untouched and the body
 		// comes back as the origin sent it.
@@ -382,8 +378,8 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 	case SchemeFarmgate, "http":
 		var cd *connectDialer
 		if u.Scheme == SchemeFarmgate {
-			cd = &connectDialer{addr: u.Host, auth: "Bearer " + g.cfg.ExitToken, forward: nd,
-				links: newLinkPool(g.cfg.MaxIdleExitConns, g.metrics)}
+			cd = &connectDialer{addr: u.Host, auth: "Bearer " + s.cfg.Token, forward: nd,
+				links: newLinkPool(s.cfg.MaxIdle, s.m)}
 		} else {
 			// Third-party HTTP upstreams go through x/net/proxy like SOCKS5 ones.
 			d, err := proxy.FromURL(u, nd)
@@ -392,14 +388,14 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 			}
 			cd = d.(*connectDialer)
 		}
-		cd.replyTimeout = g.cfg.ExitReplyTimeout
+		cd.replyTimeout = s.cfg.ReplyTimeout
 		up.dialer = cd
 		up.farmgate = u.Scheme == SchemeFarmgate
 		auth := cd.auth
 		up.proxyAuth = auth
-		up.client = newExitClient(cd.addr, nd.DialContext, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns)
+		up.client = newExitClient(cd.addr, nd.DialContext, s.cfg.ReplyTimeout, s.cfg.MaxIdle)
 		if up.farmgate {
-			up.origins = newOriginClient(cd, g.cfg.ExitReplyTimeout, g.cfg.MaxIdleExitConns, &g.idleOrigins, g.metrics)
+			up.origins = newOriginClient(cd, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
 		}
 		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
 		tr.Proxy = http.ProxyURL(proxyURL)
@@ -409,7 +405,7 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 				h.Set("Proxy-Authorization", auth)
 			}
 			if ip, ok := egressFrom(ctx); ok {
-				h.Set(headerEgress, ip.String())
+				h.Set(wire.HeaderEgress, ip.String())
 			}
 			return h, nil
 		}
@@ -433,7 +429,7 @@ func (g *Gateway) newUpstream(rawURL string) (*upstream, error) {
 
 // sweep closes the connections to the exit idle for longer than keepIdle.
 // (net/http's Transport, used for SOCKS5 exits, times out its own.)
-func (u *upstream) sweep(now time.Time) {
+func (u *Exit) sweep(now time.Time) {
 	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
 		cd.links.sweep(now)
 	}
@@ -446,7 +442,7 @@ func (u *upstream) sweep(now time.Time) {
 }
 
 // closeIdle closes the kept-alive connections to the exit.
-func (u *upstream) closeIdle() {
+func (u *Exit) closeIdle() {
 	u.transport.CloseIdleConnections()
 	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
 		cd.links.closeIdle()
@@ -457,4 +453,16 @@ func (u *upstream) closeIdle() {
 	if u.origins != nil {
 		u.origins.closeIdle()
 	}
+}
+
+// ErrBadRequest marks a request that cannot be sent as it is (a head
+// net/http refuses to write): the customer's doing, whichever exit.
+var ErrBadRequest = errors.New("request cannot be sent")
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

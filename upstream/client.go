@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bufio"
@@ -61,7 +61,7 @@ func (c *exitClient) get(ctx context.Context) (*exitConn, bool, error) {
 	}
 	conn, err := c.dial(ctx, "tcp", c.addr)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", errExitDial, err)
+		return nil, false, fmt.Errorf("%w: %w", ErrExitDial, err)
 	}
 	return newExitConn(conn, c), false, nil
 }

@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/testkit/tcptest"
 	"github.com/farmgate/farmgate/pool"
 
@@ -76,9 +75,9 @@ func TestExitThatTakesTheLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	lc, ok := conn.(*linkConn)
+	lc, ok := conn.(*LinkTunnel)
 	if !ok {
-		t.Fatalf("conn is %T, want a *linkConn", conn)
+		t.Fatalf("conn is %T, want a *LinkTunnel", conn)
 	}
 	// Frame bytes behind the reply go to the relay.
 	if len(lc.early) != 2 {
@@ -150,7 +149,7 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 	c.idle.put(&exitConn{Conn: newConn})
 	c.idle.idle[0].since = now.Add(-keepIdle - time.Second)
 
-	up := &upstream{dialer: &connectDialer{links: p}, client: c}
+	up := &Exit{dialer: &connectDialer{links: p}, client: c}
 	up.sweep(now)
 	if !closed(oldLink) || closed(newLink) {
 		t.Errorf("links: old closed %v (want true), recent closed %v (want false)", closed(oldLink), closed(newLink))
@@ -164,46 +163,31 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 }
 
 // Callers that miss the cache at once (a probe and a customer's first
-// tunnel) get one upstream: a second one built alongside would have closed
-// the first one's pools under the tunnel using it.
-func TestUpstreamForBuildsOnce(t *testing.T) {
+// tunnel) get one Exit: a second one built alongside would have closed the
+// first one's pools under the tunnel using it.
+func TestForBuildsOnce(t *testing.T) {
 	t.Parallel()
-	p, err := pool.New(pool.DefaultConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := auth.ParseFileConfig([]byte("customers:\n  - user: u\n    password: p\n    pools: [resi]\n"), "test", auth.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.ExitToken = "t"
-	g, err := New(cfg, store, p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := NewSet(DefaultConfig())
 	e := &pool.Exit{ID: "x", Addr: "farmgate://127.0.0.1:1"}
 	for round := range 20 {
-		g.upstreams.Delete("x")
-		ups := make(chan *upstream, 8)
+		set.exits.Delete("x")
+		built := make(chan *Exit, 8)
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				up, err := g.upstreamFor(e)
+			wg.Go(func() {
+				x, err := set.For(e)
 				if err != nil {
 					t.Error(err)
 				}
-				ups <- up
-			}()
+				built <- x
+			})
 		}
 		wg.Wait()
-		close(ups)
-		first := <-ups
-		for up := range ups {
-			if up != first {
-				t.Fatalf("round %d: two upstreams built for one exit", round)
+		close(built)
+		first := <-built
+		for x := range built {
+			if x != first {
+				t.Fatalf("round %d: two Exits built for one exit", round)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bufio"
@@ -82,9 +82,8 @@ const maxIdleOrigins = 4096
 // gateways: 40 of them at this cap take half its slots.
 const maxIdleOriginsPerExit = 128
 
-// readers holds the readers of customers' request heads and of origins'
-// answers: a connection holds one only while it reads (an idle origin
-// tunnel holds none).
+// readers holds the readers of origins' and exits' answers: a connection
+// holds one only while it reads (an idle origin tunnel holds none).
 var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
@@ -105,7 +104,7 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 	buf := heads.Get().(*bytes.Buffer)
 	defer putHead(buf) // nothing keeps head past the round trip
 	if err := req.Write(buf); err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadTarget, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	head := buf.Bytes()
 	send := func(w io.Writer) error { _, err := w.Write(head); return err }

@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 	"github.com/farmgate/farmgate/pool"
 )
 
-// CheckExit is the gateway's active health check of exit e, what
+// Check is the gateway's active health check of exit e, what
 // pool.Config.Probe calls. A farmgate exit is asked whether it can serve
 // (GET /farmgate/health with the exit token, on a new connection, so the
 // exit's listener is checked too); it fails on no answer, or on any answer
@@ -23,25 +23,25 @@ import (
 // checked by a TCP connect. When probeURL is not empty, the exit must then
 // also fetch it (see Probe): the deeper check, through the exit to an
 // origin. ctx bounds the whole check.
-func (g *Gateway) CheckExit(ctx context.Context, e *pool.Exit, probeURL string) error {
+func (s *Set) Check(ctx context.Context, e *pool.Exit, probeURL string) error {
 	u, err := url.Parse(e.Addr)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("check exit %s: bad address", e.ID)
 	}
 	switch u.Scheme {
 	case SchemeFarmgate:
-		err = g.askHealth(ctx, e.ID, u.Host)
+		err = s.askHealth(ctx, e.ID, u.Host)
 	case "http":
-		err = g.dialCheck(ctx, e.ID, hostPort(u, "80"))
+		err = s.dialCheck(ctx, e.ID, hostPort(u, "80"))
 	case "socks5", "socks5h":
-		err = g.dialCheck(ctx, e.ID, hostPort(u, "1080"))
+		err = s.dialCheck(ctx, e.ID, hostPort(u, "1080"))
 	default:
 		err = fmt.Errorf("check exit %s: unsupported scheme %q", e.ID, u.Scheme)
 	}
 	if err != nil || probeURL == "" {
 		return err
 	}
-	return g.Probe(ctx, e, probeURL)
+	return s.Probe(ctx, e, probeURL)
 }
 
 // hostPort returns u's host:port, with port def when u names none.
@@ -53,11 +53,11 @@ func hostPort(u *url.URL, def string) string {
 }
 
 // dialCheck connects to addr and hangs up.
-func (g *Gateway) dialCheck(ctx context.Context, id, addr string) error {
-	d := net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
+func (s *Set) dialCheck(ctx context.Context, id, addr string) error {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("check exit %s: %w: %w", id, errExitDial, err)
+		return fmt.Errorf("check exit %s: %w: %w", id, ErrExitDial, err)
 	}
 	return c.Close()
 }
@@ -65,14 +65,14 @@ func (g *Gateway) dialCheck(ctx context.Context, id, addr string) error {
 // askHealth asks the farmgate exit at addr whether it can serve. The
 // request is written by hand and only the answer's head is read, as for a
 // CONNECT: a health check every few seconds per exit needs no Transport.
-func (g *Gateway) askHealth(ctx context.Context, id, addr string) error {
-	d := net.Dialer{Timeout: g.cfg.ExitDialTimeout, KeepAlive: -1}
+func (s *Set) askHealth(ctx context.Context, id, addr string) error {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("check exit %s: %w: %w", id, errExitDial, err)
+		return fmt.Errorf("check exit %s: %w: %w", id, ErrExitDial, err)
 	}
 	defer c.Close()
-	deadline := time.Now().Add(g.cfg.ExitReplyTimeout)
+	deadline := time.Now().Add(s.cfg.ReplyTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
@@ -80,7 +80,7 @@ func (g *Gateway) askHealth(ctx context.Context, id, addr string) error {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	req := "GET " + wire.HealthPath + " HTTP/1.1\r\nHost: " + addr +
-		"\r\nProxy-Authorization: Bearer " + g.cfg.ExitToken +
+		"\r\nProxy-Authorization: Bearer " + s.cfg.Token +
 		"\r\nUser-Agent: farmgate-health\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
 		return fmt.Errorf("check exit %s: send: %w", id, err)
@@ -90,7 +90,7 @@ func (g *Gateway) askHealth(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("check exit %s: read answer: %w", id, err)
 	}
 	if status != http.StatusOK {
-		return fmt.Errorf("check exit %s: %w", id, &ExitError{Status: status, Reason: hdr.Get(headerError)})
+		return fmt.Errorf("check exit %s: %w", id, &ExitError{Status: status, Reason: hdr.Get(wire.HeaderError)})
 	}
 	return nil
 }
@@ -98,8 +98,8 @@ func (g *Gateway) askHealth(ctx context.Context, id, addr string) error {
 // Probe fetches target through exit e, as a customer request would go. It
 // fails when the exit cannot be reached or answers with an error of its own;
 // what the probe target itself answers does not count against the exit.
-func (g *Gateway) Probe(ctx context.Context, e *pool.Exit, target string) error {
-	up, err := g.upstreamFor(e)
+func (s *Set) Probe(ctx context.Context, e *pool.Exit, target string) error {
+	up, err := s.For(e)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (g *Gateway) Probe(ctx context.Context, e *pool.Exit, target string) error 
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if reason := resp.Header.Get(headerError); reason != "" && resp.StatusCode >= 400 {
+	if reason := resp.Header.Get(wire.HeaderError); reason != "" && resp.StatusCode >= 400 {
 		return fmt.Errorf("probe exit %s: %w", e.ID, &ExitError{Status: resp.StatusCode, Reason: reason})
 	}
 	return nil
