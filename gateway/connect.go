@@ -32,7 +32,7 @@ type httpAnswer struct{}
 
 func (httpAnswer) kind() string { return "connect" }
 
-func (httpAnswer) refused(c net.Conn, r reply) { r.writeRaw(c, "") }
+func (httpAnswer) refused(c net.Conn, r reply) { r.write(c, true) }
 
 func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 	var buf [128]byte

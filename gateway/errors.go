@@ -28,55 +28,100 @@ var (
 	errExpired       = errors.New("customer account expired")
 )
 
+// A refusal is one row of the table of what a customer is told when a
+// request or tunnel cannot be served: the X-Farmgate-Error reason is its key.
+type refusal struct {
+	status  int    // HTTP status
+	message string // the body's first line
+	socks   byte   // SOCKS5 reply code
+	// proxyStatus is the RFC 9209 error type in the Proxy-Status header.
+	proxyStatus string
+	// login: counted in farmgate_auth_failures_total (refused before an
+	// exit was picked, for the customer's account or request).
+	login bool
+}
+
+// refusals is the one table of refusals (DESIGN.md "Errors to customers",
+// README "Errors a customer sees"); replyFor maps errors onto it.
+var refusals = map[string]refusal{
+	"auth_required":           {http.StatusProxyAuthRequired, "proxy authentication required", socksNotAllowed, "http_request_denied", true},
+	"bad_params":              {http.StatusBadRequest, "malformed targeting in the proxy username", socksNotAllowed, "http_request_error", true},
+	"bad_request":             {http.StatusBadRequest, "malformed request", socksGeneralFailure, "http_request_error", false},
+	"pool_forbidden":          {http.StatusForbidden, "this account may not use the requested zone", socksNotAllowed, "http_request_denied", true},
+	"quota_exceeded":          {http.StatusPaymentRequired, "the account's traffic quota is used up", socksNotAllowed, "http_request_denied", true},
+	"rate_limited":            {http.StatusTooManyRequests, "too many requests or failed logins; slow down", socksNotAllowed, "connection_limit_reached", true},
+	"too_many_connections":    {http.StatusTooManyRequests, "the account's concurrent connection limit is reached", socksNotAllowed, "connection_limit_reached", true},
+	"auth_unavailable":        {http.StatusServiceUnavailable, "customer store unavailable; try again shortly", socksGeneralFailure, "proxy_internal_error", false},
+	"no_exit_available":       {http.StatusServiceUnavailable, "no exit matches the requested targeting right now", socksGeneralFailure, "proxy_internal_error", false},
+	"destination_forbidden":   {http.StatusForbidden, "the destination is not allowed", socksNotAllowed, "destination_ip_prohibited", false},
+	"destination_unreachable": {http.StatusBadGateway, "the destination could not be reached", socksHostUnreachable, "destination_unavailable", false},
+	"destination_timeout":     {http.StatusGatewayTimeout, "the destination did not answer in time", socksTTLExpired, "connection_timeout", false},
+	"exit_failed":             {http.StatusBadGateway, "the exit failed", socksGeneralFailure, "proxy_internal_error", false},
+	"exit_timeout":            {http.StatusGatewayTimeout, "the exit did not answer in time", socksTTLExpired, "connection_timeout", false},
+	// Never written to a customer (they left): the access log's 499.
+	reasonClientClosed: {499, "the customer left before the answer", socksGeneralFailure, "connection_terminated", false},
+}
+
 // reply is what a customer is told when a request cannot be served.
 type reply struct {
 	status     int
-	reason     string        // X-Farmgate-Error
+	reason     string        // X-Farmgate-Error, a key of refusals
 	retryAfter time.Duration // Retry-After, when known
+	detail     string        // said after the message, when it helps the customer
 }
 
-// replyFor is the one table that maps errors to customer-facing statuses
-// (DESIGN.md "Errors to customers"). Anything unknown is the exit's fault;
-// what came from the customer's side is typed as such (customerError).
+// refuse returns the reply for reason, which must be a key of refusals.
+func refuse(reason string) reply {
+	return reply{status: refusals[reason].status, reason: reason}
+}
+
+// replyFor is the one mapping of errors onto refusals. Anything unknown is
+// the exit's fault; what came from the customer's side is typed as such
+// (customerError).
 func replyFor(err error) reply {
 	var ee *upstream.ExitError
 	var ce *customerError
 	switch {
 	case errors.Is(err, errNoCredentials), errors.Is(err, auth.ErrBadCredentials):
-		return reply{status: http.StatusProxyAuthRequired, reason: "auth_required"}
+		return refuse("auth_required")
 	case errors.Is(err, auth.ErrLoginThrottled):
-		return reply{status: http.StatusTooManyRequests, reason: "rate_limited", retryAfter: time.Minute}
+		r := refuse("rate_limited")
+		r.retryAfter = time.Minute
+		return r
 	case errors.Is(err, auth.ErrRateLimited):
-		return reply{status: http.StatusTooManyRequests, reason: "rate_limited", retryAfter: retryAfter(err)}
+		r := refuse("rate_limited")
+		r.retryAfter = retryAfter(err)
+		return r
 	case errors.Is(err, auth.ErrTooManyConnections):
-		return reply{status: http.StatusTooManyRequests, reason: "too_many_connections"}
+		return refuse("too_many_connections")
 	case errors.Is(err, auth.ErrStoreUnavailable):
-		return reply{status: http.StatusServiceUnavailable, reason: "auth_unavailable", retryAfter: 5 * time.Second}
+		r := refuse("auth_unavailable")
+		r.retryAfter = 5 * time.Second
+		return r
 	case errors.Is(err, errQuotaExceeded), errors.Is(err, auth.ErrQuotaExceeded):
-		return reply{status: http.StatusPaymentRequired, reason: "quota_exceeded"}
+		return refuse("quota_exceeded")
 	case errors.Is(err, auth.ErrBadParams):
-		return reply{status: http.StatusBadRequest, reason: "bad_params"}
-	case errors.Is(err, errBadTarget):
-		return reply{status: http.StatusBadRequest, reason: "bad_request"}
+		// The grammar's error names the key and what it accepts.
+		r := refuse("bad_params")
+		r.detail = strings.TrimSuffix(err.Error(), ": "+auth.ErrBadParams.Error())
+		return r
+	case errors.Is(err, errBadTarget), errors.Is(err, upstream.ErrBadRequest):
+		return refuse("bad_request")
 	case errors.As(err, &ce), errors.As(err, &ee) && ee.CustomerFault():
-		return reply{status: http.StatusBadRequest, reason: "bad_request"}
+		return refuse("bad_request")
 	case errors.Is(err, errPoolForbidden):
-		return reply{status: http.StatusForbidden, reason: "pool_forbidden"}
+		return refuse("pool_forbidden")
 	case errors.Is(err, pool.ErrNoExit), errors.Is(err, errShuttingDown):
-		return reply{status: http.StatusServiceUnavailable, reason: "no_exit_available"}
+		return refuse("no_exit_available")
 	case errors.As(err, &ee) && ee.DestinationFault():
-		switch ee.Reason {
-		case "destination_forbidden":
-			return reply{status: http.StatusForbidden, reason: ee.Reason}
-		case "destination_timeout":
-			return reply{status: http.StatusGatewayTimeout, reason: ee.Reason}
-		default:
-			return reply{status: http.StatusBadGateway, reason: "destination_unreachable"}
+		if _, ok := refusals[ee.Reason]; ok {
+			return refuse(ee.Reason)
 		}
+		return refuse("destination_unreachable")
 	case isTimeout(err):
-		return reply{status: http.StatusGatewayTimeout, reason: "exit_timeout"}
+		return refuse("exit_timeout")
 	default:
-		return reply{status: http.StatusBadGateway, reason: "exit_failed"}
+		return refuse("exit_failed")
 	}
 }
 
@@ -146,72 +191,32 @@ func customerLeft(err error) bool {
 // clientClosed is what the access log says of a request whose customer
 // left before the answer: nothing failed and nobody reads the reply (nginx
 // logs these as 499 too).
-var clientClosed = reply{status: 499, reason: reasonClientClosed}
+var clientClosed = refuse(reasonClientClosed)
 
 const reasonClientClosed = "client_closed"
 
-func (r reply) message() string {
-	switch r.reason {
-	case "auth_required":
-		return "proxy authentication required"
-	case "bad_params":
-		return "malformed targeting in the proxy username"
-	case "bad_request":
-		return "malformed request"
-	case "pool_forbidden":
-		return "this account may not use the requested zone"
-	case "quota_exceeded":
-		return "the account's traffic quota is used up"
-	case "rate_limited":
-		return "too many requests or failed logins; slow down"
-	case "too_many_connections":
-		return "the account's concurrent connection limit is reached"
-	case "auth_unavailable":
-		return "customer store unavailable; try again shortly"
-	case "no_exit_available":
-		return "no exit matches the requested targeting right now"
-	case "destination_forbidden":
-		return "the destination is not allowed"
-	case "destination_unreachable":
-		return "the destination could not be reached"
-	case "destination_timeout":
-		return "the destination did not answer in time"
-	case "exit_timeout":
-		return "the exit did not answer in time"
-	case reasonClientClosed:
-		return "the customer left before the answer"
-	default:
-		return "the exit failed"
+// body is what the reply says, a line of text.
+func (r reply) body() string {
+	msg := refusals[r.reason].message
+	if r.detail != "" {
+		msg += ": " + r.detail
 	}
+	return msg + "\n"
 }
 
-// writeRaw writes the reply on a connection the gateway owns (CONNECT path),
-// then the connection is closed by the caller.
-func (r reply) writeRaw(w io.Writer, detail string) error {
-	body := r.message()
-	if detail != "" {
-		body += ": " + detail
-	}
-	var extra []string
-	if r.status == http.StatusProxyAuthRequired {
-		extra = append(extra, `Proxy-Authenticate: Basic realm="farmgate"`)
-	}
-	if r.retryAfter > 0 {
-		extra = append(extra, "Retry-After: "+strconv.Itoa(retrySeconds(r.retryAfter)))
-	}
-	_, err := w.Write(wire.ErrorReply(r.status, r.reason, body+"\n", extra...))
-	return err
+// proxyStatus is the reply's Proxy-Status (RFC 9209) value.
+func (r reply) proxyStatus() string {
+	return proxyName + "; error=" + refusals[r.reason].proxyStatus + "; details=" + strconv.Quote(r.reason)
 }
 
-// response builds the reply as an *http.Response for the forwarding path.
-func (r reply) response(req *http.Request, detail string) *http.Response {
-	body := r.message()
-	if detail != "" {
-		body += ": " + detail
-	}
-	body += "\n"
-	h := make(http.Header, 4)
+// proxyName names the gateway in Proxy-Status.
+const proxyName = "farmgate"
+
+// header is the reply's header fields.
+func (r reply) header() http.Header {
+	h := make(http.Header, 6)
 	h.Set(wire.HeaderError, r.reason)
+	h.Set("Proxy-Status", r.proxyStatus())
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	if r.status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="farmgate"`)
@@ -219,17 +224,31 @@ func (r reply) response(req *http.Request, detail string) *http.Response {
 	if r.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(retrySeconds(r.retryAfter)))
 	}
+	return h
+}
+
+// response builds the reply: what every HTTP refusal is written from.
+func (r reply) response(req *http.Request) *http.Response {
+	body := r.body()
 	return &http.Response{
 		StatusCode:    r.status,
 		Status:        strconv.Itoa(r.status) + " " + http.StatusText(r.status),
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        h,
+		Header:        r.header(),
 		Body:          io.NopCloser(strings.NewReader(body)),
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}
+}
+
+// write writes the reply on a connection the gateway owns (a refused
+// CONNECT); closing says the connection ends after it.
+func (r reply) write(w io.Writer, closing bool) error {
+	resp := r.response(nil)
+	resp.Close = closing
+	return resp.Write(w)
 }
 
 // retryAfter digs the wait out of a rate-limit error, if it carries one.

@@ -25,7 +25,9 @@ func (g *Gateway) forwardHandler() http.Handler {
 	// The customer's headers arrive untouched, Accept-Encoding included.
 	gp.KeepAcceptEncoding = true
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, reply{status: http.StatusBadRequest, reason: "bad_request"}, "send an absolute-form request or CONNECT to a proxy")
+		bad := refuse("bad_request")
+		bad.detail = "send an absolute-form request or CONNECT to a proxy"
+		writeReply(w, bad)
 	})
 	gp.OnRequest().DoFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		return req, g.serveHTTP(req)
@@ -102,7 +104,9 @@ func (b guardedBody) Read(p []byte) (int, error) {
 func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		writeReply(w, reply{status: http.StatusBadRequest, reason: "bad_request"}, "CONNECT is not supported on this connection")
+		bad := refuse("bad_request")
+		bad.detail = "CONNECT is not supported on this connection"
+		writeReply(w, bad)
 		return
 	}
 	c, rw, err := hj.Hijack()
@@ -128,7 +132,7 @@ func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
 		target = r.URL.Host
 	}
 	if t, err := connectTarget(target); err != nil {
-		replyFor(err).writeRaw(c, "")
+		replyFor(err).write(c, true)
 	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization"), head) {
 		// rw.Reader held what net/http read past this request's head; the
 		// relay owns the connection now.
@@ -149,7 +153,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		g.metrics.refused(r, a.crit.Pool)
 		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			dest: req.URL.Host, status: r.status, reason: r.reason})
-		return r.response(req, "")
+		return r.response(req)
 	}
 	released := false
 	defer func() {
@@ -252,9 +256,11 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		if body.failed.Load() {
 			// One who only half-closed still reads: their request
 			// was cut short.
-			return reply{status: http.StatusBadRequest, reason: "bad_request"}.response(req, "request body cut short")
+			r := refuse("bad_request")
+			r.detail = "request body cut short"
+			return r.response(req)
 		}
-		return clientClosed.response(req, "")
+		return clientClosed.response(req)
 	}
 	if pick.Exit != nil {
 		// The destination failed, or the customer's request did, not
@@ -264,7 +270,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 		g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 			exit: pick.Exit.ID, egress: egressString(pick), dest: req.URL.Host, status: r.status, reason: r.reason,
 			setup: setup, total: time.Since(start)})
-		return r.response(req, "")
+		return r.response(req)
 	}
 	lastErr := err
 	r := replyFor(lastErr)
@@ -272,7 +278,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	g.access(accessEvent{kind: "http", customer: a.customer.User, pool: a.crit.Pool, target: a.targeting(),
 		dest: req.URL.Host, status: r.status, reason: r.reason, total: time.Since(start)})
 	g.logger.Info("request failed", "customer", a.customer.User, "pool", a.crit.Pool, "reason", r.reason, "err", lastErr)
-	return r.response(req, "")
+	return r.response(req)
 }
 
 // trackedBody notes whether the transport read any of the request body,
@@ -352,14 +358,11 @@ func (b *releaseBody) Close() error {
 	return b.ReadCloser.Close()
 }
 
-func writeReply(w http.ResponseWriter, r reply, detail string) {
-	w.Header().Set(wire.HeaderError, r.reason)
-	if r.status == http.StatusProxyAuthRequired {
-		w.Header().Set("Proxy-Authenticate", `Basic realm="farmgate"`)
+// writeReply answers r through net/http's server.
+func writeReply(w http.ResponseWriter, r reply) {
+	for k, v := range r.header() {
+		w.Header()[k] = v
 	}
-	msg := r.message()
-	if detail != "" {
-		msg += ": " + detail
-	}
-	http.Error(w, msg, r.status)
+	w.WriteHeader(r.status)
+	io.WriteString(w, r.body())
 }

@@ -206,7 +206,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 	}
 	target, proxyAuth, n, err := readConnectHead(br)
 	if err != nil {
-		replyFor(err).writeRaw(c, "")
+		replyFor(err).write(c, true)
 		g.putBuf(br)
 		return
 	}

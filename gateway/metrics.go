@@ -65,8 +65,7 @@ func (m *metrics) tunnelClosed(pool, exit string) {
 // refused counts a customer who got an error reply; pool is "" before the
 // customer was admitted.
 func (m *metrics) refused(r reply, pool string) {
-	switch r.reason {
-	case "auth_required", "bad_params", "pool_forbidden", "rate_limited", "too_many_connections", "quota_exceeded":
+	if refusals[r.reason].login {
 		m.authFails.WithLabelValues(r.reason).Inc()
 	}
 	m.failed.WithLabelValues(r.reason, pool).Inc()

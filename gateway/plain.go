@@ -194,14 +194,14 @@ func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
 		r := replyFor(fmt.Errorf("%w: %w", errBadTarget, err))
 		g.metrics.refused(r, "")
 		g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
-		return r.response(req, "")
+		return r.response(req)
 	}
 	a, err := g.admit(req.Context(), req.Header.Get("Proxy-Authorization"), remoteIP(req.RemoteAddr))
 	if err != nil {
 		r := replyFor(err)
 		g.metrics.refused(r, "")
 		g.access(accessEvent{kind: "http", dest: req.URL.Host, status: r.status, reason: r.reason})
-		return r.response(req, "")
+		return r.response(req)
 	}
 	cleanRequest(req.Header)
 	req.RequestURI = ""

@@ -194,20 +194,6 @@ func (socksAnswer) established(c net.Conn, _ pool.Pick) (int, error) {
 
 func (a socksAnswer) refused(c net.Conn, r reply) {
 	if !a.silent {
-		c.Write(socksReply(socksCode(r)))
-	}
-}
-
-// socksCode is the one mapping of the customer-facing errors to SOCKS5.
-func socksCode(r reply) byte {
-	switch r.reason {
-	case "pool_forbidden", "destination_forbidden", "quota_exceeded", "rate_limited", "too_many_connections":
-		return socksNotAllowed
-	case "destination_unreachable":
-		return socksHostUnreachable
-	case "exit_timeout", "destination_timeout":
-		return socksTTLExpired
-	default:
-		return socksGeneralFailure
+		c.Write(socksReply(refusals[r.reason].socks))
 	}
 }
