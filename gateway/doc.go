@@ -11,10 +11,9 @@
 // How an exit is reached (dialers, kept links, tunnels kept to origins,
 // health checks) is package upstream's.
 //
-// The gateway reads every connection's first request itself (gateway.go):
-// CONNECT and SOCKS5 tunnels are set up on the raw connection, and so are
-// plain requests (a bodiless GET or HEAD in absolute form, plain.go), one
-// after another on a kept-alive connection. From the first request that is
-// not plain, net/http's server and goproxy serve the connection
-// (forward.go); both paths admit and forward through serveHTTP.
+// The gateway reads and answers every request on the customer's connection
+// itself: a SOCKS5 session (socks.go), or HTTP (http.go), where a CONNECT
+// sets up a tunnel (connect.go) and absolute-form requests are forwarded one
+// after another on a kept-alive connection (forward.go). Tunnels splice
+// (relay.go) under a watcher that meters them and times them out (watch.go).
 package gateway

@@ -44,8 +44,8 @@ type refusal struct {
 // refusals is the one table of refusals (DESIGN.md "Errors to customers",
 // README "Errors a customer sees"); replyFor maps errors onto it.
 var refusals = map[string]refusal{
-	"auth_required":           {http.StatusProxyAuthRequired, "proxy authentication required", socksNotAllowed, "http_request_denied", true},
-	"bad_params":              {http.StatusBadRequest, "malformed targeting in the proxy username", socksNotAllowed, "http_request_error", true},
+	"auth_required":           {http.StatusProxyAuthRequired, "proxy authentication required", socksGeneralFailure, "http_request_denied", true},
+	"bad_params":              {http.StatusBadRequest, "malformed targeting in the proxy username", socksGeneralFailure, "http_request_error", true},
 	"bad_request":             {http.StatusBadRequest, "malformed request", socksGeneralFailure, "http_request_error", false},
 	"pool_forbidden":          {http.StatusForbidden, "this account may not use the requested zone", socksNotAllowed, "http_request_denied", true},
 	"quota_exceeded":          {http.StatusPaymentRequired, "the account's traffic quota is used up", socksNotAllowed, "http_request_denied", true},

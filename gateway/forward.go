@@ -7,57 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/elazarl/goproxy"
-
-	"github.com/farmgate/farmgate/internal/dataplane/stream"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
 )
-
-// forwardHandler serves customer connections that did not open with CONNECT:
-// absolute-form HTTP through goproxy, and a CONNECT that arrives later on a
-// kept-alive connection.
-func (g *Gateway) forwardHandler() http.Handler {
-	gp := goproxy.NewProxyHttpServer()
-	gp.Logger = discardLogger{}
-	gp.Verbose = false
-	// The customer's headers arrive untouched, Accept-Encoding included.
-	gp.KeepAcceptEncoding = true
-	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bad := refuse("bad_request")
-		bad.detail = "send an absolute-form request or CONNECT to a proxy"
-		writeReply(w, bad)
-	})
-	gp.OnRequest().DoFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-		return req, g.serveHTTP(req)
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
-			g.connectOnKeptAlive(w, r)
-			return
-		}
-		rc := http.NewResponseController(w)
-		if r.ContentLength != 0 {
-			// The origin's answer may start while the customer is still
-			// sending the body (an early 413, a streaming echo); net/http
-			// would otherwise swallow the rest of the body first.
-			_ = rc.EnableFullDuplex()
-		}
-		guard := &idleGuard{idle: g.cfg.IdleTimeout, set: func(d time.Time) error {
-			_ = rc.SetReadDeadline(d)
-			return rc.SetWriteDeadline(d)
-		}}
-		guard.touch()
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = guardedBody{ReadCloser: r.Body, guard: guard}
-		}
-		sw := stream.NewWriter(w)
-		sw.Touch = guard.touch
-		gp.ServeHTTP(sw, r)
-		guard.touch() // for what net/http writes after the handler (if the deadlines are near)
-	})
-}
 
 // idleGuard ends a forwarded request whose customer moved no byte either
 // way for IdleTimeout, as the watcher does for tunnels: each read of the
@@ -98,50 +51,6 @@ func (b guardedBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// connectOnKeptAlive takes over the connection for a CONNECT that came
-// after other requests on it; goproxy's own hijack would drop the bytes its
-// reader already buffered.
-func (g *Gateway) connectOnKeptAlive(w http.ResponseWriter, r *http.Request) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		bad := refuse("bad_request")
-		bad.detail = "CONNECT is not supported on this connection"
-		writeReply(w, bad)
-		return
-	}
-	c, rw, err := hj.Hijack()
-	if err != nil {
-		return
-	}
-	// The request's head, billed with the tunnel: what net/http read
-	// since the last request ended, less what it read past the head.
-	var head int64
-	if sc, ok := c.(*servedConn); ok {
-		head = sc.hijack() - int64(rw.Reader.Buffered())
-	}
-	c = unserved(c)
-	// Deadlines of the requests before stay on a hijacked connection; the
-	// tunnel's watcher times it out from here.
-	_ = c.SetDeadline(time.Time{})
-	if !g.track(c) {
-		c.Close()
-		return
-	}
-	target := r.Host
-	if r.URL != nil && r.URL.Host != "" {
-		target = r.URL.Host
-	}
-	if t, err := connectTarget(target); err != nil {
-		replyFor(err).write(c, true)
-	} else if g.serveConnect(c, rw.Reader, t, r.Header.Get("Proxy-Authorization"), head) {
-		// rw.Reader held what net/http read past this request's head; the
-		// relay owns the connection now.
-		return
-	}
-	c.Close()
-	g.untrack(c)
-}
-
 // forward sends an absolute-form request through an exit, trying another
 // exit when one fails before any of the request body was sent. It always
 // returns a response: the origin's, or an error reply.
@@ -178,7 +87,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 	var resp *http.Response
 	pick, setup, err := g.tryExits(ctx, &a.crit, func(pick pool.Pick, up *upstream.Exit) (err error) {
 		g.pool.TunnelOpened(pick.Exit.ID)
-		resp, err = up.RoundTrip(req, pick.Egress, hasBody)
+		resp, err = up.RoundTrip(req, pick.Egress)
 		if err != nil {
 			g.pool.TunnelClosed(pick.Exit.ID)
 		}
@@ -231,7 +140,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 				ev.up, ev.down = up, down
 				g.access(ev)
 			}
-			if b := billerFrom(req.Context()); b != nil {
+			if b := billFrom(req.Context()); b != nil {
 				b.owe(settle)
 			} else {
 				settle(body.n.Load(), rb.n)
@@ -356,13 +265,4 @@ func (b *releaseBody) Close() error {
 		b.release()
 	}
 	return b.ReadCloser.Close()
-}
-
-// writeReply answers r through net/http's server.
-func writeReply(w http.ResponseWriter, r reply) {
-	for k, v := range r.header() {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(r.status)
-	io.WriteString(w, r.body())
 }

@@ -5,21 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/elazarl/goproxy"
-
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/dataplane/accept"
-	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
@@ -46,22 +40,22 @@ type Gateway struct {
 	watchStop chan struct{}
 	watchDone chan struct{}
 	stopOnce  sync.Once
+	// watchStart starts the watcher with the first Serve (or, in a
+	// Shutdown before any, marks it done).
+	watchStart sync.Once
 
 	ctx    context.Context // cancelled by Shutdown's deadline: cuts live tunnels
 	cancel context.CancelFunc
 
-	httpSrv *http.Server
-	httpLn  *handoff.Listener
-
 	mu        sync.Mutex // guards listeners, conns, idle and closing
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{} // connections in our own (CONNECT, plain request) path
-	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for a plain request
+	conns     map[net.Conn]struct{} // customer connections and the exit sides of their tunnels
+	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for their next request
 	closing   bool
 	wg        sync.WaitGroup // serveConn goroutines
 }
 
-// New builds a gateway; it serves nothing until Serve is called.
+// New builds a gateway; it starts nothing: Serve serves, Shutdown stops.
 func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,21 +82,6 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 	g.metrics = newMetrics(g.cfg.Metrics)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.httpLn = handoff.NewListener()
-	g.httpSrv = &http.Server{
-		Handler:           g.forwardHandler(),
-		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
-		IdleTimeout:       g.cfg.IdleTimeout,
-		ErrorLog:          log.New(io.Discard, "", 0),
-		BaseContext:       func(net.Listener) context.Context { return g.ctx },
-		ConnContext:       servedContext,
-		ConnState:         connState,
-	}
-	go func() {
-		// Owned by the gateway: ends when Shutdown closes httpLn.
-		_ = g.httpSrv.Serve(g.httpLn)
-	}()
-	go g.watch() // owned by the gateway: ends in Shutdown
 	return g, nil
 }
 
@@ -124,6 +103,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	}
 	g.listeners[ln] = struct{}{}
 	g.mu.Unlock()
+	g.watchStart.Do(func() { go g.watch() }) // owned by the gateway: ends in Shutdown
 	defer func() {
 		g.mu.Lock()
 		delete(g.listeners, ln)
@@ -166,9 +146,8 @@ func (g *Gateway) untrack(c net.Conn) {
 	g.mu.Unlock()
 }
 
-// serveConn reads the first request head. CONNECT and SOCKS5 (first byte
-// 0x05) are handled here on the raw connection so the tunnel can splice;
-// anything else goes to the HTTP server.
+// serveConn serves one customer connection: SOCKS5 when its first byte
+// says so (0x05), HTTP otherwise (CONNECT and absolute-form requests).
 func (g *Gateway) serveConn(c net.Conn) {
 	defer g.wg.Done()
 	handedOff := false // to the HTTP server or to a tunnel's relay
@@ -182,8 +161,9 @@ func (g *Gateway) serveConn(c net.Conn) {
 		}
 	}()
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
+	in := &counter{r: rawio.Reader{C: c}}
 	br := readers.Get().(*bufio.Reader)
-	br.Reset(rawio.Reader{C: c})
+	br.Reset(in)
 	first, err := br.Peek(1)
 	if err != nil {
 		g.putBuf(br)
@@ -193,25 +173,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 		handedOff = g.serveSOCKS(c, br)
 		return
 	}
-	head, err := br.Peek(8)
-	if err != nil {
-		g.putBuf(br)
-		return
-	}
-	if string(head) != "CONNECT " {
-		// Plain requests are served here too; from the first that is
-		// not, the HTTP server owns the connection.
-		handedOff = g.servePlain(c, br)
-		return
-	}
-	target, proxyAuth, n, err := readConnectHead(br)
-	if err != nil {
-		replyFor(err).write(c, true)
-		g.putBuf(br)
-		return
-	}
-	c.SetReadDeadline(time.Time{})
-	handedOff = g.serveConnect(c, br, target, proxyAuth, int64(n))
+	handedOff = g.serveRequests(c, br, in)
 }
 
 // readers holds the readers of customers' request heads: a connection holds
@@ -236,10 +198,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		delete(g.idle, c)
 	}
 	g.mu.Unlock()
-	g.httpLn.Close()
 
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- g.httpSrv.Shutdown(ctx) }()
 	tunnelsDone := make(chan struct{})
 	go func() { g.wg.Wait(); close(tunnelsDone) }()
 
@@ -256,11 +215,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.mu.Unlock()
 		<-tunnelsDone
 	}
-	if herr := <-httpDone; herr != nil && err == nil {
-		err = fmt.Errorf("drain http: %w", herr)
-		g.httpSrv.Close()
-	}
 	g.cancel()
+	// A gateway that never served has no watcher to wait for.
+	g.watchStart.Do(func() { close(g.watchDone) })
 	g.stopOnce.Do(func() { close(g.watchStop) })
 	<-g.watchDone
 	g.exits.Close()
@@ -272,10 +229,3 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) CheckExit(ctx context.Context, e *pool.Exit, probeURL string) error {
 	return g.exits.Check(ctx, e, probeURL)
 }
-
-// goproxy insists on a logger; ours speaks slog.
-var _ goproxy.Logger = discardLogger{}
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}

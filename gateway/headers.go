@@ -8,8 +8,8 @@ import (
 
 // cleanRequest removes what the origin must not see: hop-by-hop headers,
 // headers the customer's Connection header nominates, and any X-Farmgate-*.
-// The customer's other headers pass untouched. (goproxy drops the
-// customer's Proxy-Authorization; the exit's credentials replace it.)
+// The customer's other headers pass untouched; their Proxy-Authorization is
+// hop-by-hop, and the exit's credentials replace it.
 func cleanRequest(h http.Header) { wire.RemoveHop(h) }
 
 // cleanResponse removes hop-by-hop headers from an exit's response and any

@@ -23,49 +23,36 @@ import (
 	"sync"
 )
 
-// biller takes, for a request served through an exit, the settlement of its
-// usage, and runs it once the bytes the request moved on the customer's
-// connection are known: servePlain knows them when it has written the
-// answer (plainBill), net/http's server only once the answer's last byte is
-// out, after the handler (servedConn).
-type biller interface {
-	owe(settle func(up, down int64))
-}
-
-var (
-	_ biller = (*plainBill)(nil)
-	_ biller = (*servedConn)(nil)
-)
-
-type billerKey struct{}
-
-// withBiller returns ctx carrying b, for forward to find.
-func withBiller(ctx context.Context, b biller) context.Context {
-	return context.WithValue(ctx, billerKey{}, b)
-}
-
-// billerFrom returns the biller of the request with ctx, or nil.
-func billerFrom(ctx context.Context) biller {
-	b, _ := ctx.Value(billerKey{}).(biller)
-	return b
-}
-
-// plainBill is the settlement of the plain request being served on a
-// connection; servePlain pays it with the bytes of the request's head and
-// of the answer it wrote.
-type plainBill struct {
+// bill is the settlement of the request being served on a connection: the
+// forwarding code leaves it (owe) when the request went through an exit,
+// and serveRequests pays it once the answer is written, with the bytes the
+// request moved on the customer's connection.
+type bill struct {
 	mu     sync.Mutex // guards settle: the answer's body may be closed off the connection's goroutine
 	settle func(up, down int64)
 }
 
-func (b *plainBill) owe(settle func(up, down int64)) {
+type billKey struct{}
+
+// withBill returns ctx carrying b, for forward to find.
+func withBill(ctx context.Context, b *bill) context.Context {
+	return context.WithValue(ctx, billKey{}, b)
+}
+
+// billFrom returns the bill of the request with ctx, or nil.
+func billFrom(ctx context.Context) *bill {
+	b, _ := ctx.Value(billKey{}).(*bill)
+	return b
+}
+
+func (b *bill) owe(settle func(up, down int64)) {
 	b.mu.Lock()
 	b.settle = settle
 	b.mu.Unlock()
 }
 
 // pay settles the request just answered, if it was served through an exit.
-func (b *plainBill) pay(up, down int64) {
+func (b *bill) pay(up, down int64) {
 	b.mu.Lock()
 	settle := b.settle
 	b.settle = nil

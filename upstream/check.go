@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -99,7 +100,7 @@ func (s *Set) askHealth(ctx context.Context, id, addr string) error {
 // fails when the exit cannot be reached or answers with an error of its own;
 // what the probe target itself answers does not count against the exit.
 func (s *Set) Probe(ctx context.Context, e *pool.Exit, target string) error {
-	up, err := s.For(e)
+	x, err := s.For(e)
 	if err != nil {
 		return err
 	}
@@ -107,18 +108,27 @@ func (s *Set) Probe(ctx context.Context, e *pool.Exit, target string) error {
 	if err != nil {
 		return fmt.Errorf("probe exit %s: %w", e.ID, err)
 	}
-	if up.proxyAuth != "" {
-		req.Header.Set("Proxy-Authorization", up.proxyAuth)
-	}
 	req.Header.Set("User-Agent", "farmgate-probe")
-	resp, err := up.transport.RoundTrip(req)
+	// Through an HTTP proxy's own forwarding, as the exit's HTTP proxy
+	// path has it: a probe keeps no tunnel to the probe target open (each
+	// would hold one of the exit's tunnel slots).
+	var resp *http.Response
+	if x.client != nil {
+		if x.proxyAuth != "" {
+			req.Header.Set("Proxy-Authorization", x.proxyAuth)
+		}
+		resp, err = x.client.RoundTrip(req)
+		if err == nil && resp.Header.Get(wire.HeaderError) != "" && resp.StatusCode >= 400 {
+			err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(wire.HeaderError)}
+			resp.Body.Close()
+		}
+	} else {
+		resp, err = x.RoundTrip(req, netip.Addr{})
+	}
 	if err != nil {
 		return fmt.Errorf("probe exit %s: %w", e.ID, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if reason := resp.Header.Get(wire.HeaderError); reason != "" && resp.StatusCode >= 400 {
-		return fmt.Errorf("probe exit %s: %w", e.ID, &ExitError{Status: resp.StatusCode, Reason: reason})
-	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -112,59 +113,128 @@ func isReplayable(req *http.Request) bool {
 }
 
 // exchange writes req on ec with write (unless write is nil: the request
-// went out already) and reads the answer's head, waiting up to timeout.
+// went out already) and reads the answer's head, waiting up to timeout. A
+// request with a body is written by a goroutine of the exchange while the
+// answer is read, as net/http's Transport does: an answer that comes early
+// (a 413 to a large upload, an echo that streams back) is not held up
+// behind the body.
 func exchange(ctx context.Context, ec *exitConn, req *http.Request, write func(io.Writer) error, timeout time.Duration) (*http.Response, error) {
 	// Only the wait for the answer's head is bounded here. A customer who
-	// leaves (or idles past IdleTimeout, see idleGuard) cancels ctx, which
-	// unblocks every read of the exchange, the answer's body included:
-	// the watch ends with the body.
+	// leaves (or idles past IdleTimeout) cancels ctx, which unblocks every
+	// read of the exchange, the answer's body included: the watch ends
+	// with the body.
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		ec.SetDeadline(time.Unix(1, 0))
 		close(fired)
 	})
-	if write != nil {
-		var w io.Writer = ec.Conn
-		if ec.bw != nil {
-			w = ec.bw
-		}
+	var w io.Writer = ec.Conn
+	if ec.bw != nil {
+		w = ec.bw
+	}
+	send := func() error {
 		err := write(w)
 		if err == nil && ec.bw != nil {
 			err = ec.bw.Flush()
 		}
-		if err != nil {
+		return err
+	}
+	// Before the body's writer starts: a failing body sets its own,
+	// earlier, deadline.
+	ec.SetReadDeadline(time.Now().Add(timeout))
+	var sending chan error // the body's writer; nil when the request went out whole
+	var body *bodyReader
+	switch {
+	case write == nil:
+	case req.Body != nil && req.Body != http.NoBody:
+		if ec.bw == nil {
+			ec.bw = bufio.NewWriterSize(ec.Conn, 4096)
+			w = ec.bw
+		}
+		body = &bodyReader{ReadCloser: req.Body}
+		req.Body = body
+		sending = make(chan error, 1)
+		go func() {
+			// Owned by the exchange: it ends with the body, or when the
+			// connection closes (the answer's end, or a failure).
+			err := send()
+			if be := body.failed.Load(); be != nil {
+				// The customer's body failed: no answer is coming that
+				// anyone wants; unblock the read of its head.
+				err = be
+				ec.SetReadDeadline(time.Unix(1, 0))
+			}
+			sending <- err
+		}()
+	default:
+		if err := send(); err != nil {
 			stop()
 			return nil, fmt.Errorf("send request: %w", err)
 		}
+	}
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		if sending != nil {
+			// Closing ends the body's writer at its next write; one
+			// waiting for the customer's next bytes ends when the
+			// gateway closes their connection.
+			ec.Close()
+			if be := body.failed.Load(); be != nil {
+				return nil, fmt.Errorf("send request: %w", be)
+			}
+		}
+		return nil, err
 	}
 	if ec.br == nil {
 		ec.br = readers.Get().(*bufio.Reader)
 		ec.br.Reset(ec.Conn)
 	}
-	ec.SetReadDeadline(time.Now().Add(timeout))
 	if _, err := ec.br.Peek(1); err != nil {
-		stop()
 		if !isTimeout(err) {
 			err = fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
-		return nil, fmt.Errorf("read response: %w", err)
+		return fail(fmt.Errorf("read response: %w", err))
 	}
 	for {
 		resp, err := http.ReadResponse(ec.br, req)
 		if err != nil {
-			stop()
-			return nil, fmt.Errorf("read response: %w", err)
+			return fail(fmt.Errorf("read response: %w", err))
 		}
-		// 1xx interim answers (100 Continue) are not the response; a
-		// 101 is, and the connection is the customer's from then on.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		// 1xx interim answers (100 Continue) are not the response.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				return fail(errors.New("read response: 101 to a request that asked no upgrade"))
+			}
 			continue
 		}
 		ec.SetReadDeadline(time.Time{})
-		reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, reusable: reusable, stop: stop, fired: fired}
+		reusable := !resp.Close && !req.Close
+		resp.Body = &pooledBody{ReadCloser: resp.Body, ec: ec, reusable: reusable, stop: stop, fired: fired, sending: sending}
 		return resp, nil
 	}
+}
+
+// bodyError is an error of the request body's Read, as the body's writer
+// met it: the customer's, not the exit's or the origin's.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// bodyReader keeps the first error of a request body's reads, so the
+// exchange can tell it from the connection's: Request.Write wraps it in a
+// type errors.As cannot see through.
+type bodyReader struct {
+	io.ReadCloser
+	failed atomic.Pointer[bodyError] // the first error, read by the exchange
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.CompareAndSwap(nil, &bodyError{err})
+	}
+	return n, err
 }
 
 // pooledBody gives its connection back to the pool once the body was read
@@ -176,6 +246,7 @@ type pooledBody struct {
 	done     bool
 	stop     func() bool   // ends the watch on the request's context
 	fired    chan struct{} // closed once the watch has set its deadline
+	sending  chan error    // the request body's writer, if one runs
 }
 
 func (b *pooledBody) Read(p []byte) (int, error) {
@@ -208,6 +279,16 @@ func (b *pooledBody) finish(atEOF bool) {
 		<-b.fired
 		if atEOF {
 			b.ec.SetDeadline(time.Time{})
+		}
+	}
+	if b.sending != nil {
+		// The answer ended: the connection is reused only if the
+		// request's body went out whole too.
+		select {
+		case err := <-b.sending:
+			b.reusable = b.reusable && err == nil
+		default:
+			atEOF = false
 		}
 	}
 	if !atEOF {

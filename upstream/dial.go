@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/textproto"
 	"net/url"
@@ -332,21 +331,25 @@ func readReplyHead(br *bufio.Reader) (int, textproto.MIMEHeader, error) {
 	return status, hdr, nil
 }
 
-// Exit is how the gateway reaches one exit: a dialer for tunnels and the
-// clients (with their connection pools) for absolute-form HTTP.
+// Exit is how the gateway reaches one exit: a dialer for tunnels, and the
+// connections kept to send absolute-form requests over.
 type Exit struct {
-	addr      string // the exit's URL, to notice a changed address
-	dialer    proxy.ContextDialer
-	transport *http.Transport
-	// proxyAuth is set on forwarded absolute-form requests; "" for SOCKS5.
+	addr   string // the exit's URL, to notice a changed address
+	dialer proxy.ContextDialer
+	// links keeps a farmgate exit's idle links; nil for other exits.
+	links *linkPool
+	// proxyAuth is set on requests sent to an HTTP proxy; "" for SOCKS5.
 	proxyAuth string
 	// farmgate: the exit is ours and takes the egress IP header.
 	farmgate bool
-	// client forwards absolute-form requests to HTTP proxies (ours and
-	// third-party); nil for SOCKS5 upstreams, which use transport.
+	// client sends requests in absolute form to an HTTP proxy (a
+	// third-party one, or a farmgate exit for https:// URLs); nil for
+	// SOCKS5 upstreams.
 	client *exitClient
-	// origins sends bodiless http:// requests through tunnels across a
-	// farmgate exit; nil for other exits.
+	// origins sends requests to origins through tunnels across the exit
+	// (http:// ones through a farmgate exit, all through a SOCKS5 one); nil
+	// for third-party HTTP proxies, which often allow CONNECT to port 443
+	// only.
 	origins *originClient
 }
 
@@ -362,18 +365,6 @@ func (s *Set) build(rawURL string) (*Exit, error) {
 	// tunnels, and four setsockopt calls per tunnel are not free.
 	nd := &net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
 	up := &Exit{addr: rawURL}
-	tr := &http.Transport{
-		DialContext:           nd.DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   s.cfg.MaxIdle,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: s.cfg.ReplyTimeout,
-		ExpectContinueTimeout: time.Second,
-		// The customer's Accept-Encoding travels untouched and the body
-		// comes back as the origin sent it.
-		DisableCompression: true,
-		ForceAttemptHTTP2:  false,
-	}
 	switch u.Scheme {
 	case SchemeFarmgate, "http":
 		var cd *connectDialer
@@ -389,25 +380,12 @@ func (s *Set) build(rawURL string) (*Exit, error) {
 			cd = d.(*connectDialer)
 		}
 		cd.replyTimeout = s.cfg.ReplyTimeout
-		up.dialer = cd
+		up.dialer, up.links = cd, cd.links
 		up.farmgate = u.Scheme == SchemeFarmgate
-		auth := cd.auth
-		up.proxyAuth = auth
+		up.proxyAuth = cd.auth
 		up.client = newExitClient(cd.addr, nd.DialContext, s.cfg.ReplyTimeout, s.cfg.MaxIdle)
 		if up.farmgate {
-			up.origins = newOriginClient(cd, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
-		}
-		proxyURL := &url.URL{Scheme: "http", Host: cd.addr}
-		tr.Proxy = http.ProxyURL(proxyURL)
-		tr.GetProxyConnectHeader = func(ctx context.Context, _ *url.URL, _ string) (http.Header, error) {
-			h := http.Header{}
-			if auth != "" {
-				h.Set("Proxy-Authorization", auth)
-			}
-			if ip, ok := egressFrom(ctx); ok {
-				h.Set(wire.HeaderEgress, ip.String())
-			}
-			return h, nil
+			up.origins = newOriginClient(cd.dialOwn, cd.links, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
 		}
 	case "socks5", "socks5h":
 		d, err := proxy.FromURL(u, nd)
@@ -419,19 +397,25 @@ func (s *Set) build(rawURL string) (*Exit, error) {
 			return nil, fmt.Errorf("exit address %q: dialer cannot take a context", rawURL)
 		}
 		up.dialer = cd
-		tr.DialContext = cd.DialContext
+		dial := func(ctx context.Context, target string, _ []byte) (net.Conn, bool, error) {
+			c, err := cd.DialContext(ctx, "tcp", target)
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: %w", ErrExitDial, err)
+			}
+			return c, false, nil
+		}
+		up.origins = newOriginClient(dial, nil, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
 	default:
 		return nil, fmt.Errorf("exit address %q: unsupported scheme %q (want farmgate, http or socks5)", rawURL, u.Scheme)
 	}
-	up.transport = tr
 	return up, nil
 }
 
-// sweep closes the connections to the exit idle for longer than keepIdle.
-// (net/http's Transport, used for SOCKS5 exits, times out its own.)
+// sweep closes the connections to the exit idle for longer than they are
+// kept.
 func (u *Exit) sweep(now time.Time) {
-	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
-		cd.links.sweep(now)
+	if u.links != nil {
+		u.links.sweep(now)
 	}
 	if u.client != nil {
 		u.client.idle.sweep(now)
@@ -443,9 +427,8 @@ func (u *Exit) sweep(now time.Time) {
 
 // closeIdle closes the kept-alive connections to the exit.
 func (u *Exit) closeIdle() {
-	u.transport.CloseIdleConnections()
-	if cd, ok := u.dialer.(*connectDialer); ok && cd.links != nil {
-		cd.links.closeIdle()
+	if u.links != nil {
+		u.links.closeIdle()
 	}
 	if u.client != nil {
 		u.client.idle.closeIdle()

@@ -149,7 +149,7 @@ func TestSweepClosesLongIdleConnections(t *testing.T) {
 	c.idle.put(&exitConn{Conn: newConn})
 	c.idle.idle[0].since = now.Add(-keepIdle - time.Second)
 
-	up := &Exit{dialer: &connectDialer{links: p}, client: c}
+	up := &Exit{links: p, client: c}
 	up.sweep(now)
 	if !closed(oldLink) || closed(newLink) {
 		t.Errorf("links: old closed %v (want true), recent closed %v (want false)", closed(oldLink), closed(newLink))

@@ -3,6 +3,8 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +30,12 @@ import (
 // with the request behind the CONNECT, so it costs one round trip to the
 // exit, as sending the request to the exit's HTTP proxy did.
 type originClient struct {
-	dialer  *connectDialer
+	// dial opens a tunnel to target, sending first through it when it can
+	// (sent says so).
+	dial func(ctx context.Context, target string, first []byte) (conn net.Conn, sent bool, err error)
+	// links takes back the link of a tunnel that ended; nil when the exit
+	// has none.
+	links   *linkPool
 	timeout time.Duration // for the CONNECT reply and the answer's head
 	// budget counts the idle origin tunnels of every exit, which together
 	// stay under maxIdleOrigins: under rotation across many exits, IPs and
@@ -51,6 +58,7 @@ type originClient struct {
 type originKey struct {
 	egress netip.Addr
 	target string // host:port
+	tls    bool   // https:// over the tunnel (SOCKS5 exits)
 }
 
 // originHome is where a tunnel goes back after an answer.
@@ -86,32 +94,44 @@ const maxIdleOriginsPerExit = 128
 // holds one only while it reads (an idle origin tunnel holds none).
 var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-func newOriginClient(d *connectDialer, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
-	return &originClient{dialer: d, timeout: timeout, max: min(max, maxIdleOriginsPerExit), budget: budget, idle: map[originKey][]idle[*exitConn]{},
+func newOriginClient(dial func(context.Context, string, []byte) (net.Conn, bool, error), links *linkPool, timeout time.Duration, max int, budget *atomic.Int64, m *metrics) *originClient {
+	return &originClient{dial: dial, links: links, timeout: timeout, max: min(max, maxIdleOriginsPerExit), budget: budget, idle: map[originKey][]idle[*exitConn]{},
 		kept: m.origins.WithLabelValues("kept"), fresh: m.origins.WithLabelValues("new"), ending: m.ending}
 }
 
-// RoundTrip sends req from egress through the exit to its origin. Errors
-// after the tunnel is up are the destination's (an ExitError with a
-// destination_ reason): the exit only relays there.
+// RoundTrip sends req from egress through the exit to its origin (over TLS
+// for https://, which only SOCKS5 exits take this way). Errors after the
+// tunnel is up are the destination's (an ExitError with a destination_
+// reason): the exit only relays there.
 func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Response, error) {
 	ctx := req.Context()
+	secure := req.URL.Scheme == "https"
 	target := req.URL.Host
 	if req.URL.Port() == "" {
-		target = net.JoinHostPort(req.URL.Hostname(), "80")
+		port := "80"
+		if secure {
+			port = "443"
+		}
+		target = net.JoinHostPort(req.URL.Hostname(), port)
 	}
-	key := originKey{egress: egress, target: target}
-	buf := heads.Get().(*bytes.Buffer)
-	defer putHead(buf) // nothing keeps head past the round trip
-	if err := req.Write(buf); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	key := originKey{egress: egress, target: target, tls: secure}
+	withBody := req.Body != nil && req.Body != http.NoBody
+	var head []byte
+	send := req.Write // a body streams behind the head while the answer is read
+	if !withBody {
+		// The whole request is its head: it can leave with the CONNECT.
+		buf := heads.Get().(*bytes.Buffer)
+		defer putHead(buf) // nothing keeps head past the round trip
+		if err := req.Write(buf); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		}
+		head = buf.Bytes()
+		send = func(w io.Writer) error { _, err := w.Write(head); return err }
 	}
-	head := buf.Bytes()
-	send := func(w io.Writer) error { _, err := w.Write(head); return err }
 	// A request that cannot be sent twice never goes on a kept tunnel:
 	// the origin may close one just as the request leaves, and then there
-	// is no knowing whether it acted on it.
-	replayable := isReplayable(req)
+	// is no knowing whether it acted on it. Nor can a body be sent twice.
+	replayable := isReplayable(req) && !withBody
 	for attempt := 0; ; attempt++ {
 		var ec *exitConn
 		reused := false
@@ -120,19 +140,30 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 			// closed by the same origin at the same time.
 			ec, reused = c.get(key)
 		}
-		var write func(io.Writer) error
+		write := send
 		if reused {
 			c.kept.Inc()
-			write = send
 		} else {
 			c.fresh.Inc()
-			conn, sent, err := c.dialer.dialOwn(withEgress(ctx, egress), target, head)
+			var first []byte
+			if !secure {
+				first = head
+			}
+			conn, sent, err := c.dial(withEgress(ctx, egress), target, first)
 			if err != nil {
 				return nil, err
 			}
+			if secure {
+				tc := tls.Client(conn, &tls.Config{ServerName: req.URL.Hostname(), NextProtos: []string{"http/1.1"}})
+				if err := tc.HandshakeContext(ctx); err != nil {
+					conn.Close()
+					return nil, destinationError(fmt.Errorf("tls with %s: %w", target, err))
+				}
+				conn = tc
+			}
 			ec = &exitConn{Conn: conn, home: originHome{c: c, key: key}}
-			if !sent {
-				write = send
+			if sent {
+				write = nil
 			}
 		}
 		resp, err := exchange(ctx, ec, req, write, c.timeout)
@@ -142,6 +173,9 @@ func (c *originClient) RoundTrip(req *http.Request, egress netip.Addr) (*http.Re
 		ec.Close()
 		if reused && attempt == 0 && ctx.Err() == nil && retryable(req, err) {
 			continue // the origin closed the idle tunnel as we sent
+		}
+		if errors.As(err, new(*bodyError)) {
+			return nil, err // the customer's body, not the destination
 		}
 		return nil, destinationError(err)
 	}
@@ -245,7 +279,7 @@ func (c *originClient) put(key originKey, ec *exitConn) {
 // caller's goroutine.
 func (c *originClient) retire(ec *exitConn, wait bool) {
 	lc, ok := ec.Conn.(*link.Conn)
-	if !ok || c.dialer.links == nil {
+	if !ok || c.links == nil {
 		ec.Close()
 		return
 	}
@@ -255,7 +289,7 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 	end := func() {
 		defer c.ending.Dec()
 		if tc := lc.End(time.Now().Add(time.Second)); tc != nil {
-			c.dialer.links.put(tc)
+			c.links.put(tc)
 		}
 	}
 	if !wait || lc.Ended() {

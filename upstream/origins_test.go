@@ -24,7 +24,7 @@ func TestOriginPoolBudgetAndClosedTunnels(t *testing.T) {
 	t.Parallel()
 	var budget atomic.Int64
 	budget.Store(maxIdleOrigins - 1)
-	c := newOriginClient(nil, time.Second, 8, &budget, newMetrics(nil))
+	c := newOriginClient(nil, nil, time.Second, 8, &budget, newMetrics(nil))
 	k1 := originKey{egress: netip.MustParseAddr("127.0.1.1"), target: "a:80"}
 	k2 := originKey{egress: netip.MustParseAddr("127.0.1.2"), target: "a:80"}
 	ec1, _ := answered(t, c, k1)

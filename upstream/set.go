@@ -120,17 +120,21 @@ func (s *Set) Close() {
 }
 
 // Tunnel opens a tunnel through the exit to target (host:port), from
-// egress when it is valid.
+// egress when it is valid. A *LinkTunnel (to a farmgate exit) carries its
+// bytes framed: relay them with its SendBytes, Send and Receive.
 func (x *Exit) Tunnel(ctx context.Context, target string, egress netip.Addr) (net.Conn, error) {
 	return x.dialer.DialContext(withEgress(ctx, egress), "tcp", target)
 }
 
 // RoundTrip sends req, an absolute-form request, through the exit from
-// egress and returns the answer. hasBody says whether req carries a body.
+// egress and returns the answer: http:// ones (and all through a SOCKS5
+// exit) to the origin through a tunnel across the exit, kept for the next
+// request from the same egress IP to the same origin; others to the exit's
+// HTTP proxy.
 // An answer the exit refused with is an *ExitError; errors of the exchange
 // with an origin through a tunnel are the destination's (an ExitError with
 // a destination_ reason). req.Header is changed for this exit.
-func (x *Exit) RoundTrip(req *http.Request, egress netip.Addr, hasBody bool) (*http.Response, error) {
+func (x *Exit) RoundTrip(req *http.Request, egress netip.Addr) (*http.Response, error) {
 	out := req.WithContext(withEgress(req.Context(), egress))
 	// The customer's Connection: close is about their connection
 	// (hop-by-hop), as with net/http's ReverseProxy: the connection to the
@@ -142,7 +146,7 @@ func (x *Exit) RoundTrip(req *http.Request, egress netip.Addr, hasBody bool) (*h
 	}
 	// The header is the customer's request's, shared by every attempt:
 	// what one exit needs must not reach the next exit's origin.
-	toOrigin := x.origins != nil && !hasBody && out.URL.Scheme == "http"
+	toOrigin := x.origins != nil && (out.URL.Scheme == "http" || !x.farmgate)
 	if x.proxyAuth != "" && !toOrigin {
 		out.Header.Set("Proxy-Authorization", x.proxyAuth)
 	} else {
@@ -153,21 +157,10 @@ func (x *Exit) RoundTrip(req *http.Request, egress netip.Addr, hasBody bool) (*h
 	} else {
 		out.Header.Del(wire.HeaderEgress)
 	}
-	var resp *http.Response
-	var err error
-	switch {
-	case toOrigin:
+	if toOrigin {
 		return x.origins.RoundTrip(out, egress)
-	case x.client != nil && !hasBody:
-		resp, err = x.client.RoundTrip(out)
-	default:
-		// net/http's Transport reads the answer while it sends the body:
-		// an early answer (a 413 to a large upload) reaches the customer
-		// instead of a failed write blaming the exit, and a full-duplex
-		// exchange does not deadlock. exitClient writes the whole request
-		// first, which is all a bodiless one needs.
-		resp, err = x.transport.RoundTrip(out)
 	}
+	resp, err := x.client.RoundTrip(out)
 	if err == nil && resp.Header.Get(wire.HeaderError) != "" && resp.StatusCode >= 400 {
 		err = &ExitError{Status: resp.StatusCode, Reason: resp.Header.Get(wire.HeaderError)}
 		resp.Body.Close()

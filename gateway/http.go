@@ -1,42 +1,35 @@
-// Plain requests: a bodiless GET or HEAD in absolute form, most of what
-// customers send without CONNECT, is served here on the raw connection.
-// net/http's server and goproxy cost the gateway about a fifth of its CPU
-// per request on top (a goroutine that watches the connection during each
-// request, the header maps copied, a flush through three writers); anything
-// less plain goes to them, with the rest of the connection.
+// The HTTP path: absolute-form requests, one after another on a kept-alive
+// connection, read and answered on the customer's connection itself, as
+// CONNECT and SOCKS5 are. Requests are parsed by net/http's ReadRequest;
+// answers are written here, streamed as they arrive. A CONNECT on a
+// kept-alive connection takes it over (connect.go).
 
 package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
-	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
-// servePlain serves plain requests on c while they come; br holds what was
-// read of the first. It reports whether it handed c over (to the HTTP
-// server, at the first request that is not plain); if not, the caller
-// closes c.
-func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
+// serveRequests serves requests on c while they come; br holds what was
+// read of the first. It reports whether a CONNECT's relay took c over; if
+// not, the caller closes c.
+func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter) (handedOff bool) {
 	// Requests of one connection share a context: it ends with the
 	// connection, when Shutdown's deadline cuts everything, or when the
 	// customer moved no byte for IdleTimeout. Nothing reads the connection
@@ -44,8 +37,8 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 	// timer cancels the request, and the deadline it sets unblocks a write.
 	ctx, cancel := context.WithCancel(g.ctx)
 	defer cancel()
-	bill := &plainBill{}
-	ctx = withBiller(ctx, bill)
+	owed := &bill{}
+	ctx = withBill(ctx, owed)
 	timer := time.AfterFunc(g.cfg.IdleTimeout, func() {
 		cancel()
 		c.SetDeadline(time.Unix(1, 0))
@@ -57,46 +50,206 @@ func (g *Gateway) servePlain(c net.Conn, br *bufio.Reader) (handedOff bool) {
 	}}
 	leave := newLeaveWatch(c, br, cancel)
 	remote := c.RemoteAddr().String()
-	readDeadline := true // serveConn's, for the first head
 	for first := true; ; first = false {
 		if !first && br.Buffered() == 0 && !g.waitRequest(c, br, &guard) {
 			return false
 		}
-		req, n, setDeadline, err := readPlain(c, br, g.cfg.ReadHeaderTimeout)
-		readDeadline = readDeadline || setDeadline
-		if errors.Is(err, errNotPlain) {
-			// The HTTP server owns the connection from here, with what
-			// is buffered.
+		leave.reset()
+		// What the customer sent from here on is this request's.
+		mark := in.n.Load() - int64(br.Buffered())
+		c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
+		if head, err := br.Peek(8); err == nil && string(head) == "CONNECT " {
+			// A CONNECT, first or after other requests: the relay takes
+			// the connection over.
 			timer.Stop()
-			c.SetDeadline(time.Time{})
-			g.untrack(c)
-			if !g.httpLn.Push(newServedConn(&handoff.Conn{Conn: c, R: br})) {
-				c.Close()
-			}
-			return true
+			return g.readConnect(c, br)
 		}
+		in.limit = in.n.Load() + maxHead
+		req, err := http.ReadRequest(br)
+		in.limit = 0
 		if err != nil {
+			if br.Buffered() > 0 || !isQuietEnd(err) {
+				// A head that does not parse: nothing after it can be
+				// trusted to start a request.
+				r := refuse("bad_request")
+				r.detail = "malformed request head"
+				if errors.Is(err, errHeadTooLarge) {
+					r.status, r.detail = http.StatusRequestHeaderFieldsTooLarge, "request head over 1 MB"
+				}
+				g.metrics.refused(r, "")
+				r.write(c, true)
+			}
 			g.putBuf(br)
 			return false
 		}
-		br.Discard(n)
-		if readDeadline {
-			c.SetReadDeadline(time.Time{})
-			readDeadline = false
-		}
+		c.SetReadDeadline(time.Time{})
 		guard.touch()
 		req = req.WithContext(ctx)
 		req.RemoteAddr = remote
-		leave.arm()
+		hasBody := req.Body != nil && req.Body != http.NoBody
+		var cont *continuer
+		// Once the body is in, nothing reads the connection until the
+		// answer is out: the watch notices a customer who leaves.
+		body := &eofBody{ReadCloser: req.Body, atEOF: leave.arm}
+		if hasBody {
+			req.Body = guardedBody{ReadCloser: body, guard: &guard}
+			cont = g.expectContinue(c, req)
+		} else {
+			leave.arm()
+		}
 		resp := g.serveHTTP(req)
-		keep, written := g.writePlain(c, req, resp, &guard)
+		cont.answered()
+		keep, written := g.writeResponse(c, req, resp, &guard)
 		leave.stop()
-		bill.pay(int64(n), written)
+		unread := hasBody && !body.eof.Load()
+		if unread {
+			// The answer came before the whole request (an early 413, a
+			// refusal): what is left of it cannot be told from the next.
+			keep = false
+		}
+		owed.pay(in.n.Load()-int64(br.Buffered())-mark, written+cont.sent())
 		if !keep || g.isClosing() {
+			if unread {
+				lingerClose(c)
+			}
 			g.putBuf(br)
 			return false
 		}
 	}
+}
+
+// maxHead bounds a request head: net/http's server allows 1 MB.
+const maxHead = 1 << 20
+
+// isQuietEnd reports whether err ends a connection between requests
+// without a word worth answering: the customer closed, or fell silent.
+func isQuietEnd(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isTimeout(err) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// eofBody notes that a request body was read to its end.
+type eofBody struct {
+	io.ReadCloser
+	eof   atomic.Bool // read by the client's writer goroutine
+	atEOF func()      // called once, at the end
+}
+
+func (b *eofBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.eof.Swap(true) {
+		b.atEOF()
+	}
+	return n, err
+}
+
+// counter counts the bytes read from a customer's connection (what the
+// request is billed up), and bounds a request head while one is read.
+type counter struct {
+	r     io.Reader
+	n     atomic.Int64 // bytes read; body reads run on the client's goroutine
+	limit int64        // n may not pass it while a head is read; 0: no bound
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+func (c *counter) Read(p []byte) (int, error) {
+	if c.limit > 0 {
+		left := c.limit - c.n.Load()
+		if left <= 0 {
+			return 0, errHeadTooLarge
+		}
+		p = p[:min(int64(len(p)), left)]
+	}
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// readConnect reads a CONNECT head from br and sets up its tunnel. It
+// reports whether the relay took c over.
+func (g *Gateway) readConnect(c net.Conn, br *bufio.Reader) bool {
+	target, proxyAuth, n, err := readConnectHead(br)
+	if err != nil {
+		r := replyFor(err)
+		g.metrics.refused(r, "")
+		r.write(c, true)
+		g.putBuf(br)
+		return false
+	}
+	c.SetReadDeadline(time.Time{})
+	return g.serveConnect(c, br, target, proxyAuth, int64(n))
+}
+
+// lingerClose half-closes c and gives the customer a moment to read the
+// answer before the close, which, with part of their request unread, would
+// reset the connection and could lose the answer (as net/http's server
+// does).
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(c, 256<<10))
+	}
+}
+
+// continuer answers a customer's Expect: 100-continue when the request's
+// body is first read (the customer was admitted and the request is on its
+// way), unless the answer came first.
+type continuer struct {
+	c    net.Conn
+	mu   sync.Mutex // guards the fields below
+	done bool       // 100 sent, or the answer is being written
+	n    int64      // bytes of the 100 sent
+}
+
+// expectContinue takes req's Expect: 100-continue over: the gateway says
+// 100 Continue itself, when the body is first read. nil when not asked.
+func (g *Gateway) expectContinue(c net.Conn, req *http.Request) *continuer {
+	if !strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		return nil
+	}
+	req.Header.Del("Expect")
+	cont := &continuer{c: c}
+	req.Body = continueBody{ReadCloser: req.Body, cont: cont}
+	return cont
+}
+
+// answered says the answer is about to be written: no 100 after it.
+func (k *continuer) answered() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	k.done = true
+	k.mu.Unlock()
+}
+
+// sent returns the bytes of the 100 Continue written.
+func (k *continuer) sent() int64 {
+	if k == nil {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.n
+}
+
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+type continueBody struct {
+	io.ReadCloser
+	cont *continuer
+}
+
+func (b continueBody) Read(p []byte) (int, error) {
+	k := b.cont
+	k.mu.Lock()
+	if !k.done {
+		k.done = true
+		n, _ := k.c.Write(continueLine)
+		k.n = int64(n)
+	}
+	k.mu.Unlock()
+	return b.ReadCloser.Read(p)
 }
 
 // leaveWatchAfter is how long a request is out before the gateway watches
@@ -112,9 +265,12 @@ type leaveWatch struct {
 	br      *bufio.Reader
 	cancel  context.CancelFunc
 	timer   *time.Timer
-	armed   bool          // since arm, until stop (the request's goroutine)
 	done    chan struct{} // a started watch ended
 	aborted atomic.Bool   // stop ended the watch: not the customer leaving
+
+	mu    sync.Mutex // guards armed and off: a request body's end arms it from the body's reader
+	armed bool       // since arm, until stop
+	off   bool       // stopped for this request: arm does nothing until reset
 }
 
 func newLeaveWatch(c net.Conn, br *bufio.Reader, cancel context.CancelFunc) *leaveWatch {
@@ -126,9 +282,11 @@ func newLeaveWatch(c net.Conn, br *bufio.Reader, cancel context.CancelFunc) *lea
 
 // arm starts watching leaveWatchAfter from now, unless bytes of the next
 // request are already buffered (the customer is still there, and the
-// buffer is not the watch's to fill).
+// buffer is not the watch's to fill). Nothing else may read br until stop.
 func (w *leaveWatch) arm() {
-	if w.br.Buffered() == 0 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.off && !w.armed && w.br.Buffered() == 0 {
 		w.armed = true
 		w.timer.Reset(leaveWatchAfter)
 	}
@@ -143,13 +301,14 @@ func (w *leaveWatch) watch() {
 	w.done <- struct{}{}
 }
 
-// stop ends the watch; the connection is the caller's again.
+// stop ends the watch, and keeps it from starting again until reset; the
+// connection is the caller's again.
 func (w *leaveWatch) stop() {
-	if !w.armed {
-		return
-	}
-	w.armed = false
-	if w.timer.Stop() {
+	w.mu.Lock()
+	armed := w.armed
+	w.armed, w.off = false, true
+	w.mu.Unlock()
+	if !armed || w.timer.Stop() {
 		return // it had not started
 	}
 	w.aborted.Store(true)
@@ -157,6 +316,13 @@ func (w *leaveWatch) stop() {
 	<-w.done
 	w.c.SetReadDeadline(time.Time{})
 	w.aborted.Store(false)
+}
+
+// reset lets arm start a watch again, for the next request.
+func (w *leaveWatch) reset() {
+	w.mu.Lock()
+	w.off = false
+	w.mu.Unlock()
 }
 
 // waitRequest waits, up to IdleTimeout, for the first bytes of the next
@@ -208,10 +374,10 @@ func (g *Gateway) serveHTTP(req *http.Request) *http.Response {
 	return g.forward(req, &a)
 }
 
-// writePlain writes resp to the customer, streaming its body as it comes,
+// writeResponse writes resp to the customer, streaming its body as it comes,
 // and closes the body. It reports whether the connection can carry the
 // next request, and how many bytes it wrote.
-func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool, written int64) {
+func (g *Gateway) writeResponse(c net.Conn, req *http.Request, resp *http.Response, guard *idleGuard) (keep bool, written int64) {
 	defer resp.Body.Close()
 	bufs := plainBufs.Get().(*plainBuf)
 	defer plainBufs.Put(bufs)
@@ -228,8 +394,12 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 			if _, ok := h["Content-Length"]; !ok {
 				h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 			}
-		default:
+		case req.ProtoAtLeast(1, 1):
 			chunked = true
+		default:
+			// An HTTP/1.0 customer knows no chunks: the body ends
+			// with the connection.
+			req.Close = true
 		}
 	}
 	// A gateway that is shutting down says so, as net/http's server does:
@@ -291,7 +461,7 @@ func (g *Gateway) writePlain(c net.Conn, req *http.Request, resp *http.Response,
 
 var crlf = []byte("\r\n")
 
-// plainBuf holds what writePlain needs per response.
+// plainBuf holds what writeResponse needs per response.
 type plainBuf struct {
 	head, body []byte
 	out        [5][]byte // what one write sends: head, chunk size, data, CRLF, trailer
@@ -381,133 +551,4 @@ func appendField(b []byte, k, v string) []byte {
 // bodyAllowed reports whether a response with status may have a body.
 func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
-}
-
-// errNotPlain: the request is not one servePlain serves.
-var errNotPlain = errors.New("not a plain request")
-
-// readPlain reads the next request head into br's buffer and parses it; n
-// is the head's length, which the caller discards once it takes the
-// request, and deadline says whether it set a read deadline (the header
-// timeout, once a head came in parts). The head must fit the buffer: a
-// longer one is not plain.
-func readPlain(c net.Conn, br *bufio.Reader, headerTimeout time.Duration) (req *http.Request, n int, deadline bool, err error) {
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		req, n, err = parsePlain(buf)
-		if !errors.Is(err, errMore) {
-			return req, n, deadline, err
-		}
-		if br.Buffered() == br.Size() {
-			return nil, 0, deadline, errNotPlain
-		}
-		if !deadline {
-			// The head has started: the rest of it comes within the
-			// header timeout.
-			c.SetReadDeadline(time.Now().Add(headerTimeout))
-			deadline = true
-		}
-		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return nil, 0, deadline, err
-		}
-	}
-}
-
-var errMore = errors.New("request head incomplete")
-
-// parsePlain parses the request head at the start of buf. It returns
-// errMore while the head may still be plain but is not complete, and
-// errNotPlain for anything but a GET or HEAD in absolute http:// form,
-// HTTP/1.1, CRLF line ends, valid fields, exactly one valid Host, and no
-// Content-Length, Transfer-Encoding, Expect or Upgrade. Whatever is not
-// plain, malformed heads included, is the HTTP server's to answer.
-func parsePlain(buf []byte) (*http.Request, int, error) {
-	n, lines, err := headLen(buf)
-	if err != nil {
-		return nil, 0, err
-	}
-	// One string for the head: every string of the request points into it.
-	head := string(buf[:n])
-	line, rest, _ := strings.Cut(head, "\r\n")
-	method, line, _ := strings.Cut(line, " ")
-	target, proto, _ := strings.Cut(line, " ")
-	if proto != "HTTP/1.1" || !strings.HasPrefix(target, "http://") {
-		return nil, 0, errNotPlain
-	}
-	switch method {
-	case http.MethodGet, http.MethodHead:
-	default:
-		return nil, 0, errNotPlain
-	}
-	h := make(http.Header, lines)
-	values := make([]string, lines)
-	for i := 0; ; i++ {
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		if line == "" {
-			break
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || !httpguts.ValidHeaderFieldName(k) {
-			return nil, 0, errNotPlain
-		}
-		v = strings.Trim(v, " \t")
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return nil, 0, errNotPlain
-		}
-		key := textproto.CanonicalMIMEHeaderKey(k)
-		switch key {
-		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade":
-			return nil, 0, errNotPlain
-		}
-		if vs, ok := h[key]; ok {
-			h[key] = append(vs, v)
-		} else {
-			values[i] = v
-			h[key] = values[i : i+1 : i+1]
-		}
-	}
-	hosts := h["Host"]
-	if len(hosts) != 1 || !httpguts.ValidHostHeader(hosts[0]) {
-		return nil, 0, errNotPlain
-	}
-	delete(h, "Host")
-	u, err := url.ParseRequestURI(target)
-	if err != nil || u.Host == "" {
-		return nil, 0, errNotPlain
-	}
-	req := &http.Request{
-		Method:     method,
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Body:       http.NoBody,
-		Host:       u.Host,
-		RequestURI: target,
-		Close:      httpguts.HeaderValuesContainsToken(h["Connection"], "close"),
-	}
-	return req, n, nil
-}
-
-// headLen returns the length of the request head at the start of buf and
-// its number of header lines: errMore if it has no end yet, errNotPlain for
-// a bare LF or an obsolete folded line.
-func headLen(buf []byte) (n, lines int, err error) {
-	for i := 0; ; lines++ {
-		j := bytes.IndexByte(buf[i:], '\n')
-		if j < 0 {
-			return 0, 0, errMore
-		}
-		if j == 0 || buf[i+j-1] != '\r' {
-			return 0, 0, errNotPlain
-		}
-		if i > 0 && (buf[i] == ' ' || buf[i] == '\t') {
-			return 0, 0, errNotPlain
-		}
-		if j == 1 && i > 0 {
-			return i + 2, lines - 1, nil // the request line is not a header line
-		}
-		i += j + 1
-	}
 }
