@@ -21,7 +21,7 @@ import (
 // directly to one exit. Compare the two ns/op: the ratio is what the load
 // tool (cmd/farmload) reports as tunnels/s, without process boundaries.
 func BenchmarkTunnel(b *testing.B) {
-	f := startFarm(b, func(c *demo.Config) { c.NoProbes = true })
+	f := startFarm(b, func(c *demo.Config) { c.NoProbes, c.InsecureLinks = true, true }) // "direct" speaks plaintext to an exit
 	echo := echoServer(b)
 	gwAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("demo-country-de:demo"))
 	exitAuth := "Bearer " + f.Token()
@@ -73,7 +73,7 @@ func tunnelEcho(proxy, auth, target string) error {
 // BenchmarkRequest sends keep-alive absolute-form GETs through the gateway
 // and directly to one exit (the load tool's requests/s, in one process).
 func BenchmarkRequest(b *testing.B) {
-	f := startFarm(b, func(c *demo.Config) { c.NoProbes = true })
+	f := startFarm(b, func(c *demo.Config) { c.NoProbes, c.InsecureLinks = true, true }) // "direct" speaks plaintext to an exit
 	url := "http://" + f.Origin.HTTPAddr + "/ip"
 	for _, mode := range []struct {
 		name, proxy, auth string
@@ -116,7 +116,7 @@ func BenchmarkRequest(b *testing.B) {
 // customer file (issue 5 wants the Redis one ≥ 0.9× the file one).
 func BenchmarkTunnelStore(b *testing.B) {
 	rdb, prefix := redistest.Shared(b)
-	f := startFarm(b, func(c *demo.Config) { c.NoProbes = true })
+	f := startFarm(b, func(c *demo.Config) { c.NoProbes, c.InsecureLinks = true, true }) // "direct" speaks plaintext to an exit
 	rg := startRedisGateway(b, f, rdb, prefix)
 	if err := rg.store.Put(context.Background(), auth.CustomerRecord{User: "demo", Password: "demo", Pools: []string{"resi"}, MaxConns: 10000, RatePerSec: 1e6}, true); err != nil {
 		b.Fatal(err)

@@ -73,7 +73,7 @@ func startProcFarm(t *testing.T, ids []string, probeURL string) *procFarm {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	learnCtx, learnCancel := context.WithTimeout(ctx, 10*time.Second)
-	static.Learn(learnCtx, f.pool, named, f.token, discard())
+	static.Learn(learnCtx, f.pool, named, f.token, nil, discard())
 	learnCancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -59,14 +59,14 @@ func startRedisGateway(t testing.TB, f *demo.Farm, rdb redis.UniversalClient, pr
 		t.Fatal(err)
 	}
 	for _, e := range f.Exits {
-		info, err := upstream.FetchInfo(context.Background(), e.Addr, f.Token())
+		info, err := upstream.FetchInfo(context.Background(), e.Addr, f.Token(), f.ExitTLS(e.Spec.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.Upsert(upstream.ExitFromInfo(e.Spec.ID, upstream.SchemeFarmgate+"://"+e.Addr, info))
 	}
 	gcfg := gateway.DefaultConfig()
-	gcfg.ExitToken = f.Token()
+	gcfg.ExitToken, gcfg.ExitTLS = f.Token(), f.ExitTLS
 	gcfg.Meter, gcfg.Limiter = meter, lim
 	gcfg.CheckInterval = 100 * time.Millisecond
 	gw, err := gateway.New(gcfg, store, p, nil)

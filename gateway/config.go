@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,11 @@ type Config struct {
 	// ExitToken authenticates this gateway to farmgate exits. Required when
 	// any exit uses the farmgate:// scheme.
 	ExitToken string
+	// ExitTLS returns the mutual-TLS configuration to dial the farmgate
+	// exit of the given id with (farmtls.Holder.ClientConfig), which
+	// accepts only a certificate of the farm naming that id. Default nil:
+	// plaintext links, for one trusted network (--insecure-links).
+	ExitTLS func(exitID string) *tls.Config
 	// ReadHeaderTimeout bounds how long a customer may take to send a
 	// request's headers. Default 10s.
 	ReadHeaderTimeout time.Duration

@@ -75,7 +75,7 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		idle:      make(map[net.Conn]struct{}),
 	}
 	g.authn.Store(&a)
-	g.exits = upstream.NewSet(upstream.Config{Token: g.cfg.ExitToken, DialTimeout: g.cfg.ExitDialTimeout,
+	g.exits = upstream.NewSet(upstream.Config{Token: g.cfg.ExitToken, ExitTLS: g.cfg.ExitTLS, DialTimeout: g.cfg.ExitDialTimeout,
 		ReplyTimeout: g.cfg.ExitReplyTimeout, MaxIdle: g.cfg.MaxIdleExitConns, Metrics: g.cfg.Metrics})
 	p.OnLeave(g.exits.Drop)
 	g.meter = g.cfg.Meter

@@ -6,6 +6,7 @@ package static
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -44,13 +45,20 @@ func Parse(s string) (Exit, error) {
 
 // Learn asks each exit about itself and adds it to p, retrying
 // those that do not answer every few seconds until all are known or ctx is
-// done. It blocks; run it in a goroutine the caller owns.
-func Learn(ctx context.Context, p *pool.Pool, exits []Exit, token string, logger *slog.Logger) {
+// done. It blocks; run it in a goroutine the caller owns. exitTLS, when
+// not nil, gives the mutual-TLS configuration for the exit of an id
+// (farmtls.Holder.ClientConfig): an exit whose certificate names another
+// id than its --exit name is not added.
+func Learn(ctx context.Context, p *pool.Pool, exits []Exit, token string, exitTLS func(id string) *tls.Config, logger *slog.Logger) {
 	left := append([]Exit(nil), exits...)
 	for len(left) > 0 {
 		var still []Exit
 		for _, se := range left {
-			info, err := upstream.FetchInfo(ctx, se.Addr, token)
+			var tc *tls.Config
+			if exitTLS != nil {
+				tc = exitTLS(se.ID)
+			}
+			info, err := upstream.FetchInfo(ctx, se.Addr, token, tc)
 			if err != nil {
 				logger.Warn("exit not reachable yet", "exit", se.ID, "err", err)
 				still = append(still, se)

@@ -67,10 +67,16 @@ func (s *Set) dialCheck(ctx context.Context, id, addr string) error {
 // request is written by hand and only the answer's head is read, as for a
 // CONNECT: a health check every few seconds per exit needs no Transport.
 func (s *Set) askHealth(ctx context.Context, id, addr string) error {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	d := &connectDialer{addr: addr, forward: &net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}, handshakeTimeout: s.cfg.DialTimeout}
+	if s.cfg.ExitTLS != nil {
+		// Over TLS the check also checks the exit's certificate: an exit
+		// whose certificate names another id is not healthy, it is not
+		// this exit.
+		d.tls = s.cfg.ExitTLS(id)
+	}
+	c, err := d.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("check exit %s: %w: %w", id, ErrExitDial, err)
+		return fmt.Errorf("check exit %s: %w", id, err)
 	}
 	defer c.Close()
 	deadline := time.Now().Add(s.cfg.ReplyTimeout)

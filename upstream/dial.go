@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -81,12 +82,20 @@ func egressFrom(ctx context.Context) (netip.Addr, bool) {
 }
 
 // connectDialer opens tunnels through an HTTP proxy with CONNECT. It returns
-// the raw *net.TCPConn whenever the proxy sent nothing past its reply, so the
-// relay can splice.
+// the raw *net.TCPConn whenever the proxy sent nothing past its reply and
+// the link is plaintext, so the relay can splice.
 type connectDialer struct {
 	addr    string // proxy host:port
 	auth    string // Proxy-Authorization value, "" for none
 	forward proxy.ContextDialer
+	// tls, for a farmgate exit whose links are encrypted, is the mutual
+	// TLS configuration that names the exit (farmtls.Holder.ClientConfig):
+	// every connection to the exit is a *tls.Conn over the TCP one. nil:
+	// plaintext.
+	tls *tls.Config
+	// handshakeTimeout bounds the TLS handshake, as the dialer's timeout
+	// bounds the TCP connect.
+	handshakeTimeout time.Duration
 	// replyTimeout bounds the wait for the proxy's reply to CONNECT, which
 	// includes the proxy's own dial of the destination.
 	replyTimeout time.Duration
@@ -171,9 +180,9 @@ func (d *connectDialer) dial(ctx context.Context, target string, own *ownTunnel)
 			d.links.stale.Inc()
 		}
 	}
-	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
+	c, err := d.connect(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrExitDial, err)
+		return nil, false, err
 	}
 	conn, err := d.open(ctx, c, target, false, own)
 	switch conn.(type) {
@@ -181,6 +190,31 @@ func (d *connectDialer) dial(ctx context.Context, target string, own *ownTunnel)
 		d.links.fresh.Inc()
 	}
 	return conn, own != nil && own.sent, err
+}
+
+// connect opens a connection to the proxy: TCP, and the TLS handshake
+// over it when the links are encrypted. Failures are ErrExitDial: the
+// exit, or something that claims its address, is not the one to talk to.
+func (d *connectDialer) connect(ctx context.Context) (net.Conn, error) {
+	c, err := d.forward.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrExitDial, err)
+	}
+	if d.tls == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, d.tls)
+	hctx := ctx
+	if d.handshakeTimeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, d.handshakeTimeout)
+		defer cancel()
+	}
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: tls handshake: %w", ErrExitDial, err)
+	}
+	return tc, nil
 }
 
 // open sends CONNECT on c (kept: a link from the pool) and reads the reply.
@@ -223,8 +257,7 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		b.WriteString(ip.String())
 		b.WriteString("\r\n")
 	}
-	tc, canLink := c.(*net.TCPConn)
-	canLink = canLink && d.links != nil
+	canLink := d.links != nil
 	if canLink {
 		b.WriteString(link.Header + ": " + link.Version + "\r\n")
 		if own != nil {
@@ -280,9 +313,9 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 			early = bytes.Clone(b)
 		}
 		if own != nil {
-			return link.NewConn(tc, early), nil
+			return link.NewConn(c, early), nil
 		}
-		return &LinkTunnel{TCPConn: tc, home: d.links, early: early}, nil
+		return &LinkTunnel{Conn: c, home: d.links, early: early}, nil
 	}
 	if own != nil && own.sent {
 		// Framed bytes went to an exit that answered as a plain proxy: they
@@ -353,7 +386,8 @@ type Exit struct {
 	origins *originClient
 }
 
-func (s *Set) build(rawURL string) (*Exit, error) {
+// build makes the way to reach exit id at rawURL.
+func (s *Set) build(id, rawURL string) (*Exit, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse exit address: %w", err)
@@ -370,7 +404,10 @@ func (s *Set) build(rawURL string) (*Exit, error) {
 		var cd *connectDialer
 		if u.Scheme == SchemeFarmgate {
 			cd = &connectDialer{addr: u.Host, auth: "Bearer " + s.cfg.Token, forward: nd,
-				links: newLinkPool(s.cfg.MaxIdle, s.m)}
+				links: newLinkPool(s.cfg.MaxIdle, s.m), handshakeTimeout: s.cfg.DialTimeout}
+			if s.cfg.ExitTLS != nil {
+				cd.tls = s.cfg.ExitTLS(id)
+			}
 		} else {
 			// Third-party HTTP upstreams go through x/net/proxy like SOCKS5 ones.
 			d, err := proxy.FromURL(u, nd)
@@ -383,7 +420,11 @@ func (s *Set) build(rawURL string) (*Exit, error) {
 		up.dialer, up.links = cd, cd.links
 		up.farmgate = u.Scheme == SchemeFarmgate
 		up.proxyAuth = cd.auth
-		up.client = newExitClient(cd.addr, nd.DialContext, s.cfg.ReplyTimeout, s.cfg.MaxIdle)
+		dial := nd.DialContext
+		if cd.tls != nil {
+			dial = func(ctx context.Context, _, _ string) (net.Conn, error) { return cd.connect(ctx) }
+		}
+		up.client = newExitClient(cd.addr, dial, s.cfg.ReplyTimeout, s.cfg.MaxIdle)
 		if up.farmgate {
 			up.origins = newOriginClient(cd.dialOwn, cd.links, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
 		}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,8 +19,9 @@ import (
 type Info = wire.Info
 
 // FetchInfo asks the farmgate exit at addr (host:port) about itself,
-// authenticating with token.
-func FetchInfo(ctx context.Context, addr, token string) (Info, error) {
+// authenticating with token, over a link made with tlsConf (the exit's
+// farmtls.Holder.ClientConfig), or a plaintext one when tlsConf is nil.
+func FetchInfo(ctx context.Context, addr, token string, tlsConf *tls.Config) (Info, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+wire.InfoPath, nil)
 	if err != nil {
 		return Info{}, fmt.Errorf("ask exit %s: %w", addr, err)
@@ -27,7 +29,10 @@ func FetchInfo(ctx context.Context, addr, token string) (Info, error) {
 	req.Header.Set("Proxy-Authorization", "Bearer "+token)
 	c := http.Client{
 		Timeout:   5 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext, DisableKeepAlives: true},
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := &connectDialer{addr: addr, forward: &net.Dialer{Timeout: 3 * time.Second}, tls: tlsConf, handshakeTimeout: 3 * time.Second}
+			return d.connect(ctx)
+		}},
 	}
 	resp, err := c.Do(req)
 	if err != nil {

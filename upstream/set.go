@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +22,12 @@ import (
 type Config struct {
 	// Token authenticates the gateway to farmgate exits.
 	Token string
+	// ExitTLS returns the mutual-TLS configuration to dial the farmgate
+	// exit of the given id with (farmtls.Holder.ClientConfig): it presents
+	// the gateway's certificate and accepts only an exit certificate of the
+	// farm that names that id. It is asked once per exit and address.
+	// Default nil: plaintext links (--insecure-links).
+	ExitTLS func(exitID string) *tls.Config
 	// DialTimeout bounds the TCP connect to an exit. Default 5s.
 	DialTimeout time.Duration
 	// ReplyTimeout bounds the wait for an exit's answer to CONNECT or to a
@@ -71,7 +78,7 @@ func (s *Set) For(e *pool.Exit) (*Exit, error) {
 	if x, ok := s.cached(e); ok {
 		return x, nil
 	}
-	x, err := s.build(e.Addr)
+	x, err := s.build(e.ID, e.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("exit %s: %w", e.ID, err)
 	}

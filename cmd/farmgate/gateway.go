@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/gateway"
 	"github.com/farmgate/farmgate/gateway/admin"
+	"github.com/farmgate/farmgate/internal/dataplane/farmtls"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/static"
 	"github.com/farmgate/farmgate/upstream"
@@ -59,6 +61,7 @@ type gatewaySettings struct {
 	redisAddrs, redisURL          string
 	redisPrefix                   string
 	gossip                        gossipSettings
+	links                         linkSettings
 }
 
 // gatewayFlags declares the gateway's flags on fs; the returned func reads
@@ -88,6 +91,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
 	gossip := gossipFlags(fs)
+	links := linkFlags(fs)
 	return func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 		s := gatewaySettings{
 			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
@@ -156,6 +160,11 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 		if _, err := newAccessLog(s.accessLog, nil); err != nil {
 			return s, err
 		}
+		// Any gateway certificate of the farm will do: exits check that
+		// it is a gateway's, not which one.
+		if s.links, err = links(farmtls.RoleGateway, ""); err != nil {
+			return s, err
+		}
 		return s, nil
 	}
 }
@@ -182,6 +191,16 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	s, err := loadGatewaySettings(args)
 	if err != nil {
 		return err
+	}
+	certs, err := loadLinkTLS(s.links, logger)
+	if err != nil {
+		return err
+	}
+	// exitTLS is how the gateway dials the exit of an id: over mutual TLS
+	// naming that exit, or plaintext (nil).
+	var exitTLS func(id string) *tls.Config
+	if certs != nil {
+		exitTLS = certs.ClientConfig
 	}
 	be, err := openBackends(ctx, s, logger)
 	if err != nil {
@@ -215,6 +234,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	gcfg.Metrics = reg
 	gcfg.AccessLog, _ = newAccessLog(s.accessLog, os.Stdout)
 	gcfg.Meter, gcfg.Limiter = be.meter, be.limiter
+	gcfg.ExitTLS = exitTLS
 	if gw, err = gateway.New(gcfg, be.store, p, logger); err != nil {
 		return usageError{err}
 	}
@@ -228,6 +248,14 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); p.Run(runCtx) }()
+	links := "plaintext"
+	if certs != nil {
+		// Each handshake takes the certificate in use: a rotation applies
+		// to the next link, and the links up keep theirs.
+		links = "mtls"
+		wg.Add(1)
+		go func() { defer wg.Done(); certs.Watch(runCtx) }()
+	}
 	// learn asks the --exit exits about themselves until each answers; a
 	// reload starts it over with the new list, so an exit the reload
 	// dropped is not added once it answers.
@@ -237,7 +265,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		lctx, lcancel := context.WithCancel(runCtx)
 		stopLearning = lcancel
 		wg.Add(1)
-		go func() { defer wg.Done(); static.Learn(lctx, p, exits, s.token, logger) }()
+		go func() { defer wg.Done(); static.Learn(lctx, p, exits, s.token, exitTLS, logger) }()
 	}
 	learn(s.static)
 	if rs, ok := be.store.(*auth.RedisStore); ok {
@@ -263,7 +291,11 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 		token := s.token
 		// An exit's egress IPs come from the exit itself, like for --exit.
 		ccfg.Resolve = func(ctx context.Context, m cluster.Meta) ([]netip.Addr, error) {
-			info, err := upstream.FetchInfo(ctx, m.ProxyAddr, token)
+			var tc *tls.Config
+			if exitTLS != nil {
+				tc = exitTLS(m.ID)
+			}
+			info, err := upstream.FetchInfo(ctx, m.ProxyAddr, token, tc)
 			return info.Egress, err
 		}
 		if node, err = cluster.New(ccfg, p); err != nil {
@@ -308,7 +340,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
+	logger.Info("gateway serving", "listen", ln.Addr().String(), "admin", s.admin, "links", links, "dc", s.dc, "exits", len(s.static)+len(s.upstreams))
 
 	errc := make(chan error, 1)
 	go func() { errc <- gw.Serve(ln) }()
@@ -321,6 +353,13 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
+			if certs != nil {
+				// The files named at start are re-read; new links use
+				// them, the links up keep theirs.
+				if err := certs.Reload(); err != nil {
+					logger.Error("reload tls files failed, keeping the old certificate", "err", err)
+				}
+			}
 			next, err := reloadGateway(args, current, gw, p, logger)
 			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "err", err)

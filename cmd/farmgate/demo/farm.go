@@ -7,6 +7,7 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -84,7 +85,11 @@ type Config struct {
 	// Gossip makes the gateway discover the exits over a memberlist cluster
 	// on loopback, as a real farm does, instead of asking each one.
 	Gossip bool
-	Logger *slog.Logger
+	// InsecureLinks makes the gateway↔exit links plaintext. Default false:
+	// mutual TLS 1.3, with a farm CA and node certificates minted for the
+	// farm in a temporary directory (removed by Shutdown).
+	InsecureLinks bool
+	Logger        *slog.Logger
 }
 
 // Farm is a running demo farm.
@@ -107,6 +112,7 @@ type Farm struct {
 	logger  *slog.Logger
 	token   string
 	exitMod func(*exitnode.Config) // Config.Exit
+	links   *links                 // nil: plaintext links
 }
 
 // Exit is one running demo exit.
@@ -148,6 +154,14 @@ func Start(cfg Config) (_ *Farm, err error) {
 		}
 	}()
 
+	if !cfg.InsecureLinks {
+		if f.links, err = newLinks(); err != nil {
+			return nil, err
+		}
+		if cfg.Gateway.ExitTLS == nil {
+			cfg.Gateway.ExitTLS = f.links.gateway.ClientConfig
+		}
+	}
 	if f.Origin, err = StartOrigin(cfg.Origin); err != nil {
 		return nil, err
 	}
@@ -258,9 +272,18 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tlsConf *tls.Config
+	if f.links != nil {
+		if tlsConf, err = f.links.exitServer(spec.ID); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := sockopt.Listen(context.Background(), addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen exit %s: %w", spec.ID, err)
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	e := &Exit{Spec: spec, Addr: ln.Addr().String(), Server: srv, ln: ln}
 	f.wg.Add(1)
@@ -283,7 +306,7 @@ func (f *Farm) startExitOn(spec ExitSpec, addr string) (*Exit, error) {
 func (f *Farm) learn(ctx context.Context, e *Exit) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	info, err := upstream.FetchInfo(ctx, e.Addr, f.token)
+	info, err := upstream.FetchInfo(ctx, e.Addr, f.token, f.ExitTLS(e.Spec.ID))
 	if err != nil {
 		return err
 	}
@@ -320,6 +343,24 @@ func (f *Farm) RestartExit(id string) error {
 // Token is the gateway↔exit token of this farm.
 func (f *Farm) Token() string { return f.token }
 
+// ExitTLS is the configuration with which the farm's gateway dials exit
+// id, or nil when the links are plaintext.
+func (f *Farm) ExitTLS(id string) *tls.Config {
+	if f.links == nil {
+		return nil
+	}
+	return f.links.gateway.ClientConfig(id)
+}
+
+// TLSDir is the directory of the farm's CA and node certificates, or ""
+// when the links are plaintext.
+func (f *Farm) TLSDir() string {
+	if f.links == nil {
+		return ""
+	}
+	return f.links.dir
+}
+
 // Shutdown stops the gateway (draining until ctx is done), the exits and the
 // origin.
 func (f *Farm) Shutdown(ctx context.Context) error {
@@ -338,6 +379,9 @@ func (f *Farm) Shutdown(ctx context.Context) error {
 	}
 	f.cancel()
 	f.wg.Wait()
+	if f.links != nil {
+		f.links.close()
+	}
 	return errors.Join(errs...)
 }
 

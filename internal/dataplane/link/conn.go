@@ -20,7 +20,7 @@ type Conn struct {
 	// The link. Only net.Conn's methods are promoted: the TCP
 	// connection's ReadFrom, WriteTo and CloseWrite would skip the framing.
 	net.Conn
-	tc *net.TCPConn
+	tc net.Conn // the link again: a *net.TCPConn, or a *tls.Conn
 
 	pending []byte // read from the link before (behind the CONNECT reply), not decoded yet
 	hdr     [hdrLen]byte
@@ -32,9 +32,10 @@ type Conn struct {
 	broken  error // a protocol error or bytes past the end frame
 }
 
-// NewConn returns the tunnel on link c; early is what was read from c
-// behind the exit's reply to CONNECT.
-func NewConn(c *net.TCPConn, early []byte) *Conn {
+// NewConn returns the tunnel on link c (a plaintext *net.TCPConn or a
+// *tls.Conn); early is what was read from c behind the exit's reply to
+// CONNECT.
+func NewConn(c net.Conn, early []byte) *Conn {
 	return &Conn{Conn: c, tc: c, pending: early}
 }
 
@@ -160,7 +161,7 @@ func (c *Conn) Poll() error {
 	// After a switch to raw (a long answer) the exit's direction is plain
 	// bytes up to its half-close: peek, so an idle tunnel loses nothing.
 	var buf [hdrLen + 1]byte
-	m, err := rawio.Peek(c.tc, buf[:], c.raw)
+	m, err := peek(c.tc, buf[:], c.raw)
 	switch {
 	case errors.Is(err, io.EOF) && c.raw:
 		// The origin closed; the link cannot carry another tunnel.
@@ -192,7 +193,7 @@ func (c *Conn) Ended() bool { return c.ended }
 // is left up to the exit's end frame, by deadline at the latest. It returns
 // the link, ready for the next CONNECT, or nil when the tunnel did not end
 // cleanly; then the link is closed.
-func (c *Conn) End(deadline time.Time) *net.TCPConn {
+func (c *Conn) End(deadline time.Time) net.Conn {
 	err := c.CloseWrite()
 	if err == nil && !c.ended {
 		c.tc.SetReadDeadline(deadline)

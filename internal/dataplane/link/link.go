@@ -15,7 +15,9 @@
 //
 // A sender switches to raw when one read fills its buffer: a bulk transfer
 // is then spliced in the kernel like any tunnel, and short tunnels, which
-// are most tunnels, keep the link. A gateway that carries request after
+// are most tunnels, keep the link. Only a plaintext link (a *net.TCPConn)
+// switches: nothing splices a TLS link, whose bytes go through user space
+// either way, so it stays framed and is kept after a bulk transfer too. A gateway that carries request after
 // request on a tunnel (to an origin) asks the exit not to (HeaderFramed),
 // so the link outlives long answers. Either side ends a tunnel it cannot
 // finish cleanly by closing the link. After both directions ended with an
@@ -81,7 +83,10 @@ var endFrame [hdrLen]byte
 // with an end frame, or after a switch to raw with a half-close of the
 // link. It returns the tunnel bytes sent and whether it switched to raw.
 // Between reads it holds no buffer, so an idle tunnel costs no memory here.
-func Send(link, src net.Conn) (n int64, raw bool, err error) { return send(link, src, true) }
+func Send(link, src net.Conn) (n int64, raw bool, err error) {
+	_, plain := link.(*net.TCPConn)
+	return send(link, src, plain)
+}
 
 // SendFramed is Send without the switch to raw: the link outlives a bulk
 // transfer, which is copied through user space.
