@@ -91,7 +91,7 @@ func minimalArgs(t *testing.T, sub string) []string {
 	switch sub {
 	case "gateway":
 		customers := writeFile(t, dir, "customers.yaml", "customers:\n  - user: demo\n    password: demo\n    pools: [resi]\n")
-		return []string{"gateway", "--listen", "127.0.0.1:0", "--admin", "", "--token-file", token, "--customers", customers,
+		return []string{"gateway", "--insecure-links", "--listen", "127.0.0.1:0", "--admin", "", "--token-file", token, "--customers", customers,
 			"--exit", "t-1=127.0.0.1:9"}
 	case "exit":
 		return []string{"exit", "--insecure-links", "--listen", "127.0.0.1:0", "--id", "t-1", "--token-file", token}

@@ -109,31 +109,43 @@ func TestStaleLinkIsReplaced(t *testing.T) {
 	}
 }
 
-// A tunnel that moves megabytes both ways switches its link to raw (the
-// kernel splices the rest) and still delivers every byte and the
-// half-close; the link is not kept after that, and the next tunnel gets a
-// new one.
+// A tunnel that moves megabytes both ways delivers every byte and the
+// half-close. On a plaintext link it switches to raw (the kernel splices
+// the rest); the link is not kept after that, and the next tunnel gets a
+// new one. A TLS link, which nothing splices, stays framed and is kept.
 func TestBulkTunnelOverALink(t *testing.T) {
 	t.Parallel()
-	f := startFarm(t, nil)
-	echo := echoServer(t)
-	echoTunnel(t, f, echo, "warm") // leaves a kept link to us-1
-	c, br := dialTunnel(t, f, "demo-country-us", echo, "")
-	payload := make([]byte, 4<<20+99)
-	rand.Read(payload)
-	go func() {
-		c.Write(payload)
-		c.(*net.TCPConn).CloseWrite()
-	}()
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	got, err := io.ReadAll(br)
-	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("echo of %d bytes: got %d bytes intact=%v, %v", len(payload), len(got), bytes.Equal(got, payload), err)
-	}
-	c.Close()
-	echoTunnel(t, f, echo, "after")
-	if got := linkUses(t, f); got["kept"] != 1 || got["new"] != 2 {
-		t.Fatalf("links: %v, want 2 new (the first, and after the raw one) and 1 kept", got)
+	for _, tc := range []struct {
+		name              string
+		insecure          bool
+		wantNew, wantKept float64
+	}{
+		{"plaintext link switches to raw", true, 2, 1},
+		{"tls link stays framed and is kept", false, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := startFarm(t, func(c *demo.Config) { c.InsecureLinks = tc.insecure })
+			echo := echoServer(t)
+			echoTunnel(t, f, echo, "warm") // leaves a kept link to us-1
+			c, br := dialTunnel(t, f, "demo-country-us", echo, "")
+			payload := make([]byte, 4<<20+99)
+			rand.Read(payload)
+			go func() {
+				c.Write(payload)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, err := io.ReadAll(br)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("echo of %d bytes: got %d bytes intact=%v, %v", len(payload), len(got), bytes.Equal(got, payload), err)
+			}
+			c.Close()
+			echoTunnel(t, f, echo, "after")
+			if got := linkUses(t, f); got["kept"] != tc.wantKept || got["new"] != tc.wantNew {
+				t.Fatalf("links: %v, want %v new and %v kept", got, tc.wantNew, tc.wantKept)
+			}
+		})
 	}
 }
 

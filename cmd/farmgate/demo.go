@@ -21,6 +21,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "operator listener (JSON API)")
 	origin := fs.String("origin", "127.0.0.1:8088", "demo origin (HTTP; TLS on the next port)")
 	exits := fs.Int("exits", 4, "number of exits")
+	insecure := fs.Bool("insecure-links", false, "plaintext gateway↔exit links; by default they are mutual TLS with a farm CA minted for the demo in a temporary directory")
 	warnUnknownEnv(fs, logger)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -34,6 +35,8 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 		Exits:  demo.DefaultExits(*exits),
 		Gossip: true,
 		Logger: logger,
+		// The secure path is the default one, in the demo too.
+		InsecureLinks: *insecure,
 	})
 	if err != nil {
 		return err
@@ -56,7 +59,12 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer, logger *slog.
 	go adminSrv.Serve(aln)
 
 	gw, o := farm.GatewayAddr, farm.Origin
+	links := "gateway↔exit links: mutual TLS, farm CA and node certificates in " + farm.TLSDir()
+	if *insecure {
+		links = "gateway↔exit links: PLAINTEXT (--insecure-links)"
+	}
 	fmt.Fprintf(stdout, `farmgate demo farm is up: gateway %s, %d exits found over gossip, origin %s (TLS %s), admin http://%s
+%[6]s
 
 Try it (customer "demo", password "demo"):
   curl -x http://demo:demo@%[1]s http://%[3]s/ip                      # rotates over the resi exits of DC eu
@@ -68,7 +76,7 @@ Try it (customer "demo", password "demo"):
   curl http://%[5]s/api/exits                                         # the farm as JSON
 
 Ctrl-C stops it.
-`, gw, len(farm.Exits), o.HTTPAddr, o.TLSAddr, aln.Addr().String())
+`, gw, len(farm.Exits), o.HTTPAddr, o.TLSAddr, aln.Addr().String(), links)
 
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping: draining tunnels")

@@ -16,7 +16,7 @@ type linkSettings struct {
 	insecure bool
 }
 
-// linkFlags declares the links' flags on fs (exits today, gateways next);
+// linkFlags declares the links' flags on fs (exits and gateways);
 // the returned func reads them after parsing, for a node of role and id.
 func linkFlags(fs *flag.FlagSet) func(role farmtls.Role, id string) (linkSettings, error) {
 	cert := fs.String("tls-cert", "", "PEM certificate of this node for the gateway↔exit links (farmgate certs issue); re-read on SIGHUP and when it changes")

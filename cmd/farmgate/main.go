@@ -26,10 +26,11 @@ var version = "0.1.0-dev"
 const usage = `farmgate: the gateway in front of a forward-proxy farm
 
 usage:
-  farmgate demo      [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N]
+  farmgate demo      [--listen ADDR] [--admin ADDR] [--origin ADDR] [--exits N] [--insecure-links]
   farmgate gateway   --token-file F  (--customers FILE | --redis-url URL | --redis ADDR,...)
                      (--exit ID=HOST:PORT ... | --join HOST:PORT,... --gossip-key-file F)
                      [--listen ADDR] [--admin ADDR] [--dc DC] [flags]
+                     (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
   farmgate exit      --id ID --token-file F [--listen ADDR] [--dc DC] [--country CC] [--egress IP,...]
                      [--allow-dest CIDR,...] [--join HOST:PORT,... --gossip-key-file F --pool P] [flags]
                      (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
