@@ -85,6 +85,7 @@ func TestAdminExitsAndDrain(t *testing.T) {
 // /api/customers lists accounts, never their passwords or argon2 hashes.
 func TestAdminCustomersCarryNoSecrets(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("admin-secrets-token"), 0o600)
@@ -97,8 +98,8 @@ func TestAdminCustomersCarryNoSecrets(t *testing.T) {
 		"  - user: plain\n    password: plain-secret\n    pools: [resi]\n"+
 		"  - user: hashed\n    password_hash: '"+hash+"'\n    pools: [resi]\n"), 0o600)
 	gw, adminAddr := freeAddr(t), freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
-		"--exit", "a1="+freeAddr(t))
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
+		"--exit", "a1="+freeAddr(t))...)
 	waitListening(t, adminAddr)
 	resp, err := http.Get("http://" + adminAddr + "/api/customers")
 	if err != nil {
@@ -124,14 +125,15 @@ func TestAdminCustomersCarryNoSecrets(t *testing.T) {
 // exit is known, and not while the gateway drains.
 func TestReadyzFollowsTheFarm(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("readyz-token"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
 	gw, adminAddr, exitAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
-		"--exit", "rz-1="+exitAddr, "--drain-timeout", "30s")
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
+		"--exit", "rz-1="+exitAddr, "--drain-timeout", "30s")...)
 	waitListening(t, adminAddr)
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
@@ -146,8 +148,8 @@ func TestReadyzFollowsTheFarm(t *testing.T) {
 		t.Fatalf("/readyz with its only exit not started: %d %q", status, body)
 	}
 	startExit := func() *process {
-		return start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
-			"--token-file", token, "--allow-dest", "127.0.0.0/8")
+		return start(t, links.tls("exit", "--listen", exitAddr, "--id", "rz-1", "--pool", "resi", "--egress", "127.0.71.1",
+			"--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	}
 	readyAgain := func(what string) {
 		waitFor(t, 20*time.Second, "/readyz 200 "+what, func() error {

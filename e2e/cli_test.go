@@ -123,6 +123,7 @@ func waitListening(t testing.TB, addr string) {
 // a YAML config; then a customer's curl goes through, and SIGTERM stops it.
 func TestCommandsRunAFarm(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -137,13 +138,13 @@ func TestCommandsRunAFarm(t *testing.T) {
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 
 	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitA, "--id", "de-1", "--dc", "eu", "--pool", "resi", "--country", "de",
-		"--egress", "127.0.7.1,127.0.7.2", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", exitA, "--id", "de-1", "--dc", "eu", "--pool", "resi", "--country", "de",
+		"--egress", "127.0.7.1,127.0.7.2", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	exitCfg := filepath.Join(dir, "exit-b.yaml")
 	os.WriteFile(exitCfg, []byte(fmt.Sprintf("listen: %s\nid: us-1\ndc: us\npool: resi\ncountry: US\negress: [127.0.8.1, 127.0.8.2]\ntoken-file: %s\nallow-dest: [127.0.0.0/8]\n", exitB, token)), 0o600)
-	start(t, "exit", "--config", exitCfg, "--insecure-links")
-	g := start(t, "gateway", "--listen", gw, "--admin", "", "--dc", "eu", "--customers", customers,
-		"--token-file", token, "--exit", "de-1="+exitA, "--exit", "us-1="+exitB)
+	start(t, append([]string{"exit", "--config", exitCfg}, links.exit("us-1")...)...)
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", "", "--dc", "eu", "--customers", customers,
+		"--token-file", token, "--exit", "de-1="+exitA, "--exit", "us-1="+exitB)...)
 	waitListening(t, gw)
 
 	want := map[string]string{"demo-country-de": "127.0.7.", "demo-country-us": "127.0.8."}

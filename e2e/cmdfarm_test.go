@@ -53,14 +53,15 @@ func startCmdFarm(t *testing.T, exits []cmdExit) *cmdFarm {
 
 	f := &cmdFarm{t: t, gw: freeAddr(t), admin: freeAddr(t), origin: origin,
 		args: map[string][]string{}, addrs: map[string]string{}, procs: map[string]*process{}}
-	gwArgs := []string{"gateway", "--listen", f.gw, "--admin", f.admin, "--dc", "eu",
-		"--customers", customers, "--token-file", token}
+	links := newPKI(t)
+	gwArgs := links.tls("gateway", "--listen", f.gw, "--admin", f.admin, "--dc", "eu",
+		"--customers", customers, "--token-file", token)
 	for i, e := range exits {
 		addr := freeAddr(t)
 		f.addrs[e.id] = addr
-		f.args[e.id] = []string{"exit", "--insecure-links", "--listen", addr, "--id", e.id, "--dc", "eu", "--pool", "resi",
+		f.args[e.id] = links.tls("exit", "--listen", addr, "--id", e.id, "--dc", "eu", "--pool", "resi",
 			"--country", e.country, "--egress", fmt.Sprintf("127.0.%d.1,127.0.%d.2", 90+i, 90+i),
-			"--token-file", token, "--allow-dest", "127.0.0.0/8"}
+			"--token-file", token, "--allow-dest", "127.0.0.0/8")
 		f.startExit(e.id)
 		gwArgs = append(gwArgs, "--exit", e.id+"="+addr)
 	}

@@ -53,6 +53,7 @@ const (
 )
 
 func restartBothGateways(t *testing.T, exitsSeeds bool) {
+	links := newPKI(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("restart-e2e-token"), 0o600)
@@ -77,16 +78,16 @@ func restartBothGateways(t *testing.T, exitsSeeds bool) {
 		{freeAddr(t), freeAddr(t), gwGossip[1]},
 	}
 	startGateway := func(g gateway) *process {
-		return start(t, "gateway", "--listen", g.listen, "--admin", g.admin, "--dc", "eu", "--customers", customers,
+		return start(t, links.tls("gateway", "--listen", g.listen, "--admin", g.admin, "--dc", "eu", "--customers", customers,
 			"--token-file", token, "--gossip-listen", g.gossip, "--join", join, "--gossip-key-file", keyFile,
-			"--gossip-rejoin-interval", rejoin, "--drain-timeout", "5s")
+			"--gossip-rejoin-interval", rejoin, "--drain-timeout", "5s")...)
 	}
 	procs := []*process{startGateway(gws[0]), startGateway(gws[1])}
 	for i, id := range exitIDs {
-		start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
+		start(t, links.tls("exit", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1", 60+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--gossip-listen", exitGossip[i], "--join", join, "--gossip-key-file", keyFile,
-			"--gossip-rejoin-interval", rejoin)
+			"--gossip-rejoin-interval", rejoin)...)
 	}
 	for i, g := range gws {
 		waitListening(t, g.admin)

@@ -19,6 +19,7 @@ import (
 // SIGTERMed exit drains (no live tunnel cut, no new ones) and then leaves.
 func TestGossipFarmFromTheCommandLine(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -35,14 +36,14 @@ func TestGossipFarmFromTheCommandLine(t *testing.T) {
 	echo := echoServer(t)
 
 	gwGossip, gw, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--dc", "eu", "--customers", customers, "--token-file", token,
-		"--gossip-listen", gwGossip, "--gossip-key-file", keyFile, "--probe-url", "http://"+origin.HTTPAddr+"/ip")
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", adminAddr, "--dc", "eu", "--customers", customers, "--token-file", token,
+		"--gossip-listen", gwGossip, "--gossip-key-file", keyFile, "--probe-url", "http://"+origin.HTTPAddr+"/ip")...)
 	waitListening(t, gw)
 	exits := map[string]*process{}
 	for i, id := range []string{"g1", "g2", "g3"} {
-		exits[id] = start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
+		exits[id] = start(t, links.tls("exit", "--listen", freeAddr(t), "--id", id, "--dc", "eu", "--pool", "resi", "--country", "de",
 			"--egress", fmt.Sprintf("127.0.%d.1", 50+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
-			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile, "--drain-timeout", "20s")
+			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile, "--drain-timeout", "20s")...)
 	}
 	// Sticky sessions spread by rendezvous hashing, whatever the policy
 	// prefers: 40 sessions see every exit in rotation.

@@ -57,6 +57,8 @@ func TestCustomerWhoLeavesEndsTheTunnelSetUp(t *testing.T) {
 	var accessLog syncBuffer
 	hung := startHungExit(t)
 	f := startFarm(t, func(c *demo.Config) {
+		// The hung exit is a plain TCP listener that reads the CONNECT.
+		c.InsecureLinks = true
 		c.NoProbes = true
 		c.Gateway.ExitReplyTimeout = 5 * time.Second
 		c.Gateway.AccessLog = slog.New(slog.NewJSONHandler(&accessLog, nil))

@@ -20,6 +20,7 @@ import (
 // curl --interface, with a customer file and with customers in Redis.
 func TestStrangersCannotLockACustomerOut(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	farmgateBin(t) // built before the CLI's deadline starts
 	dir := t.TempDir()
@@ -31,8 +32,9 @@ func TestStrangersCannotLockACustomerOut(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.34.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.34.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 
+	gwLinks := links.gateway()
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte("customers:\n  - {user: victim, password: right-pw, pools: [resi]}\n"), 0o600)
 	for _, tc := range []struct {
@@ -51,6 +53,7 @@ func TestStrangersCannotLockACustomerOut(t *testing.T) {
 			t.Parallel()
 			gw := freeAddr(t)
 			args := append([]string{"gateway", "--listen", gw, "--admin", "", "--token-file", token, "--exit", "x1=" + exitAddr}, tc.store(t)...)
+			args = append(args, gwLinks...)
 			g := start(t, args...)
 			waitListening(t, gw)
 			url := "http://" + origin.HTTPAddr + "/ip"

@@ -146,7 +146,7 @@ func TestTwoDatacentersSurviveACut(t *testing.T) {
 	gws := make([]*process, 2)
 	for i, dc := range dcs {
 		f.startIn(i, "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", www, "8000")
-		gwArgs := []string{"gateway", "--listen", f.ip[i] + ":8080", "--admin", "", "--dc", dc, "--customers", customers,
+		gwArgs := []string{"gateway", "--insecure-links", "--listen", f.ip[i] + ":8080", "--admin", "", "--dc", dc, "--customers", customers,
 			"--token-file", token, "--gossip-listen", f.ip[i] + ":7946", "--gossip-key-file", key, "--gossip-profile", "wan",
 			"--probe-url", "http://127.0.0.1:8000/"}
 		if i == 1 {

@@ -40,6 +40,7 @@ func settledUsage(t *testing.T, redisURL, user string) int64 {
 // credentials, limits, usage and sessions all meet the hung Redis.
 func TestHungRedisFailsFast(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	farmgateBin(t) // built before the CLI's deadline starts
 	rproc := redistest.Start(t)
@@ -55,9 +56,9 @@ func TestHungRedisFailsFast(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.32.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.32.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	gw := freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)...)
 	waitListening(t, gw)
 	proxy := "http://alice-session-hung1:alicepw@" + gw
 	const n = 50_000
@@ -141,6 +142,7 @@ func TestHungRedisFailsFast(t *testing.T) {
 // sends the same batch again after that, and Redis must skip it.
 func TestHungRedisUsageCountedOnce(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	farmgateBin(t)
 	rproc := redistest.Start(t)
@@ -157,9 +159,9 @@ func TestHungRedisUsageCountedOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.33.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.33.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	gw := freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)...)
 	waitListening(t, gw)
 	proxy := "http://bob:bobpw@" + gw
 	deadline := time.Now().Add(15 * time.Second)

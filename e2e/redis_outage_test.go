@@ -49,6 +49,7 @@ func usageDown(t *testing.T, redisURL, user string) int64 {
 // counted during the outage reaches Redis when it is back.
 func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	rproc := redistest.Start(t)
 	raddr := rproc.Addr()
@@ -64,10 +65,10 @@ func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 	exitAddr := freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.31.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.31.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	startGW := func() (*process, string) {
 		gw := freeAddr(t)
-		g := start(t, "gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)
+		g := start(t, links.tls("gateway", "--listen", gw, "--admin", "", "--redis-url", redisURL, "--token-file", token, "--exit", "x1="+exitAddr)...)
 		waitListening(t, gw)
 		deadline := time.Now().Add(10 * time.Second)
 		for curl(t, "http://alice:alicepw@"+gw, "http://"+origin.HTTPAddr+"/ip").status != 200 {

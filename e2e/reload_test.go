@@ -19,6 +19,7 @@ import (
 // old configuration and says which field is wrong.
 func TestSighupReloadsCustomersLive(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -38,10 +39,10 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 	echo := echoServer(t)
 
 	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", exitA, "--id", "r-resi", "--pool", "resi", "--egress", "127.0.21.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
-	start(t, "exit", "--insecure-links", "--listen", exitB, "--id", "r-dc", "--pool", "dc", "--egress", "127.0.22.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")
-	g := start(t, "gateway", "--listen", gw, "--admin", "", "--customers", customers, "--token-file", token,
-		"--exit", "r-resi="+exitA, "--exit", "r-dc="+exitB)
+	start(t, links.tls("exit", "--listen", exitA, "--id", "r-resi", "--pool", "resi", "--egress", "127.0.21.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
+	start(t, links.tls("exit", "--listen", exitB, "--id", "r-dc", "--pool", "dc", "--egress", "127.0.22.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
+	g := start(t, links.tls("gateway", "--listen", gw, "--admin", "", "--customers", customers, "--token-file", token,
+		"--exit", "r-resi="+exitA, "--exit", "r-dc="+exitB)...)
 	waitListening(t, gw)
 	get := func(user string) curlResult {
 		return curl(t, "http://"+user+":demo@"+gw, "http://"+origin.HTTPAddr+"/ip")
@@ -109,6 +110,7 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 // drops leaves it.
 func TestSighupKeepsGossipExits(t *testing.T) {
 	t.Parallel()
+	links := newPKI(t)
 	needCurl(t)
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -124,18 +126,18 @@ func TestSighupKeepsGossipExits(t *testing.T) {
 	t.Cleanup(func() { origin.Shutdown(context.Background()) })
 
 	gwGossip, gw, adminAddr, staticExit := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "exit", "--insecure-links", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
-		"--token-file", token, "--allow-dest", "127.0.0.0/8")
+	start(t, links.tls("exit", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
+		"--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	// The configuration file names the static exit; the reload drops it.
 	config := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(config, []byte("exit: [rs-static="+staticExit+"]\n"), 0o600)
-	g := start(t, "gateway", "--config", config, "--listen", gw, "--admin", adminAddr, "--customers", customers,
-		"--token-file", token, "--gossip-listen", gwGossip, "--gossip-key-file", keyFile)
+	g := start(t, links.tls("gateway", "--config", config, "--listen", gw, "--admin", adminAddr, "--customers", customers,
+		"--token-file", token, "--gossip-listen", gwGossip, "--gossip-key-file", keyFile)...)
 	waitListening(t, gw)
 	for i, id := range []string{"rs-g1", "rs-g2"} {
-		start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", id, "--pool", "resi", "--egress", fmt.Sprintf("127.0.%d.1", 62+i),
+		start(t, links.tls("exit", "--listen", freeAddr(t), "--id", id, "--pool", "resi", "--egress", fmt.Sprintf("127.0.%d.1", 62+i),
 			"--token-file", token, "--allow-dest", "127.0.0.0/8",
-			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)
+			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)...)
 	}
 	exits := func() map[string]bool {
 		out := map[string]bool{}
