@@ -32,7 +32,14 @@ type farm struct {
 	relays    []*delayRelay
 	exitAddrs []string
 	exitEnv   []string // extra environment of the exit processes
+	// With --tls-links: a second gateway whose links to four more exits
+	// are mutual TLS. nil without.
+	tlsGateway *child
+	tlsExits   []*child
 }
+
+// modeTLS is the mode of the gateway with TLS links (--tls-links).
+const modeTLS = "gateway-tls"
 
 // child is one farmgate process.
 type child struct {
@@ -91,47 +98,81 @@ func startFarm(ctx context.Context, bin, dir string, o *origins, opts options) (
 		return nil, fmt.Errorf("write customers file: %w", err)
 	}
 
-	var exitFlags []string
-	for i := range numExits {
-		id := fmt.Sprintf("e%d", i+1)
-		var egress []string
-		for j := 1; j <= 4; j++ {
-			egress = append(egress, fmt.Sprintf("127.0.%d.%d", 11+i, j))
+	// One set of exits and a gateway per kind of link: plaintext always,
+	// mutual TLS with --tls-links. Each exit has egress IPs of its own.
+	kinds := []string{"plaintext"}
+	if opts.TLSLinks {
+		kinds = append(kinds, "tls")
+	}
+	for k, kind := range kinds {
+		links := map[string][]string{}
+		if kind == "tls" {
+			var err error
+			if links, err = mintLinks(filepath.Join(dir, "pki"), numExits); err != nil {
+				f.stop()
+				return nil, err
+			}
 		}
-		c, err := f.start(ctx, bin, id, "exit", "--insecure-links", "--id", id, "--dc", "eu", "--pool", loadPool, "--country", "de",
-			"--egress", strings.Join(egress, ","), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8",
-			"--drain-timeout", "1s")
+		var exitFlags []string
+		for i := range numExits {
+			id := fmt.Sprintf("e%d", i+1)
+			if kind == "tls" {
+				id = fmt.Sprintf("t%d", i+1)
+			}
+			var egress []string
+			for j := 1; j <= 4; j++ {
+				egress = append(egress, fmt.Sprintf("127.0.%d.%d", 11+k*numExits+i, j))
+			}
+			args := []string{"exit", "--id", id, "--dc", "eu", "--pool", loadPool, "--country", "de",
+				"--egress", strings.Join(egress, ","), "--token-file", tokenFile, "--allow-dest", "127.0.0.0/8",
+				"--drain-timeout", "1s"}
+			c, err := f.start(ctx, bin, id, append(args, linkFlags(links, id)...)...)
+			if err != nil {
+				f.stop()
+				return nil, err
+			}
+			reach := c.addr
+			if exitDelay > 0 {
+				r, err := startDelayRelay(c.addr, exitDelay)
+				if err != nil {
+					f.stop()
+					return nil, fmt.Errorf("relay to exit %s: %w", id, err)
+				}
+				f.relays = append(f.relays, r)
+				reach = r.addr()
+			}
+			if kind == "tls" {
+				f.tlsExits = append(f.tlsExits, c)
+			} else {
+				f.exits = append(f.exits, c)
+				f.exitAddrs = append(f.exitAddrs, reach)
+			}
+			exitFlags = append(exitFlags, "--exit", id+"="+reach)
+		}
+		name := "gateway"
+		if kind == "tls" {
+			name = modeTLS
+		}
+		args := append([]string{"gateway", "--admin", "", "--dc", "eu", "--customers", customers,
+			"--token-file", tokenFile, "--drain-timeout", "1s"}, exitFlags...)
+		c, err := f.start(ctx, bin, name, append(args, linkFlags(links, "gateway")...)...)
 		if err != nil {
 			f.stop()
 			return nil, err
 		}
-		f.exits = append(f.exits, c)
-		reach := c.addr
-		if exitDelay > 0 {
-			r, err := startDelayRelay(c.addr, exitDelay)
-			if err != nil {
-				f.stop()
-				return nil, fmt.Errorf("relay to exit %s: %w", id, err)
-			}
-			f.relays = append(f.relays, r)
-			reach = r.addr()
+		proxy := proxyTarget{addr: c.addr, auth: basicAuth(loadUser, loadPassword)}
+		if kind == "tls" {
+			f.tlsGateway = c
+		} else {
+			f.gateway = c
 		}
-		f.exitAddrs = append(f.exitAddrs, reach)
-		exitFlags = append(exitFlags, "--exit", id+"="+reach)
-	}
-	args := append([]string{"gateway", "--admin", "", "--dc", "eu", "--customers", customers,
-		"--token-file", tokenFile, "--drain-timeout", "1s"}, exitFlags...)
-	c, err := f.start(ctx, bin, "gateway", args...)
-	if err != nil {
-		f.stop()
-		return nil, err
-	}
-	f.gateway = c
-	if err := f.waitGateway(ctx, o); err != nil {
-		f.stop()
-		return nil, err
+		if err := f.waitGateway(ctx, o, proxy, c); err != nil {
+			f.stop()
+			return nil, err
+		}
 	}
 	if reference == refHAProxy {
+		var err error
 		if f.reference, err = f.startHAProxy(ctx, o); err != nil {
 			f.stop()
 			return nil, err
@@ -252,8 +293,8 @@ func (f *farm) run(ctx context.Context, name, addr string, env []string, bin str
 // waitGateway waits (at most 20s) until tunnels through the gateway work
 // and have reached every exit: the gateway learns the exits' metadata
 // asynchronously.
-func (f *farm) waitGateway(ctx context.Context, o *origins) error {
-	cl := newClient(f.gatewayProxy())
+func (f *farm) waitGateway(ctx context.Context, o *origins, proxy proxyTarget, gw *child) error {
+	cl := newClient(proxy)
 	seen := map[string]bool{}
 	deadline := time.Now().Add(20 * time.Second)
 	var lastErr error
@@ -262,7 +303,7 @@ func (f *farm) waitGateway(ctx context.Context, o *origins) error {
 	// all within milliseconds of the first.
 	for ok := 0; len(seen) < numExits && ok < 200; {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("gateway not ready after 20s (exits seen %v): %v\n%s", seen, lastErr, tail(f.gateway.log))
+			return fmt.Errorf("%s not ready after 20s (exits seen %v): %v\n%s", gw.name, seen, lastErr, tail(gw.log))
 		}
 		_, exit, err := cl.tunnelOnce(ctx, o.echo.next())
 		if err != nil {
@@ -281,6 +322,11 @@ func (f *farm) gatewayProxy() proxyTarget {
 	return proxyTarget{addr: f.gateway.addr, auth: basicAuth(loadUser, loadPassword)}
 }
 
+// tlsGatewayProxy is how a customer talks to the gateway with TLS links.
+func (f *farm) tlsGatewayProxy() proxyTarget {
+	return proxyTarget{addr: f.tlsGateway.addr, auth: basicAuth(loadUser, loadPassword)}
+}
+
 // directProxy is how the gateway talks to the first exit.
 func (f *farm) directProxy() proxyTarget {
 	return proxyTarget{addr: f.exitAddrs[0], auth: "Bearer " + f.token}
@@ -292,7 +338,11 @@ func (f *farm) stop() {
 	if f.gateway != nil {
 		all = append(all, f.gateway)
 	}
+	if f.tlsGateway != nil {
+		all = append(all, f.tlsGateway)
+	}
 	all = append(all, f.exits...)
+	all = append(all, f.tlsExits...)
 	if f.reference != nil {
 		all = append(all, f.reference)
 	}

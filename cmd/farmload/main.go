@@ -48,6 +48,7 @@ type options struct {
 	ExitDelay   time.Duration
 	Slices      int // each load phase is cut in this many turns per mode
 	ExitProcs   int // GOMAXPROCS of the exits; 0: Go's default
+	TLSLinks    bool
 }
 
 var allPhases = []string{"idle", "tunnels", "requests", "bulk"}
@@ -118,6 +119,8 @@ flags:
 		"so that the machine getting slower or faster during a phase (a shared machine's neighbours) hits every mode alike")
 	fs.IntVar(&o.ExitProcs, "exit-gomaxprocs", 0, "GOMAXPROCS of the exit processes, as if each exit had a host of that many CPUs (default: Go's own, this machine's CPU count); "+
 		"with 1 the exits cost less CPU per op here, but the direct mode's exit can then use one CPU only (see docs/performance.md)")
+	fs.BoolVar(&o.TLSLinks, "tls-links", false, "also measure a second gateway whose links to 4 more exits are mutual TLS (mode gateway-tls; certificates minted for the run), "+
+		"next to the plaintext-linked gateway in the same slices, and print the tls/gateway ratios")
 	only := fs.String("only", "", "comma-separated phases to run (default all): "+strings.Join(allPhases, ","))
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -233,7 +236,7 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) (Result, e
 		"runs": opts.Runs, "duration": opts.Duration.String(), "concurrency": opts.Concurrency,
 		"max_ops": opts.MaxOps, "bulk_streams": opts.BulkStreams, "bulk_size": opts.BulkSize,
 		"idle_tunnels": opts.IdleTunnels, "phases": opts.Only, "reference": opts.Reference, "exit_delay": opts.ExitDelay.String(),
-		"slices": opts.Slices, "exit_gomaxprocs": opts.ExitProcs,
+		"slices": opts.Slices, "exit_gomaxprocs": opts.ExitProcs, "tls_links": opts.TLSLinks,
 	}}
 	dir, err := os.MkdirTemp("", "farmload-")
 	if err != nil {
@@ -289,6 +292,9 @@ func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, o
 	if opts.Reference != "" {
 		all = append(all, opts.Reference)
 	}
+	if opts.TLSLinks {
+		all = append(all, modeTLS)
+	}
 	var r Run
 	for _, name := range allPhases {
 		if !slices.Contains(opts.Only, name) {
@@ -336,6 +342,8 @@ func oneRun(ctx context.Context, bin, dir string, o *origins, cfg phaseConfig, o
 				p.Direct = ph
 			case "gateway":
 				p.Gateway = ph
+			case modeTLS:
+				p.TLS = &ph
 			default:
 				p.Reference = &ph
 			}
@@ -367,13 +375,25 @@ func measure(ctx context.Context, f *farm, o *origins, cfg phaseConfig, phase, m
 		target, proc = f.directProxy(), f.exits[0]
 	case refHAProxy:
 		target, proc = f.referenceProxy(), f.reference
+	case modeTLS:
+		target, proc = f.tlsGatewayProxy(), f.tlsGateway
 	}
 	c := newClient(target)
 	var exits []int
 	for _, e := range f.exits {
 		exits = append(exits, e.pid())
 	}
-	all := append([]int{os.Getpid(), f.gateway.pid()}, exits...)
+	if mode == modeTLS {
+		exits = exits[:0]
+		for _, e := range f.tlsExits {
+			exits = append(exits, e.pid())
+		}
+	}
+	gw := f.gateway
+	if mode == modeTLS {
+		gw = f.tlsGateway
+	}
+	all := append([]int{os.Getpid(), gw.pid()}, exits...)
 	if f.reference != nil {
 		all = append(all, f.reference.pid())
 	}

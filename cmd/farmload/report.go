@@ -13,11 +13,13 @@ import (
 )
 
 // Pair is one phase measured directly against one exit, through the
-// gateway and, with --reference, through the reference proxy.
+// gateway, with --reference through the reference proxy, and with
+// --tls-links through the gateway whose links to its exits are mutual TLS.
 type Pair struct {
 	Direct    Phase  `json:"direct"`
 	Gateway   Phase  `json:"gateway"`
 	Reference *Phase `json:"reference,omitempty"`
+	TLS       *Phase `json:"gateway_tls,omitempty"`
 }
 
 // Run is one run: the phases that ran (nil when left out by --only).
@@ -31,9 +33,9 @@ type Run struct {
 // metric is one row of the table.
 type metric struct {
 	name   string
-	get    func(r Run) (direct, gateway, ref float64, ok bool) // ref is 0 without a reference
-	target string                                              // what the issue asks, "" for information only
-	pass   func(ratio, gateway float64) bool                   // nil for information only
+	get    func(r Run) (figures, bool)
+	target string                            // what the issue asks, "" for information only
+	pass   func(ratio, gateway float64) bool // nil for information only
 }
 
 var metrics = []metric{
@@ -75,17 +77,24 @@ var metrics = []metric{
 // perOp is the CPU time of the measured proxy process per successful op.
 func perOp(p Phase) float64 { return safeDiv(p.CPU*1e6, float64(p.Ops)) }
 
-func pick(phase func(Run) *Pair, val func(Phase) float64) func(Run) (float64, float64, float64, bool) {
-	return func(r Run) (float64, float64, float64, bool) {
+// figures are one metric of one run in each mode; ref and tls are 0
+// without --reference and --tls-links.
+type figures struct{ direct, gateway, ref, tls float64 }
+
+func pick(phase func(Run) *Pair, val func(Phase) float64) func(Run) (figures, bool) {
+	return func(r Run) (figures, bool) {
 		p := phase(r)
 		if p == nil {
-			return 0, 0, 0, false
+			return figures{}, false
 		}
-		var ref float64
+		x := figures{direct: val(p.Direct), gateway: val(p.Gateway)}
 		if p.Reference != nil {
-			ref = val(*p.Reference)
+			x.ref = val(*p.Reference)
 		}
-		return val(p.Direct), val(p.Gateway), ref, true
+		if p.TLS != nil {
+			x.tls = val(*p.TLS)
+		}
+		return x, true
 	}
 }
 
@@ -104,6 +113,8 @@ type Row struct {
 	Ratio     float64 `json:"ratio"`
 	Reference float64 `json:"reference,omitempty"`       // the reference proxy's figure
 	RefRatio  float64 `json:"reference_ratio,omitempty"` // reference / direct
+	TLS       float64 `json:"gateway_tls,omitempty"`     // the gateway with TLS links
+	TLSRatio  float64 `json:"tls_ratio,omitempty"`       // gateway_tls / gateway: what TLS links cost
 	Target    string  `json:"target,omitempty"`
 	Pass      *bool   `json:"pass,omitempty"`
 }
@@ -112,19 +123,20 @@ type Row struct {
 func rows(r Run) []Row {
 	var out []Row
 	for _, m := range metrics {
-		d, g, ref, ok := m.get(r)
+		x, ok := m.get(r)
 		if !ok {
 			continue
 		}
-		out = append(out, row(m, d, g, safeDiv(g, d), ref, safeDiv(ref, d)))
+		out = append(out, row(m, x, safeDiv(x.gateway, x.direct), safeDiv(x.ref, x.direct), safeDiv(x.tls, x.gateway)))
 	}
 	return out
 }
 
-func row(m metric, d, g, ratio, ref, refRatio float64) Row {
-	r := Row{Metric: m.name, Direct: d, Gateway: g, Ratio: ratio, Reference: ref, RefRatio: refRatio, Target: m.target}
+func row(m metric, x figures, ratio, refRatio, tlsRatio float64) Row {
+	r := Row{Metric: m.name, Direct: x.direct, Gateway: x.gateway, Ratio: ratio, Reference: x.ref, RefRatio: refRatio,
+		TLS: x.tls, TLSRatio: tlsRatio, Target: m.target}
 	if m.pass != nil {
-		ok := m.pass(ratio, g)
+		ok := m.pass(ratio, x.gateway)
 		r.Pass = &ok
 	}
 	return r
@@ -135,19 +147,20 @@ func row(m metric, d, g, ratio, ref, refRatio float64) Row {
 func medianRows(runs []Run) []Row {
 	var out []Row
 	for _, m := range metrics {
-		var ds, gs, rs, xs, xrs []float64
+		var ds, gs, rs, xs, xrs, ts, trs []float64
 		for _, r := range runs {
-			d, g, x, ok := m.get(r)
+			f, ok := m.get(r)
 			if !ok {
 				continue
 			}
-			ds, gs, rs = append(ds, d), append(gs, g), append(rs, safeDiv(g, d))
-			xs, xrs = append(xs, x), append(xrs, safeDiv(x, d))
+			ds, gs, rs = append(ds, f.direct), append(gs, f.gateway), append(rs, safeDiv(f.gateway, f.direct))
+			xs, xrs = append(xs, f.ref), append(xrs, safeDiv(f.ref, f.direct))
+			ts, trs = append(ts, f.tls), append(trs, safeDiv(f.tls, f.gateway))
 		}
 		if len(ds) == 0 {
 			continue
 		}
-		out = append(out, row(m, median(ds), median(gs), median(rs), median(xs), median(xrs)))
+		out = append(out, row(m, figures{median(ds), median(gs), median(xs), median(ts)}, median(rs), median(xrs), median(trs)))
 	}
 	return out
 }
@@ -172,6 +185,9 @@ func errorCounts(runs []Run) map[string]int64 {
 			if p.Reference != nil {
 				out[name+"/reference"] += p.Reference.Errors
 			}
+			if p.TLS != nil {
+				out[name+"/"+modeTLS] += p.TLS.Errors
+			}
 		}
 	}
 	return out
@@ -191,12 +207,16 @@ func (r Run) pairs() map[string]*Pair {
 func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 	fmt.Fprintf(w, "\n%s\n", title)
 	withRef := slices.ContainsFunc(rs, func(r Row) bool { return r.Reference != 0 })
+	withTLS := slices.ContainsFunc(rs, func(r Row) bool { return r.TLS != 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "metric\tdirect\tgateway\tratio\t"
 	if withRef {
-		fmt.Fprintln(tw, "metric\tdirect\tgateway\tratio\treference\tratio\ttarget\t\t")
-	} else {
-		fmt.Fprintln(tw, "metric\tdirect\tgateway\tratio\ttarget\t\t")
+		head += "reference\tratio\t"
 	}
+	if withTLS {
+		head += "gw tls links\ttls/gw\t"
+	}
+	fmt.Fprintln(tw, head+"target\t\t")
 	for _, r := range rs {
 		verdict := ""
 		if r.Pass != nil {
@@ -208,6 +228,9 @@ func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 		ref := ""
 		if withRef {
 			ref = fmt.Sprintf("%s\t%.2f×\t", num(r.Reference), r.RefRatio)
+		}
+		if withTLS {
+			ref += fmt.Sprintf("%s\t%.2f×\t", num(r.TLS), r.TLSRatio)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f×\t%s%s\t%s\t\n", r.Metric, num(r.Direct), num(r.Gateway), r.Ratio, ref, r.Target, verdict)
 	}
@@ -224,7 +247,7 @@ func printTable(w io.Writer, title string, rs []Row, errs map[string]int64) {
 		verdict = "MISS"
 	}
 	fmt.Fprintf(w, "errors (target 0, %s): %s\n", verdict, strings.Join(names, ", "))
-	fmt.Fprintln(w, "(proxy CPU: the gateway process, the exit in direct mode, or the reference proxy; exits CPU: the 4 exits; all CPU: farmload + gateway + 4 exits + reference)")
+	fmt.Fprintln(w, "(proxy CPU: the gateway process, the exit in direct mode, or the reference proxy; exits CPU: the 4 exits; all CPU: farmload + gateway + 4 exits + reference; in gateway-tls mode, its gateway and its own 4 exits)")
 }
 
 func num(x float64) string {
@@ -244,6 +267,9 @@ func printErrorSamples(w io.Writer, r Run) {
 		modes := map[string]Phase{"direct": p.Direct, "gateway": p.Gateway}
 		if p.Reference != nil {
 			modes["reference"] = *p.Reference
+		}
+		if p.TLS != nil {
+			modes[modeTLS] = *p.TLS
 		}
 		for mode, ph := range modes {
 			for _, s := range ph.Samples {
