@@ -162,9 +162,10 @@ func TestTLSLinkCarriesTunnels(t *testing.T) {
 	}
 }
 
-// A bulk answer on a TLS link switches to raw, which ends with the exit's
-// close_notify, and every byte arrives.
-func TestTLSLinkRawSwitch(t *testing.T) {
+// A bulk answer on a TLS link stays framed: nothing would splice it, so
+// the switch to raw would only cost the link. Every byte arrives, the
+// direction ends with an end frame, and the link carries the next CONNECT.
+func TestTLSLinkStaysFramed(t *testing.T) {
 	t.Parallel()
 	f := startTLSExit(t, testConfig())
 	echo := startEcho(t)
@@ -182,17 +183,16 @@ func TestTLSLinkRawSwitch(t *testing.T) {
 		c.Write(endFrame)
 	}()
 	var got int
-	raw := false
-	for !raw {
+	for ended := false; !ended; {
 		var hdr [4]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			t.Fatalf("read frame after %d bytes: %v", got, err)
 		}
 		switch n := binary.BigEndian.Uint32(hdr[:]); {
 		case n == 0xFFFFFFFF:
-			raw = true
+			t.Fatalf("raw word after %d bytes: a TLS link switched to raw", got)
 		case n == 0:
-			t.Fatalf("end frame after %d bytes: the exit never switched to raw", got)
+			ended = true
 		default:
 			k, err := io.CopyN(io.Discard, br, int64(n))
 			got += int(k)
@@ -201,14 +201,13 @@ func TestTLSLinkRawSwitch(t *testing.T) {
 			}
 		}
 	}
-	rest, err := io.ReadAll(br)
-	if err != nil {
-		t.Fatalf("raw rest: %v", err)
-	}
-	if got+len(rest) != len(sent) {
-		t.Fatalf("got %d framed + %d raw bytes, want %d", got, len(rest), len(sent))
+	if got != len(sent) {
+		t.Fatalf("got %d framed bytes, want %d", got, len(sent))
 	}
 	waitFor(t, func() bool { return f.s.ActiveTunnels() == 0 }, "slot released")
+	if resp := sendConnect(t, c, br, echo.addr()); resp.StatusCode != 200 {
+		t.Fatalf("next CONNECT on the link: %s", resp.Status)
+	}
 }
 
 // A tunnel over TLS that moves nothing is closed after IdleTimeout, as a

@@ -27,12 +27,11 @@ func FetchInfo(ctx context.Context, addr, token string, tlsConf *tls.Config) (In
 		return Info{}, fmt.Errorf("ask exit %s: %w", addr, err)
 	}
 	req.Header.Set("Proxy-Authorization", "Bearer "+token)
+	d := &connectDialer{addr: addr, forward: &net.Dialer{Timeout: 3 * time.Second}, tls: tlsConf, handshakeTimeout: 3 * time.Second}
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return d.connect(ctx) }
 	c := http.Client{
 		Timeout:   5 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := &connectDialer{addr: addr, forward: &net.Dialer{Timeout: 3 * time.Second}, tls: tlsConf, handshakeTimeout: 3 * time.Second}
-			return d.connect(ctx)
-		}},
+		Transport: &http.Transport{Proxy: nil, DialContext: dial, DisableKeepAlives: true},
 	}
 	resp, err := c.Do(req)
 	if err != nil {

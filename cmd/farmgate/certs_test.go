@@ -185,3 +185,48 @@ func TestExitLinkFlags(t *testing.T) {
 		}
 	}
 }
+
+// A gateway dials its links over mutual TLS or, said explicitly, in
+// plaintext; neither, both, or files that do not load stop it with the
+// flag named, before it listens.
+func TestGatewayLinkFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("tok\n"), 0o600)
+	customers := filepath.Join(dir, "customers.yaml")
+	os.WriteFile(customers, []byte("customers:\n  - {user: a, password: b, pools: [resi]}\n"), 0o600)
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", dir},
+		{"certs", "issue", "--dir", dir, "--role", "exit", "--id", "eu-1"},
+		{"certs", "issue", "--dir", dir, "--role", "gateway", "--id", "gw-1"},
+	} {
+		if code, _, errs := farmgateRun(args...); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	base := []string{"gateway", "--listen", "127.0.0.1:0", "--admin", "", "--customers", customers, "--token-file", token, "--exit", "eu-1=127.0.0.1:1"}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	tests := []struct {
+		name  string
+		extra []string
+		want  []string
+	}{
+		{"neither", nil, []string{"--tls-cert", "--tls-key", "--tls-ca", "farmgate certs init", "--role gateway", "--insecure-links"}},
+		{"both", []string{"--insecure-links", "--tls-ca", p("ca.pem")}, []string{"--insecure-links", "contradicts"}},
+		{"no CA", []string{"--tls-cert", p("gw-1.pem"), "--tls-key", p("gw-1-key.pem")}, []string{"--tls-ca: required"}},
+		{"an exit's certificate", []string{"--tls-cert", p("eu-1.pem"), "--tls-key", p("eu-1-key.pem"), "--tls-ca", p("ca.pem")},
+			[]string{"--tls-cert:", "eu-1.pem"}},
+	}
+	for _, tc := range tests {
+		code, _, errs := farmgateRun(append(append([]string(nil), base...), tc.extra...)...)
+		if code != 2 {
+			t.Errorf("%s: status %d (%s), want 2", tc.name, code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%s: %q does not say %q", tc.name, errs, w)
+			}
+		}
+	}
+}
