@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,6 +222,16 @@ func TestGatewayCertificateRotatesWithoutRestart(t *testing.T) {
 	if strings.Contains(g.output(), "level=ERROR") {
 		t.Errorf("errors in the gateway's log:\n%s", g.output())
 	}
+
+	// SIGHUP re-reads the files at once: a broken certificate is refused,
+	// the log names it, and the links go on with the pair in use.
+	os.WriteFile(gwCert, []byte("not a certificate\n"), 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, g, "the refused reload", "reload tls files failed", gwCert)
+	if r := curl(t, "http://demo-country-us:demo@"+gw, url); r.status != 200 {
+		t.Errorf("through exit new after a broken certificate: %d %q, want 200", r.status, r.body)
+	}
+	echoLine("after a broken certificate")
 }
 
 // recorder is a TCP relay between a gateway and an exit that keeps every
