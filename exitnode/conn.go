@@ -14,7 +14,6 @@ import (
 	"github.com/farmgate/farmgate/internal/dataplane/accept"
 	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
@@ -112,9 +111,9 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	if len(rest) > 0 {
 		// All of rest fits the reader's first fill, so nothing stays
 		// behind in the MultiReader when the reader is handed on.
-		br.Reset(io.MultiReader(bytes.NewReader(rest), rawio.Reader{C: c}))
+		br.Reset(io.MultiReader(bytes.NewReader(rest), c))
 	} else {
-		br.Reset(rawio.Reader{C: c})
+		br.Reset(c)
 	}
 	defer func() {
 		if br != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
@@ -43,7 +42,7 @@ func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 		b = append(b, wire.HeaderSession+": rebound\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	return rawio.Write(c, b)
+	return c.Write(b)
 }
 
 // serveConnect sets up one CONNECT tunnel on a connection the gateway owns.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/dataplane/accept"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
@@ -161,7 +160,7 @@ func (g *Gateway) serveConn(c net.Conn) {
 		}
 	}()
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
-	in := &counter{r: rawio.Reader{C: c}}
+	in := &counter{r: c}
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(in)
 	first, err := br.Peek(1)

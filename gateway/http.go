@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
@@ -409,7 +408,7 @@ func (g *Gateway) writeResponse(c net.Conn, req *http.Request, resp *http.Respon
 	bufs.head = head
 	if !withBody {
 		guard.touch()
-		n, err := rawio.Write(c, head)
+		n, err := c.Write(head)
 		written = int64(n)
 		if err != nil {
 			return false, written
@@ -442,7 +441,7 @@ func (g *Gateway) writeResponse(c net.Conn, req *http.Request, resp *http.Respon
 				out = append(out, buf[:n])
 			}
 			guard.touch()
-			n, err := rawio.Writev(c, &out)
+			n, err := out.WriteTo(c)
 			written += n
 			if err != nil {
 				return false, written

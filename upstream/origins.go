@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
 // originClient sends bodiless http:// requests to origins through tunnels
@@ -346,7 +346,7 @@ func waitNone(c net.Conn) error {
 		return nil // the exchange finds out, and retries a replayable request
 	}
 	var b [1]byte
-	n, err := rawio.Peek(tc, b[:], true)
+	n, err := readiness.Peek(tc, b[:], true)
 	if err != nil {
 		return err
 	}

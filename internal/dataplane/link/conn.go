@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
 // Conn is a tunnel on a link whose bytes its owner reads and writes itself,
@@ -51,7 +51,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case c.ended:
 			return 0, io.EOF
 		case c.raw && len(c.pending) == 0:
-			return rawio.Read(c.tc, p)
+			return c.tc.Read(p)
 		}
 		var n int
 		if len(c.pending) > 0 {
@@ -59,7 +59,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.pending = c.pending[n:]
 		} else {
 			var err error
-			n, err = rawio.Read(c.tc, p)
+			n, err = c.tc.Read(p)
 			if n == 0 {
 				if errors.Is(err, io.EOF) {
 					err = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
@@ -137,7 +137,7 @@ func (c *Conn) CloseWrite() error {
 		return nil
 	}
 	c.sentEnd = true
-	_, err := rawio.Write(c.tc, endFrame[:])
+	_, err := c.tc.Write(endFrame[:])
 	return err
 }
 
@@ -160,7 +160,7 @@ func (c *Conn) Poll() error {
 	// After a switch to raw (a long answer) the exit's direction is plain
 	// bytes up to its half-close: peek, so an idle tunnel loses nothing.
 	var buf [hdrLen + 1]byte
-	m, err := rawio.Peek(c.tc, buf[:], c.raw)
+	m, err := readiness.Peek(c.tc, buf[:], c.raw)
 	switch {
 	case errors.Is(err, io.EOF) && c.raw:
 		// The origin closed; the link cannot carry another tunnel.
