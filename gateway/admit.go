@@ -103,7 +103,7 @@ func (g *Gateway) CutRevoked(allowed func(user string) bool) int {
 		}
 		if !ok {
 			g.logger.Info("customer no longer allowed, cutting tunnel", "customer", user, "exit", t.exit)
-			t.shut()
+			t.revoke()
 			n++
 		}
 		return true

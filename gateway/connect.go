@@ -158,12 +158,18 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 		return false
 	}
 	id := pick.Exit.ID
-	replied, err := ans.established(c, pick)
-	if err != nil {
+	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
+	g.tunnels.Store(t, struct{}{})
+	fail := func() bool {
+		g.tunnels.Delete(t)
 		release()
 		exitConn.Close()
-		g.putBuf(br)
 		return false
+	}
+	replied, err := ans.established(c, pick)
+	if err != nil {
+		g.putBuf(br)
+		return fail()
 	}
 	// Bytes the customer sent right behind the CONNECT head go first.
 	early := int64(br.Buffered())
@@ -176,10 +182,8 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 			_, err = exitConn.Write(buf)
 		}
 		if err != nil {
-			release()
-			exitConn.Close()
 			g.putBuf(br)
-			return false
+			return fail()
 		}
 	}
 	g.putBuf(br)
@@ -189,19 +193,17 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 	var earlyDown int64
 	if ec, ok := exitConn.(*upstream.EarlyConn); ok {
 		if _, err := c.Write(ec.Early); err != nil {
-			release()
-			exitConn.Close()
-			return false
+			return fail()
 		}
 		earlyDown = int64(len(ec.Early))
 		exitConn = ec.Conn
+		t.conns[1] = exitConn
 	}
 
 	g.pool.TunnelOpened(id)
 	g.metrics.tunnelOpened(ans.kind(), a.crit.Pool, pick.Exit.DC, id, setup)
 	g.track(exitConn)
 	g.wg.Add(1)
-	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
 		release()

@@ -61,6 +61,9 @@ func (g *Gateway) watchOnce() {
 	var expired map[string][]*tunnel
 	g.tunnels.Range(func(k, _ any) bool {
 		t := k.(*tunnel)
+		if !t.live.Load() {
+			return true // its relay is starting
+		}
 		g.check(t)
 		if e := t.recheck.Load(); e != 0 && now.UnixNano() >= e {
 			if expired == nil {
