@@ -130,8 +130,8 @@ func TestMetricsAndAccessLogAfterKnownTraffic(t *testing.T) {
 		{"farmgate_tunnels_failed_total", map[string]string{"reason": "auth_required"}, eq(1), "1"},
 		{"farmgate_auth_failures_total", map[string]string{"reason": "auth_required"}, eq(1), "1"},
 		// 2 × 5000 bytes of body plus 3 tunnels of TLS carrying 10000 each.
-		{"farmgate_bytes_total", map[string]string{"direction": "down", "pool": "resi", "customer": "demo"}, atLeast(2*5000 + 3*10000), "≥ 40000"},
-		{"farmgate_bytes_total", map[string]string{"direction": "up", "pool": "resi", "customer": "demo"}, atLeast(3 * 100), "≥ 300"},
+		{"farmgate_bytes_total", map[string]string{"direction": "down", "pool": "resi", "exit": "us-1"}, atLeast(2*5000 + 3*10000), "≥ 40000"},
+		{"farmgate_bytes_total", map[string]string{"direction": "up", "pool": "resi", "exit": "us-1"}, atLeast(3 * 100), "≥ 300"},
 		{"farmgate_exit_state", map[string]string{"exit": "us-1", "state": "healthy"}, eq(1), "1"},
 		{"farmgate_exit_probes_total", map[string]string{"exit": "us-1", "result": "ok"}, atLeast(0), "present"},
 		{"farmgate_exits", map[string]string{"state": "healthy"}, eq(4), "4"},
