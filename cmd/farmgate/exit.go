@@ -65,8 +65,8 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight, admin: *adminAddr}
 		var err error
 		if *adminToken != "" {
-			if s.adminTok, err = readToken(*adminToken); err != nil {
-				return s, usageError{fmt.Errorf("--admin-token-file: %w", errors.Unwrap(err))}
+			if s.adminTok, err = readTokenFlag("admin-token-file", *adminToken); err != nil {
+				return s, err
 			}
 		}
 		if s.gossip, err = gossip(*listen); err != nil {

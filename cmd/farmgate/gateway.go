@@ -151,6 +151,9 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 			return s, usageError{fmt.Errorf("--max-idle-exit-conns: want at least 1, got %d", *maxIdle)}
 		}
 		s.gw.MaxIdleExitConns = *maxIdle
+		if *metricsCustomers < 0 || *metricsCustomers > 1000 {
+			return s, usageError{fmt.Errorf("--metrics-customers: want 0 (no per-customer series) to 1000, got %d", *metricsCustomers)}
+		}
 		s.gw.MetricsCustomers = *metricsCustomers
 		if err := s.gw.Validate(); err != nil {
 			return s, usageError{err}
@@ -197,8 +200,8 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	store.Store(&be.store)
 	var adminToken string
 	if s.adminTokenFile != "" {
-		if adminToken, err = readToken(s.adminTokenFile); err != nil {
-			return usageError{fmt.Errorf("--admin-token-file: %w", errors.Unwrap(err))}
+		if adminToken, err = readTokenFlag("admin-token-file", s.adminTokenFile); err != nil {
+			return err
 		}
 	}
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,9 +52,9 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	tok := *token
 	if *tokenFile != "" {
-		t, err := readToken(*tokenFile)
+		t, err := readTokenFlag("admin-token-file", *tokenFile)
 		if err != nil {
-			return usageError{fmt.Errorf("--admin-token-file: %w", errors.Unwrap(err))}
+			return err
 		}
 		tok = t
 	}
