@@ -44,11 +44,14 @@ func (g *Gateway) admitCredentials(ctx context.Context, user, pass string, clien
 		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
 	}
 	if perr != nil {
+		g.activity.refusedAfterLogin(cust.User, replyFor(perr).reason)
 		return admission{}, perr
 	}
 	poolName := cust.Pool(target.Zone)
 	if !cust.AllowsPool(poolName) {
-		return admission{}, fmt.Errorf("zone %q for %s: %w", poolName, cust.User, errPoolForbidden)
+		err := fmt.Errorf("zone %q for %s: %w", poolName, cust.User, errPoolForbidden)
+		g.activity.refusedAfterLogin(cust.User, replyFor(err).reason)
+		return admission{}, err
 	}
 	a := admission{customer: cust, target: target}
 	a.crit = pool.Criteria{

@@ -59,7 +59,16 @@ type Config struct {
 	// Metrics is where the gateway's Prometheus series are registered.
 	// Default nil: counted but not exported.
 	Metrics prometheus.Registerer
+	// MetricsCustomers is how many customers, the top ones by traffic
+	// through this gateway, get their own farmgate_customer_* series; the
+	// others are summed into customer="other". Default 0: no per-customer
+	// series at all.
+	MetricsCustomers int
 }
+
+// maxMetricsCustomers bounds MetricsCustomers: each customer costs a few
+// series per reason, and Prometheus a few kilobytes per series.
+const maxMetricsCustomers = 1000
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
@@ -128,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleExitConns < 0 {
 		errs = append(errs, fmt.Errorf("gateway config: max_idle_exit_conns: must not be negative, got %d", c.MaxIdleExitConns))
+	}
+	if c.MetricsCustomers < 0 || c.MetricsCustomers > maxMetricsCustomers {
+		errs = append(errs, fmt.Errorf("gateway config: metrics_customers: want 0..%d, got %d", maxMetricsCustomers, c.MetricsCustomers))
 	}
 	return errors.Join(errs...)
 }

@@ -136,7 +136,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 				if g.meter != nil {
 					g.meter.Add(a.customer.User, a.crit.Pool, max(up-metered[0], 0), max(down-metered[1], 0))
 				}
-				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+				g.metrics.bytes(a.crit.Pool, id, a.customer.User, up, down)
 				ev.up, ev.down = up, down
 				g.access(ev)
 			}

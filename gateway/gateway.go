@@ -36,6 +36,7 @@ type Gateway struct {
 	tunnels   sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
 	meter     Meter
 	metrics   *metrics
+	activity  *activity
 	watchStop chan struct{}
 	watchDone chan struct{}
 	stopOnce  sync.Once
@@ -78,7 +79,8 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		ReplyTimeout: g.cfg.ExitReplyTimeout, MaxIdle: g.cfg.MaxIdleExitConns, Metrics: g.cfg.Metrics})
 	p.OnLeave(g.exits.Drop)
 	g.meter = g.cfg.Meter
-	g.metrics = newMetrics(g.cfg.Metrics)
+	g.activity = newActivity(nil)
+	g.metrics = newMetrics(g.cfg.Metrics, p, g.activity, g.cfg.MetricsCustomers)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil

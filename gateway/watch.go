@@ -183,5 +183,5 @@ func (g *Gateway) count(t *tunnel, up, down int64) {
 	if g.meter != nil {
 		g.meter.Add(t.customer.User, t.pool, up, down)
 	}
-	g.metrics.bytes(t.pool, t.customer.User, up, down)
+	g.metrics.bytes(t.pool, t.exit, t.customer.User, up, down)
 }
