@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,12 @@ type Config struct {
 	// Limiter enforces customers' concurrent tunnels and request rates.
 	// Default nil: no limits.
 	Limiter Limiter
+	// CustomerTLS, when set, makes the customer port an HTTPS proxy too:
+	// a connection whose first byte starts a TLS handshake (0x16) is
+	// served, once decrypted, like any other (CONNECT, absolute-form
+	// HTTP, SOCKS5). Its GetCertificate may change the certificate while
+	// the gateway runs. Default nil: no TLS on the customer port.
+	CustomerTLS *tls.Config
 	// AccessLog gets one line per tunnel or request when it ends (or is
 	// refused). Default nil: no access log.
 	AccessLog *slog.Logger

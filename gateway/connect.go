@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
@@ -20,23 +22,36 @@ type answerer interface {
 	// established tells the customer the tunnel through pick is up, and
 	// returns the bytes it wrote.
 	established(c net.Conn, pick pool.Pick) (int, error)
-	// refused tells the customer why there is no tunnel.
-	refused(c net.Conn, r reply)
+	// refused tells the customer why there is no tunnel, and reports
+	// whether c stays open for their next request.
+	refused(c net.Conn, r reply) (keep bool)
 	// kind names the protocol in logs and metrics.
 	kind() string
 }
 
 // httpAnswer answers CONNECT.
-type httpAnswer struct{}
+type httpAnswer struct {
+	kept bool // refused with the connection left open
+}
 
-func (httpAnswer) kind() string { return "connect" }
+func (*httpAnswer) kind() string { return "connect" }
 
-func (httpAnswer) refused(c net.Conn, r reply) { r.write(c, true) }
+// refused keeps the connection of a 407: a browser sends its first CONNECT
+// without credentials and its next, with them, on the same connection (as
+// squid allows), instead of paying a new handshake per tunnel. Nothing of a
+// CONNECT is left unread behind its head.
+func (a *httpAnswer) refused(c net.Conn, r reply) bool {
+	a.kept = r.status == http.StatusProxyAuthRequired
+	r.write(c, !a.kept)
+	return a.kept
+}
 
-func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
-	var buf [128]byte
+func (*httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
+	var buf [192]byte
 	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+wire.HeaderExit+": "...)
 	b = append(b, pick.Exit.ID...)
+	b = append(b, "\r\nProxy-Status: "+proxyName+"; next-hop="...)
+	b = strconv.AppendQuote(b, pick.Exit.ID)
 	b = append(b, "\r\n"...)
 	if pick.Rebound {
 		b = append(b, wire.HeaderSession+": rebound\r\n"...)
@@ -50,12 +65,12 @@ func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 // flushed to the exit before the relay starts and then returned to the
 // pool. It reports whether the relay took the connection over; if not, the
 // caller closes it.
-func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string, head int64) bool {
+func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, ans *httpAnswer, target, proxyAuth string, head int64) bool {
 	user, pass, ok := parseProxyAuth(proxyAuth)
 	if !ok {
-		return g.open(c, br, httpAnswer{}, "", "", false, target, head)
+		return g.open(c, br, ans, "", "", false, target, head)
 	}
-	return g.open(c, br, httpAnswer{}, user, pass, true, target, head)
+	return g.open(c, br, ans, user, pass, true, target, head)
 }
 
 // open admits the customer and sets up their tunnel to target, answering in
@@ -113,15 +128,17 @@ func (g *Gateway) setUpFailed(ctx context.Context, c net.Conn, br *bufio.Reader,
 	g.access(ev)
 }
 
-// refuse answers the customer with the error's reply; the caller closes c.
+// refuse answers the customer with the error's reply; the caller closes c
+// unless the answerer kept it (and br with it) for the next request.
 func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, pool string) {
 	r := replyFor(err)
 	g.metrics.refused(r, pool)
 	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
 		g.logger.Debug("tunnel refused", "kind", ans.kind(), "remote", c.RemoteAddr().String(), "pool", pool, "status", r.status, "reason", r.reason, "err", err)
 	}
-	ans.refused(c, r)
-	g.putBuf(br)
+	if !ans.refused(c, r) {
+		g.putBuf(br)
+	}
 }
 
 // tunnel sets up the tunnel of an admitted customer under ctx, which leave

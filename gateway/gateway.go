@@ -131,24 +131,27 @@ func (g *Gateway) isClosing() bool {
 	return g.closing
 }
 
+// track lists c's socket for Shutdown to close; a customer's TLS
+// connection is listed by its socket, which it closes without waiting.
 func (g *Gateway) track(c net.Conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing {
 		return false
 	}
-	g.conns[c] = struct{}{}
+	g.conns[socketOf(c)] = struct{}{}
 	return true
 }
 
 func (g *Gateway) untrack(c net.Conn) {
 	g.mu.Lock()
-	delete(g.conns, c)
+	delete(g.conns, socketOf(c))
 	g.mu.Unlock()
 }
 
 // serveConn serves one customer connection: SOCKS5 when its first byte
-// says so (0x05), HTTP otherwise (CONNECT and absolute-form requests).
+// says so (0x05), HTTP otherwise (CONNECT and absolute-form requests); a
+// TLS handshake (0x16) first, when the gateway has a certificate.
 func (g *Gateway) serveConn(c net.Conn) {
 	defer g.wg.Done()
 	handedOff := false // to the HTTP server or to a tunnel's relay
@@ -169,6 +172,20 @@ func (g *Gateway) serveConn(c net.Conn) {
 	if err != nil {
 		g.putBuf(br)
 		return
+	}
+	if first[0] == tlsHandshake && g.cfg.CustomerTLS != nil {
+		tc, err := g.handshake(c, br)
+		if err != nil {
+			g.logger.Debug("customer tls handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		c = tc
+		in = &counter{r: c}
+		br.Reset(in)
+		if first, err = br.Peek(1); err != nil {
+			g.putBuf(br)
+			return
+		}
 	}
 	if first[0] == socksVersion {
 		handedOff = g.serveSOCKS(c, br)

@@ -295,3 +295,56 @@ func TestRevocationBeforeTheRelayStarts(t *testing.T) {
 		}
 	}
 }
+
+// A CONNECT refused for want of credentials leaves the connection open:
+// the browser's next CONNECT, with them, goes on it. The 200 carries a
+// Proxy-Status naming the exit.
+func TestConnectAfterA407OnTheSameConnection(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, startExit(t, "x1"))
+	target := origin(t)
+	c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	connect := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
+	for _, cred := range []string{"", basic("alice", "nope")} {
+		io.WriteString(c, connect+cred+"\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusProxyAuthRequired || resp.Close {
+			t.Fatalf("%s, close %v; want a 407 that keeps the connection", resp.Status, resp.Close)
+		}
+	}
+	io.WriteString(c, connect+basic("alice", "secret")+"\r\n")
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatalf("CONNECT after the 407s: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT after the 407s: %s", resp.Status)
+	}
+	if ps := resp.Header.Get("Proxy-Status"); ps != `farmgate; next-hop="x1"` {
+		t.Errorf("Proxy-Status %q", ps)
+	}
+	io.WriteString(c, "GET /through HTTP/1.1\r\nHost: o\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "/through" {
+		t.Fatalf("through the tunnel: %q", body)
+	}
+	// Any other refusal still closes: a 403 for a pool not granted.
+	resp = ask(t, g.addr, "CONNECT", connect+basic("alice-zone-dc", "secret")+"\r\n")
+	if resp.StatusCode != http.StatusForbidden || !resp.Close {
+		t.Fatalf("%s, close %v; want a 403 that closes", resp.Status, resp.Close)
+	}
+}

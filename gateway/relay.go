@@ -64,7 +64,7 @@ type tunnel struct {
 // user-space code sees the bytes; the watcher reads them, and the idle time,
 // from the kernel (TCP_INFO).
 func (g *Gateway) relay(t *tunnel) {
-	t.base, _ = tcpinfo.Read(t.conns[0])
+	t.base, _ = tcpinfo.Read(socketOf(t.conns[0]))
 	t.recheck.Store(expiresAt(t.customer))
 	go g.pipe(t, 0)
 	go g.pipe(t, 1)

@@ -138,7 +138,7 @@ const sweepEvery = 10 * time.Second
 
 // check meters one tunnel and closes it if it idled out or is over quota.
 func (g *Gateway) check(t *tunnel) {
-	info, ok := tcpinfo.Read(t.conns[0])
+	info, ok := tcpinfo.Read(socketOf(t.conns[0]))
 	if !ok {
 		return
 	}

@@ -59,6 +59,7 @@ type gatewaySettings struct {
 	redisAddrs, redisURL          string
 	redisPrefix                   string
 	gossip                        gossipSettings
+	proxyCert, proxyKey           string // the customer port's TLS, when set
 }
 
 // gatewayFlags declares the gateway's flags on fs; the returned func reads
@@ -89,6 +90,7 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
 	metricsCustomers := fs.Int("metrics-customers", 0, "customers, the top ones by traffic through this gateway, given their own farmgate_customer_* series on /metrics; the rest are summed as customer=\"other\"; 0: no per-customer series")
 	gossip := gossipFlags(fs)
+	proxyTLS := proxyTLSFlags(fs)
 	return func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 		s := gatewaySettings{
 			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
@@ -100,6 +102,9 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 			return s, err
 		}
 		if s.gossip, err = gossip(*listen); err != nil {
+			return s, err
+		}
+		if s.proxyCert, s.proxyKey, err = proxyTLS(); err != nil {
 			return s, err
 		}
 		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
@@ -227,6 +232,13 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	gcfg.Metrics = reg
 	gcfg.AccessLog, _ = newAccessLog(s.accessLog, os.Stdout)
 	gcfg.Meter, gcfg.Limiter = be.meter, be.limiter
+	var pcert *proxyCert
+	if s.proxyCert != "" {
+		if pcert, err = loadProxyCert(s.proxyCert, s.proxyKey); err != nil {
+			return err
+		}
+		gcfg.CustomerTLS = pcert.config()
+	}
 	if gw, err = gateway.New(gcfg, be.store, p, logger); err != nil {
 		return usageError{err}
 	}
@@ -345,6 +357,7 @@ loop:
 				store.Store(&cs)
 			}
 			learn(next.static)
+			reloadProxyCert(pcert, next, logger)
 			current = next
 			if node != nil {
 				if err := node.ReloadKeys(); err != nil {
