@@ -146,7 +146,7 @@ func (g *Gateway) FollowRevocations(s ChangingStore) {
 	s.OnChange(func(user string) {
 		// Off the store's goroutine; it ends with the store's answers,
 		// which g.ctx bounds at shutdown.
-		go func() {
+		g.goBackground(func() {
 			n := g.CutRevoked(func(u string) bool {
 				if user != "*" && u != user {
 					return true
@@ -156,7 +156,7 @@ func (g *Gateway) FollowRevocations(s ChangingStore) {
 			if n > 0 {
 				g.logger.Info("cut the tunnels of customers disabled or removed", "user", user, "tunnels", n)
 			}
-		}()
+		})
 	})
 }
 

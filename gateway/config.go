@@ -54,6 +54,11 @@ type Config struct {
 	// Limiter enforces customers' concurrent tunnels and request rates.
 	// Default nil: no limits.
 	Limiter Limiter
+	// Now is the clock of the gateway's decisions about accounts over
+	// time (when an admitted customer's account expires); socket
+	// deadlines, timers and the idle connections to exits keep the
+	// system's. Default nil: time.Now.
+	Now func() time.Time
 	// CustomerTLS, when set, makes the customer port an HTTPS proxy too:
 	// a connection whose first byte starts a TLS handshake (0x16) is
 	// served, once decrypted, like any other (CONNECT, absolute-form
@@ -94,6 +99,9 @@ func DefaultConfig() Config {
 // withDefaults fills zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = d.ReadHeaderTimeout
 	}

@@ -106,7 +106,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 					g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
 					return errQuotaExceeded
 				}
-				if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
+				if now := g.cfg.Now(); recheck != 0 && now.UnixNano() >= recheck {
 					next, ok := g.renewedUntil(a.customer.User, now)
 					if !ok {
 						g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)

@@ -53,6 +53,22 @@ type Gateway struct {
 	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for their next request
 	closing   bool
 	wg        sync.WaitGroup // serveConn goroutines
+	bg        sync.WaitGroup // background work (revocations): Shutdown waits for it
+}
+
+// goBackground runs f in a goroutine Shutdown waits for, unless the
+// gateway is shutting down already; f should end with g.ctx.
+func (g *Gateway) goBackground(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return
+	}
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		f()
+	}()
 }
 
 // New builds a gateway; it starts nothing: Serve serves, Shutdown stops.
@@ -234,6 +250,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		<-tunnelsDone
 	}
 	g.cancel()
+	g.bg.Wait()
 	// A gateway that never served has no watcher to wait for.
 	g.watchStart.Do(func() { close(g.watchDone) })
 	g.stopOnce.Do(func() { close(g.watchStop) })

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,7 +96,18 @@ type testGateway struct {
 // pool's health left to the failures the gateway reports.
 func startGateway(t *testing.T, exits ...pool.Exit) testGateway {
 	t.Helper()
-	store, err := auth.ParseFileConfig([]byte(testCustomers), "test customers", auth.DefaultConfig())
+	return startGatewayWith(t, testCustomers, nil, exits...)
+}
+
+// startGatewayWith is startGateway with a customers file and a clock
+// (nil: the system's) for the gateway and its customer store.
+func startGatewayWith(t *testing.T, customers string, now func() time.Time, exits ...pool.Exit) testGateway {
+	t.Helper()
+	acfg := auth.DefaultConfig()
+	if now != nil {
+		acfg.Now = now
+	}
+	store, err := auth.ParseFileConfig([]byte(customers), "test customers", acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +120,7 @@ func startGateway(t *testing.T, exits ...pool.Exit) testGateway {
 	p.Set(exits)
 	cfg := DefaultConfig()
 	cfg.ExitToken = testToken
+	cfg.Now = now
 	g, err := New(cfg, store, p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -346,5 +361,42 @@ func TestConnectAfterA407OnTheSameConnection(t *testing.T) {
 	resp = ask(t, g.addr, "CONNECT", connect+basic("alice-zone-dc", "secret")+"\r\n")
 	if resp.StatusCode != http.StatusForbidden || !resp.Close {
 		t.Fatalf("%s, close %v; want a 403 that closes", resp.Status, resp.Close)
+	}
+}
+
+// An admitted customer's tunnel ends when their account expires by the
+// gateway's clock, and not before.
+func TestTunnelEndsWhenTheAccountExpires(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	expires := clock.Add(time.Hour).UTC().Format(time.RFC3339)
+	customers := "customers:\n  - user: alice\n    password: secret\n    pools: [resi]\n    expires: " + expires + "\n"
+	g := startGatewayWith(t, customers, now, startExit(t, "x1"))
+	target := origin(t)
+	c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n"+basic("alice", "secret")+"\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	g.watchOnce()
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the tunnel ended before the account expired: %v", err)
+	}
+	mu.Lock()
+	clock = clock.Add(2 * time.Hour)
+	mu.Unlock()
+	g.watchOnce()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the expiry: read %v, want the tunnel closed", err)
 	}
 }

@@ -57,7 +57,7 @@ func (g *Gateway) watchOnce() {
 			g.logger.Error("panic watching tunnels", "panic", r)
 		}
 	}()
-	now := time.Now()
+	now := g.cfg.Now()
 	var expired map[string][]*tunnel
 	g.tunnels.Range(func(k, _ any) bool {
 		t := k.(*tunnel)

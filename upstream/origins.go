@@ -45,6 +45,8 @@ type originClient struct {
 	kept, fresh prometheus.Counter
 	// ending counts the tunnels retire is ending (farmgate_origin_tunnels_ending).
 	ending prometheus.Gauge
+	// retiring counts retire's goroutines: Set.Close waits for them.
+	retiring sync.WaitGroup
 
 	mu     sync.Mutex
 	idle   map[originKey][]idle[*exitConn] // oldest first
@@ -296,7 +298,11 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 		end() // returns at once
 		return
 	}
-	go end() // bounded by End's deadline
+	c.retiring.Add(1)
+	go func() { // bounded by End's deadline
+		defer c.retiring.Done()
+		end()
+	}()
 }
 
 // sweep ends the tunnels idle longer than originKeepIdle.
