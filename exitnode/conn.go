@@ -20,9 +20,10 @@ import (
 // This file is the exit's front door. A gateway opens one connection per
 // tunnel and starts it with a CONNECT head: the exit reads that head on the
 // raw connection, dials and relays from there, with no HTTP server, request
-// object or hijack in between (they cost about a quarter of an exit's CPU
-// per tunnel). Every other connection (absolute-form HTTP, the info
-// endpoint) goes to the HTTP server with the bytes already read.
+// object or hijack in between: a tunnel needs none of them, and they were
+// a large share of an exit's CPU per tunnel (docs/performance.md). Every
+// other connection (absolute-form HTTP, the info endpoint) goes to the
+// HTTP server with the bytes already read.
 
 // Serve accepts gateway connections on ln until Shutdown. It returns nil
 // after Shutdown and the accept error otherwise.

@@ -21,14 +21,14 @@ import (
 	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
-// originClient sends bodiless http:// requests to origins through tunnels
-// across one farmgate exit, and keeps those tunnels for the next request
-// from the same egress IP to the same origin, as a browser keeps its
-// connections. The exit then only relays bytes: it parses no request and
-// runs no HTTP client of its own, which cost it about twice a tunnel's
-// relay per request. A tunnel to a new origin is opened on a kept link
-// with the request behind the CONNECT, so it costs one round trip to the
-// exit, as sending the request to the exit's HTTP proxy did.
+// originClient sends http:// requests to origins through tunnels across
+// one exit (a farmgate exit, or any SOCKS5 one), and keeps those tunnels
+// for the next request from the same egress IP to the same origin, as a
+// browser keeps its connections. The exit then only relays bytes: it
+// parses no request and runs no HTTP client of its own, its largest cost
+// per request before (docs/performance.md). A bodiless request to a new
+// origin goes on a kept link right behind the CONNECT, so it costs one
+// round trip to the exit, as sending it to the exit's HTTP proxy did.
 type originClient struct {
 	// dial opens a tunnel to target, sending first through it when it can
 	// (sent says so).
