@@ -28,6 +28,8 @@ func layer(path string) (int, bool) {
 		return 30, true
 	case path == "gateway/admin": // the operator's view of a gateway
 		return 35, true
+	case path == "exitnode/exittest": // real exits for the tests of the layers below
+		return 35, true
 	case strings.HasPrefix(path, "cmd/"):
 		return 40, true
 	case path == "e2e", path == "deploy", path == "":

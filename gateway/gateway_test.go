@@ -17,6 +17,7 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/exitnode"
+	"github.com/farmgate/farmgate/exitnode/exittest"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
 )
@@ -37,27 +38,9 @@ const testCustomers = `customers:
 // startExit runs a farmgate exit on loopback and returns its pool entry.
 func startExit(t *testing.T, id string) pool.Exit {
 	t.Helper()
-	s, err := exitnode.New(exitnode.Config{ID: id, Pool: "resi", Token: testToken,
-		AllowDest: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-served
-	})
-	return pool.Exit{ID: id, Pool: "resi", Addr: upstream.SchemeFarmgate + "://" + ln.Addr().String()}
+	addr := exittest.Start(t, exitnode.Config{ID: id, Pool: "resi", Token: testToken,
+		AllowDest: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	return pool.Exit{ID: id, Pool: "resi", Addr: upstream.SchemeFarmgate + "://" + addr}
 }
 
 // deadExit is an exit entry whose address refuses connections.
@@ -257,18 +240,8 @@ func boolInt(b bool) int {
 // exit is not blamed for it.
 func TestExitRefusalIsPassedOn(t *testing.T) {
 	t.Parallel()
-	s, err := exitnode.New(exitnode.Config{ID: "strict", Pool: "resi", Token: testToken}, nil) // loopback denied
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	g := startGateway(t, pool.Exit{ID: "strict", Pool: "resi", Addr: upstream.SchemeFarmgate + "://" + ln.Addr().String()})
+	addr := exittest.Start(t, exitnode.Config{ID: "strict", Pool: "resi", Token: testToken}) // loopback denied
+	g := startGateway(t, pool.Exit{ID: "strict", Pool: "resi", Addr: upstream.SchemeFarmgate + "://" + addr})
 	target := origin(t)
 	resp := ask(t, g.addr, "CONNECT", "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n"+basic("alice", "secret")+"\r\n")
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Farmgate-Error") != "destination_forbidden" {
