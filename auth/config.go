@@ -63,6 +63,15 @@ type Config struct {
 	// Logger receives load-time warnings and store outages. It never sees a
 	// password. Default: slog.Default().
 	Logger *slog.Logger
+
+	// OnLockout is called when failed logins fill a bucket and a lockout
+	// starts, with the bucket's scope: "client_user" (MaxFailedLogins) or
+	// "client" (MaxFailedLoginsPerClient); once per lockout, on the one
+	// gateway that filled it. It must not block. Default nil.
+	OnLockout func(scope string)
+	// OnThrottled is called for each login refused unchecked with
+	// ErrLoginThrottled. It must not block. Default nil.
+	OnThrottled func()
 }
 
 // DefaultConfig returns the configuration with every default filled in.

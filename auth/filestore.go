@@ -309,6 +309,7 @@ func (s *FileStore) AuthenticateFrom(ctx context.Context, user, password string,
 		return admit(e.c, now, client)
 	}
 	if s.throttle.throttled(user, client) {
+		s.cfg.throttled()
 		return nil, fmt.Errorf("authenticating %q: %w", user, ErrLoginThrottled)
 	}
 	c, err := s.flights.do(ctx, k, func() (*Customer, error) { return s.check(k, user, password) })

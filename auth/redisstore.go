@@ -168,6 +168,7 @@ func (s *RedisStore) check(ctx context.Context, k credKey, user, password string
 		return nil, fmt.Errorf("authenticating %q: %w: %w", user, ErrStoreUnavailable, err)
 	}
 	if throttled {
+		s.cfg.throttled()
 		return nil, fmt.Errorf("authenticating %q: %w", user, ErrLoginThrottled)
 	}
 	if raw == "" {
@@ -266,7 +267,7 @@ func (s *RedisStore) failed(ctx context.Context, user string, client netip.Addr)
 	}
 	for i, k := range keys {
 		if counts[i].Val() == int64(k.limit) {
-			logLockout(s.logger, k, user, client, s.cfg.FailedLoginWindow)
+			logLockout(&s.cfg, s.logger, k, user, client, s.cfg.FailedLoginWindow)
 		}
 	}
 }

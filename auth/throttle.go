@@ -48,7 +48,10 @@ func (c *Config) throttleKeys(user string, client netip.Addr) [2]throttleKey {
 
 // logLockout logs the start of a lockout: the failure that filled a bucket.
 // Once per lockout, not per refused attempt.
-func logLockout(logger *slog.Logger, k throttleKey, user string, client netip.Addr, window time.Duration) {
+func logLockout(cfg *Config, logger *slog.Logger, k throttleKey, user string, client netip.Addr, window time.Duration) {
+	if cfg.OnLockout != nil {
+		cfg.OnLockout(k.scope)
+	}
 	logger.Warn("failed logins throttled", "client", clientKey(client), "user", clip(user), "scope", k.scope,
 		"failures", k.limit, "window", window.String())
 }
@@ -121,7 +124,14 @@ func (t *memThrottle) fail(user string, client netip.Addr) {
 	t.mu.Unlock()
 	for i, k := range keys {
 		if filled[i] {
-			logLockout(t.logger, k, user, client, t.cfg.FailedLoginWindow)
+			logLockout(t.cfg, t.logger, k, user, client, t.cfg.FailedLoginWindow)
 		}
+	}
+}
+
+// throttled tells OnThrottled of a login refused unchecked.
+func (c *Config) throttled() {
+	if c.OnThrottled != nil {
+		c.OnThrottled()
 	}
 }

@@ -40,6 +40,12 @@ type cmdExit struct{ id, country string }
 // gateway reports every exit healthy.
 func startCmdFarm(t *testing.T, exits []cmdExit) *cmdFarm {
 	t.Helper()
+	return startCmdFarmWith(t, exits)
+}
+
+// startCmdFarmWith is startCmdFarm with more flags for the gateway.
+func startCmdFarmWith(t *testing.T, exits []cmdExit, gwExtra ...string) *cmdFarm {
+	t.Helper()
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("cmd-farm-token\n"), 0o600)
@@ -68,7 +74,7 @@ func startCmdFarm(t *testing.T, exits []cmdExit) *cmdFarm {
 	for _, e := range exits {
 		waitListening(t, f.addrs[e.id])
 	}
-	f.gwProc = start(t, gwArgs...)
+	f.gwProc = start(t, append(gwArgs, gwExtra...)...)
 	waitListening(t, f.gw)
 	waitListening(t, f.admin)
 	f.waitState(20*time.Second, func(states map[string]string) bool {

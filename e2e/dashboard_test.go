@@ -31,9 +31,9 @@ import (
 // a drain made elsewhere within a few polls, and its Drain/Undrain button
 // drains the exit for real. It shows traffic per pool and errors by reason.
 //
-// With FARMGATE_UPDATE_SCREENSHOT=1 it rewrites docs/dashboard.png; the
-// screenshot is always kept in the test's artifact directory (go test
-// -artifacts).
+// Its screenshot is kept in the test's artifact directory (go test
+// -artifacts); docs/dashboard.png comes from
+// TestDashboardOffLoopbackWithTheToken.
 func TestDashboard(t *testing.T) {
 	t.Parallel()
 	browser, driver := needChromium(t)
@@ -155,11 +155,6 @@ func TestDashboard(t *testing.T) {
 	png := wd.screenshot()
 	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "dashboard.png"), png, 0o644); err != nil {
 		t.Error(err)
-	}
-	if os.Getenv("FARMGATE_UPDATE_SCREENSHOT") == "1" {
-		if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), png, 0o644); err != nil {
-			t.Error(err)
-		}
 	}
 
 	// The Drain button drains eu-1 for real, and Undrain takes it back.

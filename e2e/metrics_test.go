@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -130,8 +131,8 @@ func TestMetricsAndAccessLogAfterKnownTraffic(t *testing.T) {
 		{"farmgate_tunnels_failed_total", map[string]string{"reason": "auth_required"}, eq(1), "1"},
 		{"farmgate_auth_failures_total", map[string]string{"reason": "auth_required"}, eq(1), "1"},
 		// 2 × 5000 bytes of body plus 3 tunnels of TLS carrying 10000 each.
-		{"farmgate_bytes_total", map[string]string{"direction": "down", "pool": "resi", "customer": "demo"}, atLeast(2*5000 + 3*10000), "≥ 40000"},
-		{"farmgate_bytes_total", map[string]string{"direction": "up", "pool": "resi", "customer": "demo"}, atLeast(3 * 100), "≥ 300"},
+		{"farmgate_bytes_total", map[string]string{"direction": "down", "pool": "resi", "exit": "us-1"}, atLeast(2*5000 + 3*10000), "≥ 40000"},
+		{"farmgate_bytes_total", map[string]string{"direction": "up", "pool": "resi", "exit": "us-1"}, atLeast(3 * 100), "≥ 300"},
 		{"farmgate_exit_state", map[string]string{"exit": "us-1", "state": "healthy"}, eq(1), "1"},
 		{"farmgate_exit_probes_total", map[string]string{"exit": "us-1", "result": "ok"}, atLeast(0), "present"},
 		{"farmgate_exits", map[string]string{"state": "healthy"}, eq(4), "4"},
@@ -181,4 +182,39 @@ func atLeast(want float64) func(float64) bool { return func(v float64) bool { re
 func jsonNum(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// An exit that leaves the pool takes its series with it (once its last
+// tunnel closed): a farm whose exits come and go does not pile up series
+// of exits long gone.
+func TestSeriesOfAnExitThatLeftAreDeleted(t *testing.T) {
+	t.Parallel()
+	f := startFarm(t, nil)
+	srv := httptest.NewServer(admin.Handler(admin.Config{Pool: f.Pool, Gatherer: f.Metrics}))
+	t.Cleanup(srv.Close)
+	if r := curl(t, proxyURL(f, "demo-country-us"), "http://"+f.Origin.HTTPAddr+"/bytes?n=5000"); r.status != 200 || r.header.Get("X-Farmgate-Exit") != "us-1" {
+		t.Fatalf("request: %d through %q", r.status, r.header.Get("X-Farmgate-Exit"))
+	}
+	perExit := []string{"farmgate_tunnels_opened_total", "farmgate_tunnels_active", "farmgate_bytes_total", "farmgate_exit_state"}
+	waitFor(t, 5*time.Second, "us-1's series", func() error {
+		fams := scrape(t, srv.URL+"/metrics")
+		for _, name := range perExit {
+			if _, ok := value(fams, name, map[string]string{"exit": "us-1"}); !ok {
+				return fmt.Errorf("no %s{exit=us-1}", name)
+			}
+		}
+		return nil
+	})
+	f.Pool.Remove("us-1")
+	fams := scrape(t, srv.URL+"/metrics")
+	for _, name := range perExit {
+		if _, ok := value(fams, name, map[string]string{"exit": "us-1"}); ok {
+			t.Errorf("%s{exit=us-1} still served after us-1 left the pool", name)
+		}
+	}
+	if _, ok := value(fams, "farmgate_tunnels_opened_total", map[string]string{"exit": "eu-1"}); !ok {
+		if _, ok := value(fams, "farmgate_exit_state", map[string]string{"exit": "eu-1"}); !ok {
+			t.Errorf("eu-1, still in the pool, lost its series too")
+		}
+	}
 }

@@ -14,16 +14,16 @@ import (
 	"github.com/farmgate/farmgate/internal/dataplane/accept"
 	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
 // This file is the exit's front door. A gateway opens one connection per
 // tunnel and starts it with a CONNECT head: the exit reads that head on the
 // raw connection, dials and relays from there, with no HTTP server, request
-// object or hijack in between (they cost about a quarter of an exit's CPU
-// per tunnel). Every other connection (absolute-form HTTP, the info
-// endpoint) goes to the HTTP server with the bytes already read.
+// object or hijack in between: a tunnel needs none of them, and they were
+// a large share of an exit's CPU per tunnel (docs/performance.md). Every
+// other connection (absolute-form HTTP, the info endpoint) goes to the
+// HTTP server with the bytes already read.
 
 // Serve accepts gateway connections on ln until Shutdown. It returns nil
 // after Shutdown and the accept error otherwise.
@@ -112,9 +112,9 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	if len(rest) > 0 {
 		// All of rest fits the reader's first fill, so nothing stays
 		// behind in the MultiReader when the reader is handed on.
-		br.Reset(io.MultiReader(bytes.NewReader(rest), rawio.Reader{C: c}))
+		br.Reset(io.MultiReader(bytes.NewReader(rest), c))
 	} else {
-		br.Reset(rawio.Reader{C: c})
+		br.Reset(c)
 	}
 	defer func() {
 		if br != nil {

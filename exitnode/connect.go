@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/splice"
 )
 
@@ -127,7 +126,7 @@ func (s *Server) relay(client net.Conn, early []byte, dest net.Conn, offer linkO
 	if framed {
 		reply = linkEstablished
 	}
-	_, err := rawio.Write(client, reply)
+	_, err := client.Write(reply)
 	if err == nil && len(early) > 0 && !framed {
 		_, err = dest.Write(early)
 	}

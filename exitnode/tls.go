@@ -9,16 +9,15 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
 // This file is what changes when the exit's listener is a TLS one (a
 // crypto/tls listener over the socket, as `farmgate exit --tls-cert ...`
 // makes it): every connection Serve accepts is then a *tls.Conn. Nothing
 // below the TLS layer sees the socket, so the relay copies through user
-// space instead of splicing (internal/dataplane/splice and internal/dataplane/rawio fall back
-// to the connection's own Read and Write for anything but a
-// *net.TCPConn), and the kernel's clock of the socket still times an idle
+// space instead of splicing (internal/dataplane/splice falls back to the
+// connection's own Read and Write for anything but a *net.TCPConn), and the kernel's clock of the socket still times an idle
 // tunnel out (idleFor).
 
 // handshake completes the TLS handshake of a gateway's connection within
@@ -44,12 +43,12 @@ func (s *Server) handshake(c *tls.Conn) bool {
 
 // waitHead waits until the next head starts to arrive on an idle link and
 // returns what it read of it. A socket is waited on without reading or a
-// buffer (rawio.WaitReadable); a TLS link is not a socket, and only
+// buffer (readiness.Wait); a TLS link is not a socket, and only
 // decrypting its next record tells whether a head is there, so its first
 // byte is read.
 func waitHead(c net.Conn) ([]byte, error) {
 	if _, ok := c.(syscall.Conn); ok {
-		return nil, rawio.WaitReadable(c)
+		return nil, readiness.Wait(c)
 	}
 	b := make([]byte, 1)
 	n, err := c.Read(b)

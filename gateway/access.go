@@ -25,8 +25,10 @@ type accessEvent struct {
 	total    time.Duration
 }
 
-// access writes ev to the access log, if there is one.
+// access counts ev for the operator (Activity, the per-customer series)
+// and writes it to the access log, if there is one.
 func (g *Gateway) access(ev accessEvent) {
+	g.metrics.served(&ev)
 	if g.cfg.AccessLog == nil {
 		return
 	}

@@ -44,11 +44,14 @@ func (g *Gateway) admitCredentials(ctx context.Context, user, pass string, clien
 		return admission{}, fmt.Errorf("authenticate %q: %w", account, err)
 	}
 	if perr != nil {
+		g.activity.refusedAfterLogin(cust.User, replyFor(perr).reason)
 		return admission{}, perr
 	}
 	poolName := cust.Pool(target.Zone)
 	if !cust.AllowsPool(poolName) {
-		return admission{}, fmt.Errorf("zone %q for %s: %w", poolName, cust.User, errPoolForbidden)
+		err := fmt.Errorf("zone %q for %s: %w", poolName, cust.User, errPoolForbidden)
+		g.activity.refusedAfterLogin(cust.User, replyFor(err).reason)
+		return admission{}, err
 	}
 	a := admission{customer: cust, target: target}
 	a.crit = pool.Criteria{
@@ -103,7 +106,7 @@ func (g *Gateway) CutRevoked(allowed func(user string) bool) int {
 		}
 		if !ok {
 			g.logger.Info("customer no longer allowed, cutting tunnel", "customer", user, "exit", t.exit)
-			t.shut()
+			t.revoke()
 			n++
 		}
 		return true
@@ -143,7 +146,7 @@ func (g *Gateway) FollowRevocations(s ChangingStore) {
 	s.OnChange(func(user string) {
 		// Off the store's goroutine; it ends with the store's answers,
 		// which g.ctx bounds at shutdown.
-		go func() {
+		g.goBackground(func() {
 			n := g.CutRevoked(func(u string) bool {
 				if user != "*" && u != user {
 					return true
@@ -153,7 +156,7 @@ func (g *Gateway) FollowRevocations(s ChangingStore) {
 			if n > 0 {
 				g.logger.Info("cut the tunnels of customers disabled or removed", "user", user, "tunnels", n)
 			}
-		}()
+		})
 	})
 }
 

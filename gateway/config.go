@@ -59,13 +59,33 @@ type Config struct {
 	// Limiter enforces customers' concurrent tunnels and request rates.
 	// Default nil: no limits.
 	Limiter Limiter
+	// Now is the clock of the gateway's decisions about accounts over
+	// time (when an admitted customer's account expires); socket
+	// deadlines, timers and the idle connections to exits keep the
+	// system's. Default nil: time.Now.
+	Now func() time.Time
+	// CustomerTLS, when set, makes the customer port an HTTPS proxy too:
+	// a connection whose first byte starts a TLS handshake (0x16) is
+	// served, once decrypted, like any other (CONNECT, absolute-form
+	// HTTP, SOCKS5). Its GetCertificate may change the certificate while
+	// the gateway runs. Default nil: no TLS on the customer port.
+	CustomerTLS *tls.Config
 	// AccessLog gets one line per tunnel or request when it ends (or is
 	// refused). Default nil: no access log.
 	AccessLog *slog.Logger
 	// Metrics is where the gateway's Prometheus series are registered.
 	// Default nil: counted but not exported.
 	Metrics prometheus.Registerer
+	// MetricsCustomers is how many customers, the top ones by traffic
+	// through this gateway, get their own farmgate_customer_* series; the
+	// others are summed into customer="other". Default 0: no per-customer
+	// series at all.
+	MetricsCustomers int
 }
+
+// maxMetricsCustomers bounds MetricsCustomers: each customer costs a few
+// series per reason, and Prometheus a few kilobytes per series.
+const maxMetricsCustomers = 1000
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
@@ -84,6 +104,9 @@ func DefaultConfig() Config {
 // withDefaults fills zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = d.ReadHeaderTimeout
 	}
@@ -134,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleExitConns < 0 {
 		errs = append(errs, fmt.Errorf("gateway config: max_idle_exit_conns: must not be negative, got %d", c.MaxIdleExitConns))
+	}
+	if c.MetricsCustomers < 0 || c.MetricsCustomers > maxMetricsCustomers {
+		errs = append(errs, fmt.Errorf("gateway config: metrics_customers: want 0..%d, got %d", maxMetricsCustomers, c.MetricsCustomers))
 	}
 	return errors.Join(errs...)
 }

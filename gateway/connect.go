@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
@@ -21,29 +22,42 @@ type answerer interface {
 	// established tells the customer the tunnel through pick is up, and
 	// returns the bytes it wrote.
 	established(c net.Conn, pick pool.Pick) (int, error)
-	// refused tells the customer why there is no tunnel.
-	refused(c net.Conn, r reply)
+	// refused tells the customer why there is no tunnel, and reports
+	// whether c stays open for their next request.
+	refused(c net.Conn, r reply) (keep bool)
 	// kind names the protocol in logs and metrics.
 	kind() string
 }
 
 // httpAnswer answers CONNECT.
-type httpAnswer struct{}
+type httpAnswer struct {
+	kept bool // refused with the connection left open
+}
 
-func (httpAnswer) kind() string { return "connect" }
+func (*httpAnswer) kind() string { return "connect" }
 
-func (httpAnswer) refused(c net.Conn, r reply) { r.write(c, true) }
+// refused keeps the connection of a 407: a browser sends its first CONNECT
+// without credentials and its next, with them, on the same connection (as
+// squid allows), instead of paying a new handshake per tunnel. Nothing of a
+// CONNECT is left unread behind its head.
+func (a *httpAnswer) refused(c net.Conn, r reply) bool {
+	a.kept = r.status == http.StatusProxyAuthRequired
+	r.write(c, !a.kept)
+	return a.kept
+}
 
-func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
-	var buf [128]byte
+func (*httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
+	var buf [192]byte
 	b := append(buf[:0], "HTTP/1.1 200 Connection established\r\n"+wire.HeaderExit+": "...)
 	b = append(b, pick.Exit.ID...)
+	b = append(b, "\r\nProxy-Status: "+proxyName+"; next-hop="...)
+	b = strconv.AppendQuote(b, pick.Exit.ID)
 	b = append(b, "\r\n"...)
 	if pick.Rebound {
 		b = append(b, wire.HeaderSession+": rebound\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	return rawio.Write(c, b)
+	return c.Write(b)
 }
 
 // serveConnect sets up one CONNECT tunnel on a connection the gateway owns.
@@ -51,12 +65,12 @@ func (httpAnswer) established(c net.Conn, pick pool.Pick) (int, error) {
 // flushed to the exit before the relay starts and then returned to the
 // pool. It reports whether the relay took the connection over; if not, the
 // caller closes it.
-func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, target, proxyAuth string, head int64) bool {
+func (g *Gateway) serveConnect(c net.Conn, br *bufio.Reader, ans *httpAnswer, target, proxyAuth string, head int64) bool {
 	user, pass, ok := parseProxyAuth(proxyAuth)
 	if !ok {
-		return g.open(c, br, httpAnswer{}, "", "", false, target, head)
+		return g.open(c, br, ans, "", "", false, target, head)
 	}
-	return g.open(c, br, httpAnswer{}, user, pass, true, target, head)
+	return g.open(c, br, ans, user, pass, true, target, head)
 }
 
 // open admits the customer and sets up their tunnel to target, answering in
@@ -114,15 +128,17 @@ func (g *Gateway) setUpFailed(ctx context.Context, c net.Conn, br *bufio.Reader,
 	g.access(ev)
 }
 
-// refuse answers the customer with the error's reply; the caller closes c.
+// refuse answers the customer with the error's reply; the caller closes c
+// unless the answerer kept it (and br with it) for the next request.
 func (g *Gateway) refuse(c net.Conn, br *bufio.Reader, ans answerer, err error, pool string) {
 	r := replyFor(err)
 	g.metrics.refused(r, pool)
 	if g.logger.Enabled(g.ctx, slog.LevelDebug) {
 		g.logger.Debug("tunnel refused", "kind", ans.kind(), "remote", c.RemoteAddr().String(), "pool", pool, "status", r.status, "reason", r.reason, "err", err)
 	}
-	ans.refused(c, r)
-	g.putBuf(br)
+	if !ans.refused(c, r) {
+		g.putBuf(br)
+	}
 }
 
 // tunnel sets up the tunnel of an admitted customer under ctx, which leave
@@ -159,12 +175,18 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 		return false
 	}
 	id := pick.Exit.ID
-	replied, err := ans.established(c, pick)
-	if err != nil {
+	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
+	g.tunnels.Store(t, struct{}{})
+	fail := func() bool {
+		g.tunnels.Delete(t)
 		release()
 		exitConn.Close()
-		g.putBuf(br)
 		return false
+	}
+	replied, err := ans.established(c, pick)
+	if err != nil {
+		g.putBuf(br)
+		return fail()
 	}
 	// Bytes the customer sent right behind the CONNECT head go first.
 	early := int64(br.Buffered())
@@ -177,10 +199,8 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 			_, err = exitConn.Write(buf)
 		}
 		if err != nil {
-			release()
-			exitConn.Close()
 			g.putBuf(br)
-			return false
+			return fail()
 		}
 	}
 	g.putBuf(br)
@@ -190,19 +210,17 @@ func (g *Gateway) tunnel(ctx context.Context, leave *leaveWatch, c net.Conn, br 
 	var earlyDown int64
 	if ec, ok := exitConn.(*upstream.EarlyConn); ok {
 		if _, err := c.Write(ec.Early); err != nil {
-			release()
-			exitConn.Close()
-			return false
+			return fail()
 		}
 		earlyDown = int64(len(ec.Early))
 		exitConn = ec.Conn
+		t.conns[1] = exitConn
 	}
 
 	g.pool.TunnelOpened(id)
 	g.metrics.tunnelOpened(ans.kind(), a.crit.Pool, pick.Exit.DC, id, setup)
 	g.track(exitConn)
 	g.wg.Add(1)
-	t := &tunnel{conns: [2]net.Conn{c, exitConn}, customer: a.customer, pool: a.crit.Pool, exit: id, started: start}
 	t.done = func(up, down int64) {
 		defer g.wg.Done()
 		release()

@@ -106,7 +106,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 					g.logger.Info("customer over quota, cutting answer", "customer", a.customer.User, "exit", id)
 					return errQuotaExceeded
 				}
-				if now := time.Now(); recheck != 0 && now.UnixNano() >= recheck {
+				if now := g.cfg.Now(); recheck != 0 && now.UnixNano() >= recheck {
 					next, ok := g.renewedUntil(a.customer.User, now)
 					if !ok {
 						g.logger.Info("customer expired, cutting answer", "customer", a.customer.User, "exit", id)
@@ -136,7 +136,7 @@ func (g *Gateway) forward(req *http.Request, a *admission) *http.Response {
 				if g.meter != nil {
 					g.meter.Add(a.customer.User, a.crit.Pool, max(up-metered[0], 0), max(down-metered[1], 0))
 				}
-				g.metrics.bytes(a.crit.Pool, a.customer.User, up, down)
+				g.metrics.bytes(a.crit.Pool, id, a.customer.User, up, down)
 				ev.up, ev.down = up, down
 				g.access(ev)
 			}

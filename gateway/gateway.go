@@ -14,7 +14,6 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/internal/dataplane/accept"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/sockopt"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
@@ -37,6 +36,7 @@ type Gateway struct {
 	tunnels   sync.Map // *tunnel → struct{}: live CONNECT tunnels, for the watcher
 	meter     Meter
 	metrics   *metrics
+	activity  *activity
 	watchStop chan struct{}
 	watchDone chan struct{}
 	stopOnce  sync.Once
@@ -53,6 +53,22 @@ type Gateway struct {
 	idle      map[net.Conn]struct{} // of those, kept-alive ones waiting for their next request
 	closing   bool
 	wg        sync.WaitGroup // serveConn goroutines
+	bg        sync.WaitGroup // background work (revocations): Shutdown waits for it
+}
+
+// goBackground runs f in a goroutine Shutdown waits for, unless the
+// gateway is shutting down already; f should end with g.ctx.
+func (g *Gateway) goBackground(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return
+	}
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		f()
+	}()
 }
 
 // New builds a gateway; it starts nothing: Serve serves, Shutdown stops.
@@ -79,7 +95,8 @@ func New(cfg Config, a Authenticator, p *pool.Pool, logger *slog.Logger) (*Gatew
 		ReplyTimeout: g.cfg.ExitReplyTimeout, MaxIdle: g.cfg.MaxIdleExitConns, Metrics: g.cfg.Metrics})
 	p.OnLeave(g.exits.Drop)
 	g.meter = g.cfg.Meter
-	g.metrics = newMetrics(g.cfg.Metrics)
+	g.activity = newActivity(nil)
+	g.metrics = newMetrics(g.cfg.Metrics, p, g.activity, g.cfg.MetricsCustomers)
 	g.watchStop, g.watchDone = make(chan struct{}), make(chan struct{})
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
@@ -130,24 +147,27 @@ func (g *Gateway) isClosing() bool {
 	return g.closing
 }
 
+// track lists c's socket for Shutdown to close; a customer's TLS
+// connection is listed by its socket, which it closes without waiting.
 func (g *Gateway) track(c net.Conn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing {
 		return false
 	}
-	g.conns[c] = struct{}{}
+	g.conns[socketOf(c)] = struct{}{}
 	return true
 }
 
 func (g *Gateway) untrack(c net.Conn) {
 	g.mu.Lock()
-	delete(g.conns, c)
+	delete(g.conns, socketOf(c))
 	g.mu.Unlock()
 }
 
 // serveConn serves one customer connection: SOCKS5 when its first byte
-// says so (0x05), HTTP otherwise (CONNECT and absolute-form requests).
+// says so (0x05), HTTP otherwise (CONNECT and absolute-form requests); a
+// TLS handshake (0x16) first, when the gateway has a certificate.
 func (g *Gateway) serveConn(c net.Conn) {
 	defer g.wg.Done()
 	handedOff := false // to the HTTP server or to a tunnel's relay
@@ -161,13 +181,27 @@ func (g *Gateway) serveConn(c net.Conn) {
 		}
 	}()
 	c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
-	in := &counter{r: rawio.Reader{C: c}}
+	in := &counter{r: c}
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(in)
 	first, err := br.Peek(1)
 	if err != nil {
 		g.putBuf(br)
 		return
+	}
+	if first[0] == tlsHandshake && g.cfg.CustomerTLS != nil {
+		tc, err := g.handshake(c, br)
+		if err != nil {
+			g.logger.Debug("customer tls handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		c = tc
+		in = &counter{r: c}
+		br.Reset(in)
+		if first, err = br.Peek(1); err != nil {
+			g.putBuf(br)
+			return
+		}
 	}
 	if first[0] == socksVersion {
 		handedOff = g.serveSOCKS(c, br)
@@ -216,6 +250,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		<-tunnelsDone
 	}
 	g.cancel()
+	g.bg.Wait()
 	// A gateway that never served has no watcher to wait for.
 	g.watchStart.Do(func() { close(g.watchDone) })
 	g.stopOnce.Do(func() { close(g.watchStop) })

@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
@@ -60,9 +59,18 @@ func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter) (hand
 		c.SetReadDeadline(time.Now().Add(g.cfg.ReadHeaderTimeout))
 		if head, err := br.Peek(8); err == nil && string(head) == "CONNECT " {
 			// A CONNECT, first or after other requests: the relay takes
-			// the connection over.
+			// the connection over, unless it was refused for want of
+			// credentials (the next request may carry them).
 			timer.Stop()
-			return g.readConnect(c, br)
+			handedOff, keep := g.readConnect(c, br)
+			if handedOff || !keep || g.isClosing() {
+				if keep {
+					g.putBuf(br)
+				}
+				return handedOff
+			}
+			guard.reset()
+			continue
 		}
 		in.limit = in.n.Load() + maxHead
 		req, err := http.ReadRequest(br)
@@ -166,18 +174,23 @@ func (c *counter) Read(p []byte) (int, error) {
 }
 
 // readConnect reads a CONNECT head from br and sets up its tunnel. It
-// reports whether the relay took c over.
-func (g *Gateway) readConnect(c net.Conn, br *bufio.Reader) bool {
+// reports whether the relay took c over, and if not, whether c and br stay
+// for the customer's next request (a 407).
+func (g *Gateway) readConnect(c net.Conn, br *bufio.Reader) (handedOff, keep bool) {
 	target, proxyAuth, n, err := readConnectHead(br)
 	if err != nil {
 		r := replyFor(err)
 		g.metrics.refused(r, "")
 		r.write(c, true)
 		g.putBuf(br)
-		return false
+		return false, false
 	}
 	c.SetReadDeadline(time.Time{})
-	return g.serveConnect(c, br, target, proxyAuth, int64(n))
+	ans := &httpAnswer{}
+	if g.serveConnect(c, br, ans, target, proxyAuth, int64(n)) {
+		return true, false
+	}
+	return false, ans.kept
 }
 
 // lingerClose half-closes c and gives the customer a moment to read the
@@ -335,13 +348,14 @@ func (g *Gateway) waitRequest(c net.Conn, br *bufio.Reader, guard *idleGuard) bo
 		g.putBuf(br)
 		return false
 	}
-	g.idle[c] = struct{}{}
+	sock := socketOf(c) // Shutdown closes the socket: a TLS close could wait on a write
+	g.idle[sock] = struct{}{}
 	g.mu.Unlock()
 	guard.reset()
 	_, err := br.Peek(1)
 	g.mu.Lock()
-	_, still := g.idle[c] // not there: Shutdown closed it
-	delete(g.idle, c)
+	_, still := g.idle[sock] // not there: Shutdown closed it
+	delete(g.idle, sock)
 	g.mu.Unlock()
 	if err != nil || !still {
 		g.putBuf(br)
@@ -409,7 +423,7 @@ func (g *Gateway) writeResponse(c net.Conn, req *http.Request, resp *http.Respon
 	bufs.head = head
 	if !withBody {
 		guard.touch()
-		n, err := rawio.Write(c, head)
+		n, err := c.Write(head)
 		written = int64(n)
 		if err != nil {
 			return false, written
@@ -442,7 +456,7 @@ func (g *Gateway) writeResponse(c net.Conn, req *http.Request, resp *http.Respon
 				out = append(out, buf[:n])
 			}
 			guard.touch()
-			n, err := rawio.Writev(c, &out)
+			n, err := out.WriteTo(c)
 			written += n
 			if err != nil {
 				return false, written

@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/farmgate/farmgate/internal/dataplane/wire"
 	"github.com/farmgate/farmgate/upstream"
 )
 
@@ -171,20 +176,69 @@ func TestReadConnectHeadWrapsErrBadTarget(t *testing.T) {
 	}
 }
 
+// FuzzSOCKSRequest encodes a request as RFC 1928 lays it out and checks
+// that socksRequest reads back the command, the address and the port,
+// consumes exactly the request (a client may pipeline its first bytes
+// behind it), and refuses with the code the RFC names.
 func FuzzSOCKSRequest(f *testing.F) {
-	f.Add([]byte{5, 1, 0, 3, 11, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 1, 187})
-	f.Add([]byte{5, 1, 0, 1, 127, 0, 0, 1, 0, 80})
-	f.Add([]byte{5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		br := bufio.NewReader(bytes.NewReader(b))
-		target, n, _, err := socksRequest(br)
-		if err == nil {
-			if _, err := connectTarget(target); err != nil {
-				t.Fatalf("accepted %q that connectTarget refuses", target)
+	f.Add(byte(1), byte(3), []byte("example.com"), uint16(443), []byte("GET"))
+	f.Add(byte(1), byte(1), []byte{127, 0, 0, 1}, uint16(80), []byte{})
+	f.Add(byte(1), byte(4), make([]byte, 16), uint16(80), []byte{})
+	f.Add(byte(2), byte(1), []byte{127, 0, 0, 1}, uint16(80), []byte{})
+	f.Add(byte(1), byte(9), []byte{1}, uint16(80), []byte{})
+	f.Add(byte(1), byte(3), []byte("a..b"), uint16(80), []byte{})
+	f.Fuzz(func(t *testing.T, cmd, atyp byte, addr []byte, port uint16, rest []byte) {
+		req := []byte{socksVersion, cmd, 0, atyp}
+		var host string
+		switch atyp {
+		case socksAtypIPv4:
+			addr = append(addr, make([]byte, 4)...)[:4]
+			host = fmt.Sprintf("%d.%d.%d.%d", addr[0], addr[1], addr[2], addr[3])
+			req = append(req, addr...)
+		case socksAtypIPv6:
+			addr = append(addr, make([]byte, 16)...)[:16]
+			host = netip.AddrFrom16([16]byte(addr)).String()
+			req = append(req, addr...)
+		case socksAtypDomain:
+			if len(addr) == 0 || len(addr) > 255 {
+				return
 			}
-			if n != len(b)-br.Buffered() {
-				t.Fatalf("request of %d bytes, read %d", n, len(b)-br.Buffered())
+			host = string(addr) // an IP literal written as a name is taken too
+			req = append(append(req, byte(len(addr))), addr...)
+		}
+		req = binary.BigEndian.AppendUint16(req, port)
+		size := len(req)
+		br := bufio.NewReader(bytes.NewReader(append(req, rest...)))
+		target, n, rep, err := socksRequest(br)
+		switch {
+		case cmd != socksCmdConnect:
+			if err == nil || rep != socksCmdNotSupported {
+				t.Fatalf("command %d: rep %d, err %v; want command not supported", cmd, rep, err)
 			}
+			return
+		case atyp != socksAtypIPv4 && atyp != socksAtypIPv6 && atyp != socksAtypDomain:
+			if err == nil || rep != socksAtypNotSupported {
+				t.Fatalf("address type %d: rep %d, err %v; want address type not supported", atyp, rep, err)
+			}
+			return
+		}
+		want := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		if wire.CheckTarget(want) != nil {
+			// A target the exit would refuse (port 0, a bad name) is the
+			// customer's mistake.
+			if err == nil || rep != socksGeneralFailure || !errors.Is(err, errBadTarget) {
+				t.Fatalf("target %q: rep %d, err %v; want a bad target, general failure", want, rep, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("well-formed request for %q: %v", want, err)
+		}
+		if target != want {
+			t.Fatalf("target %q, want %q", target, want)
+		}
+		if n != size || br.Buffered() != len(rest) {
+			t.Fatalf("request of %d bytes: n = %d, %d of %d bytes behind it left", size, n, br.Buffered(), len(rest))
 		}
 	})
 }

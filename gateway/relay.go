@@ -28,6 +28,14 @@ type tunnel struct {
 	closed     atomic.Bool
 	done       func(up, down int64)
 
+	// A tunnel is listed from before the customer hears 200, so that a
+	// revocation in between is not missed; it is live once its relay runs.
+	// CutRevoked sets revoked and shuts a live tunnel; the relay's start
+	// sets live and shuts a revoked one: whichever comes second sees the
+	// other's flag.
+	live    atomic.Bool
+	revoked atomic.Bool
+
 	// recheck is when (UnixNano) the customer's account is to be asked
 	// about again: its expiry, or a minute after a renewal; 0 for never.
 	recheck atomic.Int64
@@ -43,8 +51,8 @@ type tunnel struct {
 	final    bool         // done ran: the watcher reports nothing more
 }
 
-// relay copies bytes both ways between the customer and the exit until both
-// directions are done, then closes both and calls t.done with the bytes
+// relay copies bytes both ways between the customer and the exit (t is
+// listed in g.tunnels already) until both directions are done, then closes both and calls t.done with the bytes
 // copied customer→exit (up) and exit→customer (down).
 //
 // It returns at once: the copy runs in two new goroutines, so an idle tunnel
@@ -56,11 +64,22 @@ type tunnel struct {
 // user-space code sees the bytes; the watcher reads them, and the idle time,
 // from the kernel (TCP_INFO).
 func (g *Gateway) relay(t *tunnel) {
-	t.base, _ = tcpinfo.Read(t.conns[0])
+	t.base, _ = tcpinfo.Read(socketOf(t.conns[0]))
 	t.recheck.Store(expiresAt(t.customer))
-	g.tunnels.Store(t, struct{}{})
 	go g.pipe(t, 0)
 	go g.pipe(t, 1)
+	t.live.Store(true)
+	if t.revoked.Load() {
+		t.shut()
+	}
+}
+
+// revoke ends t for a customer no longer allowed (see the live field).
+func (t *tunnel) revoke() {
+	t.revoked.Store(true)
+	if t.live.Load() {
+		t.shut()
+	}
 }
 
 // pipe copies from conns[d] to conns[1-d]; the last direction to end closes

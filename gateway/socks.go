@@ -192,8 +192,9 @@ func (socksAnswer) established(c net.Conn, _ pool.Pick) (int, error) {
 	return c.Write(socksReply(socksSucceeded))
 }
 
-func (a socksAnswer) refused(c net.Conn, r reply) {
+func (a socksAnswer) refused(c net.Conn, r reply) bool {
 	if !a.silent {
 		c.Write(socksReply(refusals[r.reason].socks))
 	}
+	return false // a SOCKS5 connection carries one request
 }

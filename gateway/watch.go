@@ -57,10 +57,13 @@ func (g *Gateway) watchOnce() {
 			g.logger.Error("panic watching tunnels", "panic", r)
 		}
 	}()
-	now := time.Now()
+	now := g.cfg.Now()
 	var expired map[string][]*tunnel
 	g.tunnels.Range(func(k, _ any) bool {
 		t := k.(*tunnel)
+		if !t.live.Load() {
+			return true // its relay is starting
+		}
 		g.check(t)
 		if e := t.recheck.Load(); e != 0 && now.UnixNano() >= e {
 			if expired == nil {
@@ -135,7 +138,7 @@ const sweepEvery = 10 * time.Second
 
 // check meters one tunnel and closes it if it idled out or is over quota.
 func (g *Gateway) check(t *tunnel) {
-	info, ok := tcpinfo.Read(t.conns[0])
+	info, ok := tcpinfo.Read(socketOf(t.conns[0]))
 	if !ok {
 		return
 	}
@@ -180,5 +183,5 @@ func (g *Gateway) count(t *tunnel, up, down int64) {
 	if g.meter != nil {
 		g.meter.Add(t.customer.User, t.pool, up, down)
 	}
-	g.metrics.bytes(t.pool, t.customer.User, up, down)
+	g.metrics.bytes(t.pool, t.exit, t.customer.User, up, down)
 }

@@ -24,7 +24,6 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
@@ -279,14 +278,14 @@ func (d *connectDialer) handshake(ctx context.Context, c net.Conn, target string
 		head = append(head, own.first...)
 		own.sent = true
 	}
-	if _, err := rawio.Write(c, head); err != nil {
+	if _, err := c.Write(head); err != nil {
 		if kept {
 			err = fmt.Errorf("%w: %w", errStaleLink, err)
 		}
 		return nil, fmt.Errorf("send CONNECT: %w", err)
 	}
 	br := replyBufs.Get().(*bufio.Reader)
-	br.Reset(rawio.Reader{C: c})
+	br.Reset(c)
 	defer func() {
 		if br != nil {
 			br.Reset(nil)

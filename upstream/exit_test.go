@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/farmgate/farmgate/exitnode"
+	"github.com/farmgate/farmgate/exitnode/exittest"
 	"github.com/farmgate/farmgate/pool"
 	"github.com/farmgate/farmgate/upstream"
 )
@@ -23,28 +24,9 @@ const token = "unit-token"
 // realExit starts a farmgate exit on loopback and returns its pool entry.
 func realExit(t *testing.T, id string) *pool.Exit {
 	t.Helper()
-	cfg := exitnode.Config{ID: id, Pool: "p", Token: token,
-		AllowDest: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
-	s, err := exitnode.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-served
-	})
-	return &pool.Exit{ID: id, Addr: upstream.SchemeFarmgate + "://" + ln.Addr().String()}
+	addr := exittest.Start(t, exitnode.Config{ID: id, Pool: "p", Token: token,
+		AllowDest: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	return &pool.Exit{ID: id, Addr: upstream.SchemeFarmgate + "://" + addr}
 }
 
 // origin answers /echo with the request's body and everything else with

@@ -18,17 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/farmgate/farmgate/internal/dataplane/link"
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
-// originClient sends bodiless http:// requests to origins through tunnels
-// across one farmgate exit, and keeps those tunnels for the next request
-// from the same egress IP to the same origin, as a browser keeps its
-// connections. The exit then only relays bytes: it parses no request and
-// runs no HTTP client of its own, which cost it about twice a tunnel's
-// relay per request. A tunnel to a new origin is opened on a kept link
-// with the request behind the CONNECT, so it costs one round trip to the
-// exit, as sending the request to the exit's HTTP proxy did.
+// originClient sends http:// requests to origins through tunnels across
+// one exit (a farmgate exit, or any SOCKS5 one), and keeps those tunnels
+// for the next request from the same egress IP to the same origin, as a
+// browser keeps its connections. The exit then only relays bytes: it
+// parses no request and runs no HTTP client of its own, its largest cost
+// per request before (docs/performance.md). A bodiless request to a new
+// origin goes on a kept link right behind the CONNECT, so it costs one
+// round trip to the exit, as sending it to the exit's HTTP proxy did.
 type originClient struct {
 	// dial opens a tunnel to target, sending first through it when it can
 	// (sent says so).
@@ -45,6 +45,8 @@ type originClient struct {
 	kept, fresh prometheus.Counter
 	// ending counts the tunnels retire is ending (farmgate_origin_tunnels_ending).
 	ending prometheus.Gauge
+	// retiring counts retire's goroutines: Set.Close waits for them.
+	retiring sync.WaitGroup
 
 	mu     sync.Mutex
 	idle   map[originKey][]idle[*exitConn] // oldest first
@@ -296,7 +298,11 @@ func (c *originClient) retire(ec *exitConn, wait bool) {
 		end() // returns at once
 		return
 	}
-	go end() // bounded by End's deadline
+	c.retiring.Add(1)
+	go func() { // bounded by End's deadline
+		defer c.retiring.Done()
+		end()
+	}()
 }
 
 // sweep ends the tunnels idle longer than originKeepIdle.
@@ -346,7 +352,7 @@ func waitNone(c net.Conn) error {
 		return nil // the exchange finds out, and retries a replayable request
 	}
 	var b [1]byte
-	n, err := rawio.Peek(tc, b[:], true)
+	n, err := readiness.Peek(tc, b[:], true)
 	if err != nil {
 		return err
 	}

@@ -118,10 +118,15 @@ func (s *Set) Sweep(now time.Time) {
 	})
 }
 
-// Close closes every idle connection to every exit.
+// Close closes every idle connection to every exit, and waits for the
+// tunnels to origins that were ending (a second at most).
 func (s *Set) Close() {
 	s.exits.Range(func(_, v any) bool {
-		v.(*Exit).closeIdle()
+		x := v.(*Exit)
+		x.closeIdle()
+		if x.origins != nil {
+			x.origins.retiring.Wait()
+		}
 		return true
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/farmgate/farmgate/auth"
 	"github.com/farmgate/farmgate/gateway"
+	"github.com/farmgate/farmgate/gateway/admin"
 	"github.com/farmgate/farmgate/internal/redisbreaker"
 	"github.com/farmgate/farmgate/pool"
 )
@@ -67,15 +68,24 @@ type backends struct {
 	store    customerStore
 	limiter  gateway.Limiter
 	meter    meter
-	sessions pool.SessionStore // nil: the pool's in-memory default
+	sessions pool.SessionStore     // nil: the pool's in-memory default
+	breaker  *redisbreaker.Breaker // nil without Redis
 	// loops are the background loops to run until shutdown.
 	loops []func(ctx context.Context) error
 	close func()
 }
 
-func openBackends(ctx context.Context, s gatewaySettings, logger *slog.Logger) (*backends, error) {
+// authConfig is the customer stores' configuration: defaults, the logger,
+// and the login throttle's counters.
+func authConfig(logger *slog.Logger, logins *admin.LoginCounters) auth.Config {
 	acfg := auth.DefaultConfig()
 	acfg.Logger = logger
+	acfg.OnLockout, acfg.OnThrottled = logins.Lockout, logins.Throttled
+	return acfg
+}
+
+func openBackends(ctx context.Context, s gatewaySettings, logger *slog.Logger, logins *admin.LoginCounters) (*backends, error) {
+	acfg := authConfig(logger, logins)
 	mcfg := auth.DefaultMeterConfig()
 	mcfg.Logger = logger
 	rdb, err := newRedisClient(ctx, s.redisAddrs, s.redisURL, 5*time.Second)
@@ -125,6 +135,7 @@ func openBackends(ctx context.Context, s gatewaySettings, logger *slog.Logger) (
 	return &backends{
 		store: store, limiter: lim, meter: m,
 		sessions: pool.NewRedisSessions(rdb, s.redisPrefix, 0),
+		breaker:  brk,
 		loops:    []func(context.Context) error{brk.Run, store.Run, lim.Run, m.Run},
 		close:    func() { rdb.Close() },
 	}, nil

@@ -260,17 +260,21 @@ func csvPrefixes(name, s string) ([]netip.Prefix, error) {
 }
 
 // readToken reads the gateway↔exit token, whitespace trimmed.
-func readToken(path string) (string, error) {
+func readToken(path string) (string, error) { return readTokenFlag("token-file", path) }
+
+// readTokenFlag reads the token in the file flag --name names, whitespace
+// trimmed; errors name the flag.
+func readTokenFlag(name, path string) (string, error) {
 	if path == "" {
-		return "", usageError{errors.New("--token-file: required")}
+		return "", usageError{fmt.Errorf("--%s: required", name)}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", usageError{fmt.Errorf("--token-file: %w", err)}
+		return "", usageError{fmt.Errorf("--%s: %w", name, err)}
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", usageError{fmt.Errorf("--token-file: %s is empty", path)}
+		return "", usageError{fmt.Errorf("--%s: %s is empty", name, path)}
 	}
 	return t, nil
 }

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/farmgate/farmgate/cluster"
 	"github.com/farmgate/farmgate/exitnode"
@@ -25,6 +29,8 @@ type exitSettings struct {
 	listen    string
 	advertise string // host:port gateways dial; default the listen address
 	weight    int
+	admin     string // operator listener; "" for none
+	adminTok  string // its bearer token; "" for loopback only
 	cfg       exitnode.Config
 	drain     time.Duration
 	gossip    gossipSettings
@@ -51,11 +57,18 @@ func exitFlags(fs *flag.FlagSet) func() (exitSettings, error) {
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	advertise := fs.String("advertise", "", "host:port gateways reach this exit's proxy at (gossip); default the --listen address")
 	weight := fs.Int("weight", 1, "share of traffic for the weighted policy (gossip)")
+	adminAddr := fs.String("admin", "", "operator listener (/metrics, /healthz, /readyz, /api/exit, /api/cluster), e.g. 127.0.0.1:9091; empty: none")
+	adminToken := fs.String("admin-token-file", "", "file holding the bearer token the admin listener requires from non-loopback clients")
 	gossip := gossipFlags(fs)
 	links := linkFlags(fs)
 	return func() (exitSettings, error) {
-		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight}
+		s := exitSettings{listen: *listen, advertise: *advertise, cfg: d, drain: *drain, weight: *weight, admin: *adminAddr}
 		var err error
+		if *adminToken != "" {
+			if s.adminTok, err = readTokenFlag("admin-token-file", *adminToken); err != nil {
+				return s, err
+			}
+		}
 		if s.gossip, err = gossip(*listen); err != nil {
 			return s, err
 		}
@@ -164,10 +177,34 @@ func runExit(ctx context.Context, args []string, logger *slog.Logger) error {
 		}
 		s.gossip.logStarted(logger, "exit", node, ccfg, "id", cfg.ID)
 	}
+	var adminSrv *http.Server
+	if s.admin != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), srv.Collector())
+		acfg := exitnode.AdminConfig{Gatherer: reg, Token: s.adminTok}
+		if node != nil {
+			reg.MustRegister(node.Collector())
+			acfg.Members = func() any { return node.Members() }
+		}
+		aln, err := net.Listen("tcp", s.admin)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			if node != nil {
+				node.Shutdown()
+			}
+			return usageError{fmt.Errorf("--admin: %w", err)}
+		}
+		adminSrv = &http.Server{Handler: srv.AdminHandler(acfg), ReadHeaderTimeout: 5 * time.Second}
+		go adminSrv.Serve(aln) // owned here: Shutdown below ends it
+		logger.Info("exit admin serving", "admin", aln.Addr().String())
+	}
 wait:
 	for {
 		select {
 		case err := <-errc:
+			if adminSrv != nil {
+				adminSrv.Close()
+			}
 			if node != nil {
 				node.Shutdown()
 			}
@@ -201,6 +238,9 @@ wait:
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	<-errc
+	if adminSrv != nil {
+		adminSrv.Shutdown(sctx)
+	}
 	if node != nil {
 		node.Leave(5 * time.Second)
 		node.Shutdown()

@@ -62,6 +62,7 @@ type gatewaySettings struct {
 	redisPrefix                   string
 	gossip                        gossipSettings
 	links                         linkSettings
+	proxyCert, proxyKey           string // the customer port's TLS, when set
 }
 
 // gatewayFlags declares the gateway's flags on fs; the returned func reads
@@ -90,8 +91,10 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 	maxIdle := fs.Int("max-idle-exit-conns", d.MaxIdleExitConns, "idle connections kept to each exit: keep-alive ones for requests, links for tunnels, and tunnels to origins for http:// requests")
 	drain := fs.Duration("drain-timeout", drainTimeout, "on SIGTERM, how long live tunnels may finish")
 	accessLog := fs.String("access-log", "off", "access log on stdout: off, json or text")
+	metricsCustomers := fs.Int("metrics-customers", 0, "customers, the top ones by traffic through this gateway, given their own farmgate_customer_* series on /metrics; the rest are summed as customer=\"other\"; 0: no per-customer series")
 	gossip := gossipFlags(fs)
 	links := linkFlags(fs)
+	proxyTLS := proxyTLSFlags(fs)
 	return func(extra map[string]*yaml.Node) (gatewaySettings, error) {
 		s := gatewaySettings{
 			listen: *listen, admin: *adminAddr, adminTokenFile: *adminToken, dc: strings.ToLower(*dc),
@@ -103,6 +106,9 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 			return s, err
 		}
 		if s.gossip, err = gossip(*listen); err != nil {
+			return s, err
+		}
+		if s.proxyCert, s.proxyKey, err = proxyTLS(); err != nil {
 			return s, err
 		}
 		if s.customersFile == "" && s.redisAddrs == "" && s.redisURL == "" {
@@ -154,6 +160,10 @@ func gatewayFlags(fs *flag.FlagSet) func(extra map[string]*yaml.Node) (gatewaySe
 			return s, usageError{fmt.Errorf("--max-idle-exit-conns: want at least 1, got %d", *maxIdle)}
 		}
 		s.gw.MaxIdleExitConns = *maxIdle
+		if *metricsCustomers < 0 || *metricsCustomers > 1000 {
+			return s, usageError{fmt.Errorf("--metrics-customers: want 0 (no per-customer series) to 1000, got %d", *metricsCustomers)}
+		}
+		s.gw.MetricsCustomers = *metricsCustomers
 		if err := s.gw.Validate(); err != nil {
 			return s, usageError{err}
 		}
@@ -202,15 +212,20 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	if certs != nil {
 		exitTLS = certs.ClientConfig
 	}
-	be, err := openBackends(ctx, s, logger)
+	reg := prometheus.NewRegistry()
+	logins := admin.NewLoginCounters(reg)
+	be, err := openBackends(ctx, s, logger, logins)
 	if err != nil {
 		return err
 	}
 	defer be.close()
+	// The customer store in use: a reload of the customer file replaces it.
+	var store atomic.Pointer[customerStore]
+	store.Store(&be.store)
 	var adminToken string
 	if s.adminTokenFile != "" {
-		if adminToken, err = readToken(s.adminTokenFile); err != nil {
-			return usageError{fmt.Errorf("--admin-token-file: %w", errors.Unwrap(err))}
+		if adminToken, err = readTokenFlag("admin-token-file", s.adminTokenFile); err != nil {
+			return err
 		}
 	}
 
@@ -228,13 +243,22 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 	for _, u := range s.upstreams {
 		p.Upsert(u)
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.NewPoolCollector(p))
+	if be.breaker != nil {
+		reg.MustRegister(be.breaker.Collector())
+	}
 	gcfg := s.gw
 	gcfg.Metrics = reg
 	gcfg.AccessLog, _ = newAccessLog(s.accessLog, os.Stdout)
 	gcfg.Meter, gcfg.Limiter = be.meter, be.limiter
 	gcfg.ExitTLS = exitTLS
+	var pcert *proxyCert
+	if s.proxyCert != "" {
+		if pcert, err = loadProxyCert(s.proxyCert, s.proxyKey); err != nil {
+			return err
+		}
+		gcfg.CustomerTLS = pcert.config()
+	}
 	if gw, err = gateway.New(gcfg, be.store, p, logger); err != nil {
 		return usageError{err}
 	}
@@ -303,6 +327,7 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 			return s.gossip.startError(err)
 		}
 		defer node.Shutdown()
+		reg.MustRegister(node.Collector())
 		drainFn = node.DrainExit
 		members = func() any { return node.Members() }
 		s.gossip.logStarted(logger, "gateway", node, ccfg)
@@ -327,12 +352,13 @@ func runGateway(ctx context.Context, args []string, logger *slog.Logger) error {
 				return nil
 			},
 			Usage: func(ctx context.Context, user string) (any, error) {
-				if _, err := be.store.Get(ctx, user); errors.Is(err, auth.ErrUnknownCustomer) {
+				if _, err := (*store.Load()).Get(ctx, user); errors.Is(err, auth.ErrUnknownCustomer) {
 					return nil, fmt.Errorf("customer %s: %w", user, admin.ErrNotFound)
 				}
 				return be.meter.Usage(ctx, user)
 			},
-			Customers: func(ctx context.Context) ([]auth.CustomerRecord, error) { return be.store.List(ctx) },
+			Customers: func(ctx context.Context) ([]auth.CustomerRecord, error) { return (*store.Load()).List(ctx) },
+			Activity:  gw.Activity,
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(aln)
 	}
@@ -360,12 +386,17 @@ loop:
 					logger.Error("reload tls files failed, keeping the old certificate", "err", err)
 				}
 			}
-			next, err := reloadGateway(args, current, gw, p, logger)
+			next, reloaded, err := reloadGateway(args, current, gw, p, logger, logins)
 			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "err", err)
 				continue
 			}
+			if reloaded != nil {
+				var cs customerStore = reloaded
+				store.Store(&cs)
+			}
 			learn(next.static)
+			reloadProxyCert(pcert, next, logger)
 			current = next
 			if node != nil {
 				if err := node.ReloadKeys(); err != nil {
@@ -398,23 +429,21 @@ loop:
 // reloadGateway re-reads the configuration and the customer file and applies
 // what can change live: customers, the exits the files name, selection
 // policies. Nothing is applied unless everything is valid. The caller learns
-// next.static afresh.
-func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, logger *slog.Logger) (gatewaySettings, error) {
-	next, err := loadGatewaySettings(args)
+// next.static afresh, and reads customers from store when it is not nil
+// (the customer file read again).
+func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *pool.Pool, logger *slog.Logger, logins *admin.LoginCounters) (next gatewaySettings, store *auth.FileStore, err error) {
+	next, err = loadGatewaySettings(args)
 	if err != nil {
-		return cur, err
+		return cur, nil, err
 	}
 	// Customers in Redis are live already; a customer file is read again.
-	var store *auth.FileStore
 	if cur.redisAddrs == "" && cur.redisURL == "" {
-		acfg := auth.DefaultConfig()
-		acfg.Logger = logger
-		if store, err = auth.LoadFileConfig(next.customersFile, acfg); err != nil {
-			return cur, fmt.Errorf("--customers: %w", err)
+		if store, err = auth.LoadFileConfig(next.customersFile, authConfig(logger, logins)); err != nil {
+			return cur, nil, fmt.Errorf("--customers: %w", err)
 		}
 	}
 	if err := p.SetPolicies(next.policy, next.policies); err != nil {
-		return cur, err
+		return cur, nil, err
 	}
 	if store != nil {
 		gw.SetAuthenticator(store)
@@ -439,7 +468,7 @@ func reloadGateway(args []string, cur gatewaySettings, gw *gateway.Gateway, p *p
 		}
 	}
 	logger.Info("configuration reloaded", "customers", next.customersFile, "file_exits", len(keep), "policy", next.policy)
-	return next, nil
+	return next, store, nil
 }
 
 // fileExitIDs lists the ids of the exits the configuration names (--exit

@@ -36,6 +36,9 @@ usage:
                      (--tls-cert F --tls-key F --tls-ca F | --insecure-links)
   farmgate customers add|set|disable|enable|delete|list|show|usage [USER]
                      (--redis-url URL | --redis ADDR,... | --file FILE) [flags]
+  farmgate status    [--admin URL] [--token T | --admin-token-file F]
+                     the farm at a glance from a gateway's admin API: exits per DC
+                     and state, gateways, customers online, errors in the last minute
   farmgate certs init  --dir D [--force]
                      mint the farm CA of the links
   farmgate certs issue --dir D --role exit|gateway --id ID [--out PREFIX]
@@ -78,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runExit(ctx, args[1:], logger)
 	case "customers":
 		err = runCustomers(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = runStatus(ctx, args[1:], stdout)
 	case "certs":
 		err = runCerts(args[1:], stdout)
 	case "config-example":

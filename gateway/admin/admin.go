@@ -6,19 +6,19 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/farmgate/farmgate/auth"
+	"github.com/farmgate/farmgate/gateway"
+	"github.com/farmgate/farmgate/internal/adminhttp"
 	"github.com/farmgate/farmgate/pool"
 )
 
@@ -28,9 +28,10 @@ type Config struct {
 	Pool *pool.Pool
 	// Gatherer serves /metrics. Default nil: no /metrics.
 	Gatherer prometheus.Gatherer
-	// Token, when set, is required as "Authorization: Bearer TOKEN" from
-	// clients that are not on loopback. Default "": only loopback clients
-	// are served, everyone else gets 401.
+	// Token, when set, is required as "Authorization: Bearer TOKEN" (or
+	// the cookie /dashboard sets on the token) from clients that are not
+	// on loopback. Default "": only loopback clients are served, everyone
+	// else gets 401.
 	Token string
 	// Drain drains (or undrains) an exit. Default nil: Pool.Drain, on this
 	// gateway only; the cluster sets one that spreads over gossip.
@@ -40,8 +41,13 @@ type Config struct {
 	// answers 404.
 	Usage func(ctx context.Context, user string) (any, error)
 	// Customers lists the customer records; /api/customers serves them
-	// without their passwords or password hashes. Default nil: 404.
+	// without their passwords or password hashes. It is called on every
+	// request, so it reads the store in use now (a reload replaces it).
+	// Default nil: 404.
 	Customers func(ctx context.Context) ([]auth.CustomerRecord, error)
+	// Activity reports what customers did through this gateway, for
+	// /api/activity. Default nil: 404.
+	Activity func() gateway.Activity
 	// Members lists the cluster's members. Default nil: /api/cluster
 	// answers an empty list.
 	Members func() any
@@ -65,8 +71,10 @@ var ErrNotFound = errors.New("not found")
 //	POST /api/exits/{id}/undrain         take it back into rotation
 //	GET  /api/customers                  customers
 //	GET  /api/customers/{user}/usage     a customer's usage
+//	GET  /api/activity[?limit=N]         customers' live tunnels, requests, errors, bytes and usage (top N, default 100), and the last minute
 //	GET  /api/cluster                    gossip members
 //	GET  /                               the dashboard
+//	GET  /dashboard[?token=T], POST      the dashboard's login: sets a cookie that stands for the token
 func Handler(cfg Config) http.Handler {
 	p := cfg.Pool
 	drainFn := cfg.Drain
@@ -74,19 +82,12 @@ func Handler(cfg Config) http.Handler {
 		drainFn = p.Drain
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	adminhttp.Probes(mux, func() error {
 		err := servable(p)
 		if err == nil && cfg.Ready != nil {
 			err = cfg.Ready()
 		}
-		if err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
+		return err
 	})
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -147,6 +148,22 @@ func Handler(cfg Config) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		}
 	})
+	mux.HandleFunc("GET /api/activity", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Activity == nil {
+			writeError(w, http.StatusNotFound, "no activity on this node")
+			return
+		}
+		limit := 100
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				writeError(w, http.StatusBadRequest, "limit: want 1..10000, got "+strconv.Quote(v))
+				return
+			}
+			limit = n
+		}
+		writeJSON(w, http.StatusOK, activity(r.Context(), cfg, limit))
+	})
 	mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Members == nil {
 			writeJSON(w, http.StatusOK, []any{})
@@ -155,51 +172,40 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, cfg.Members())
 	})
 	mux.Handle("GET /{$}", dashboard())
-	return guard(cfg.Token, mux)
+	mux.Handle(adminhttp.LoginPath, adminhttp.Login(cfg.Token))
+	return adminhttp.Guard(cfg.Token, mux)
 }
 
-// guard requires the bearer token from clients not on loopback, except for
-// the health probes.
-func guard(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Load balancers and Kubernetes probe from outside and carry no
-		// token; the probes reveal nothing.
-		if fromLoopback(r) || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="farmgate-admin"`)
-			writeError(w, http.StatusUnauthorized, "admin API: bearer token required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// customerActivity is a row of /api/activity: the gateway's counts and the
+// customer's usage as the meter has it (every gateway's, with Redis).
+type customerActivity struct {
+	gateway.CustomerActivity
+	Usage any `json:"usage,omitempty"`
 }
 
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
+// activity answers /api/activity: the limit customers with the most
+// traffic, each with its usage when there is a meter. Usage is best-effort:
+// a slow store leaves it out rather than hold the page.
+func activity(ctx context.Context, cfg Config, limit int) any {
+	a := cfg.Activity()
+	rows := make([]customerActivity, 0, min(limit, len(a.Customers)))
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, c := range a.Customers[:min(limit, len(a.Customers))] {
+		row := customerActivity{CustomerActivity: c}
+		if cfg.Usage != nil && ctx.Err() == nil {
+			if u, err := cfg.Usage(ctx, c.User); err == nil {
+				row.Usage = u
+			}
+		}
+		rows = append(rows, row)
 	}
-	ip, err := netip.ParseAddr(strings.TrimPrefix(host, "::ffff:"))
-	return err == nil && ip.Unmap().IsLoopback()
+	return map[string]any{"customers": rows, "total_customers": len(a.Customers), "last_minute": a.LastMinute}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { adminhttp.WriteJSON(w, status, v) }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
+func writeError(w http.ResponseWriter, status int, msg string) { adminhttp.WriteError(w, status, msg) }
 
 // withoutSecrets copies customer records with their passwords and password
 // hashes blanked: an argon2 hash is offline-crackable, and the admin API is

@@ -60,3 +60,37 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descExits, prometheus.GaugeValue, float64(counts[s]), s)
 	}
 }
+
+// LoginCounters count the customer store's login throttling: lockouts that
+// start (a client's failed logins filled a bucket) and logins refused
+// unchecked while one lasts. Its methods are auth.Config's OnLockout and
+// OnThrottled.
+type LoginCounters struct {
+	lockouts  *prometheus.CounterVec
+	throttled prometheus.Counter
+}
+
+// NewLoginCounters registers the counters on reg.
+func NewLoginCounters(reg prometheus.Registerer) *LoginCounters {
+	l := &LoginCounters{
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "farmgate_login_lockouts_total",
+			Help: "Lockouts started: a client address's failed logins filled a bucket, by scope (client_user: one user name; client: any).",
+		}, []string{"scope"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "farmgate_login_throttled_total",
+			Help: "Logins refused without checking the password because their client is locked out (429 rate_limited).",
+		}),
+	}
+	for _, scope := range []string{"client_user", "client"} {
+		l.lockouts.WithLabelValues(scope)
+	}
+	reg.MustRegister(l.lockouts, l.throttled)
+	return l
+}
+
+// Lockout counts a lockout of scope.
+func (l *LoginCounters) Lockout(scope string) { l.lockouts.WithLabelValues(scope).Inc() }
+
+// Throttled counts a login refused unchecked.
+func (l *LoginCounters) Throttled() { l.throttled.Inc() }

@@ -96,6 +96,8 @@ type Breaker struct {
 	open    atomic.Bool
 	running atomic.Int32
 	refused atomic.Int64  // calls failed fast during this outage
+	opens   atomic.Int64  // times the breaker opened, for metrics
+	fastAll atomic.Int64  // calls failed fast since New, for metrics
 	opened  chan struct{} // tells Run the breaker opened
 
 	mu    sync.Mutex // guards since; serializes opening and closing
@@ -146,6 +148,7 @@ func (b *Breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		if b.open.Load() {
 			b.refused.Add(1)
+			b.fastAll.Add(1)
 			cmd.SetErr(ErrOpen)
 			return ErrOpen
 		}
@@ -163,6 +166,7 @@ func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		}
 		if b.open.Load() {
 			b.refused.Add(1)
+			b.fastAll.Add(1)
 			for _, c := range cmds {
 				c.SetErr(ErrOpen)
 			}
@@ -201,6 +205,7 @@ func (b *Breaker) observe(ctx context.Context, err error) {
 	}
 	b.since = b.cfg.Now()
 	b.refused.Store(0)
+	b.opens.Add(1)
 	b.open.Store(true)
 	b.logger.Warn("redis not answering; failing its calls fast until it does", "err", err)
 	select {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"time"
-
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
 )
 
 // Conn is a tunnel on a link whose bytes its owner reads and writes itself,
@@ -52,7 +50,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case c.ended:
 			return 0, io.EOF
 		case c.raw && len(c.pending) == 0:
-			return rawio.Read(c.tc, p)
+			return c.tc.Read(p)
 		}
 		var n int
 		if len(c.pending) > 0 {
@@ -60,7 +58,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.pending = c.pending[n:]
 		} else {
 			var err error
-			n, err = rawio.Read(c.tc, p)
+			n, err = c.tc.Read(p)
 			if n == 0 {
 				if errors.Is(err, io.EOF) {
 					err = fmt.Errorf("link closed inside a tunnel: %w", io.ErrUnexpectedEOF)
@@ -138,7 +136,7 @@ func (c *Conn) CloseWrite() error {
 		return nil
 	}
 	c.sentEnd = true
-	_, err := rawio.Write(c.tc, endFrame[:])
+	_, err := c.tc.Write(endFrame[:])
 	return err
 }
 

@@ -31,10 +31,9 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 	"github.com/farmgate/farmgate/internal/dataplane/splice"
 )
 
@@ -106,7 +105,7 @@ func send(link, src net.Conn, mayRaw bool) (n int64, raw bool, err error) {
 			if raw {
 				out = binary.BigEndian.AppendUint32(out, rawWord)
 			}
-			_, werr := rawio.Write(link, out)
+			_, werr := link.Write(out)
 			bufs.Put(bp)
 			if werr != nil {
 				return n, false, werr
@@ -124,7 +123,7 @@ func send(link, src net.Conn, mayRaw bool) (n int64, raw bool, err error) {
 		}
 		bufs.Put(bp)
 		if rerr == io.EOF {
-			_, err = rawio.Write(link, endFrame[:])
+			_, err = link.Write(endFrame[:])
 			return n, false, err
 		}
 		return n, false, rerr
@@ -139,7 +138,7 @@ func SendBytes(link net.Conn, p []byte) error {
 	for len(p) > 0 {
 		k := min(len(p), MaxChunk)
 		b := binary.BigEndian.AppendUint32((*bp)[:0], uint32(k))
-		if _, err := rawio.Write(link, append(b, p[:k]...)); err != nil {
+		if _, err := link.Write(append(b, p[:k]...)); err != nil {
 			return err
 		}
 		p = p[k:]
@@ -202,7 +201,7 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 	for len(p) > 0 {
 		if r.left > 0 {
 			k := min(r.left, len(p))
-			if _, err := rawio.Write(r.dst, p[:k]); err != nil {
+			if _, err := r.dst.Write(p[:k]); err != nil {
 				return false, nil, err
 			}
 			r.n += int64(k)
@@ -226,7 +225,7 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 		case w == rawWord:
 			r.raw = true
 			if len(p) > 0 {
-				if _, err := rawio.Write(r.dst, p); err != nil {
+				if _, err := r.dst.Write(p); err != nil {
 					return false, nil, err
 				}
 				r.n += int64(len(p))
@@ -242,60 +241,14 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 }
 
 // readChunk reads what c has, up to MaxChunk, into a pooled buffer behind
-// room for a frame header. It waits for bytes without a buffer when c is a
-// raw socket. m == 0 comes with an error (io.EOF at the end); the caller
-// puts the buffer back.
+// room for a frame header, taking the buffer only once c has bytes: a
+// tunnel that waits holds none. m == 0 comes with an error (io.EOF at the
+// end); the caller puts the buffer back.
 func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
-	// Like rawio, only a *net.TCPConn is read by descriptor: a wrapper's
-	// Read may do more than move bytes.
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return readChunkSlow(c)
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return readChunkSlow(c)
-	}
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		if bp == nil {
-			bp = bufs.Get().(*[]byte)
-		}
-		for {
-			m, rerr = rawio.ReadFD(fd, (*bp)[hdrLen:hdrLen+MaxChunk])
-			break
-		}
-		if rerr == syscall.EAGAIN {
-			bufs.Put(bp) // nothing read: wait without it
-			bp = nil
-			return false
-		}
-		return true
-	})
-	if bp == nil {
-		bp = bufs.Get().(*[]byte)
-	}
-	switch {
-	case err != nil: // closed or deadline
-		return bp, 0, err
-	case rerr != nil:
-		return bp, 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: rerr}
-	case m <= 0:
-		return bp, 0, io.EOF
-	}
-	return bp, m, nil
-}
-
-func readChunkSlow(c net.Conn) (*[]byte, int, error) {
-	bp := bufs.Get().(*[]byte)
-	m, err := c.Read((*bp)[hdrLen : hdrLen+MaxChunk])
-	if m > 0 {
-		return bp, m, nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return bp, 0, err
+	m, err = readiness.ReadWhenReady(c,
+		func() []byte { bp = bufs.Get().(*[]byte); return (*bp)[hdrLen : hdrLen+MaxChunk] },
+		func() { bufs.Put(bp); bp = nil })
+	return bp, m, err
 }
 
 // CloseWrite half-closes c, or closes it when c cannot half-close: either

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/farmgate/farmgate/internal/dataplane/rawio"
+	"github.com/farmgate/farmgate/internal/dataplane/readiness"
 )
 
 // peek reads what arrived on link c, up to len(p), without waiting: 0 and
@@ -20,13 +20,13 @@ import (
 // them refuses the link when there are any).
 func peek(c net.Conn, p []byte, keep bool) (int, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
-		return rawio.Peek(tc, p, keep)
+		return readiness.Peek(tc, p, keep)
 	}
 	wait := time.Duration(0)
 	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		if tc, ok := nc.NetConn().(*net.TCPConn); ok {
 			var b [1]byte
-			n, err := rawio.Peek(tc, b[:], true)
+			n, err := readiness.Peek(tc, b[:], true)
 			if n > 0 || err != nil {
 				wait = peekWait
 			}

@@ -4,9 +4,7 @@ package tcpinfo
 
 import (
 	"net"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,16 +18,11 @@ func read(c net.Conn) (Info, bool) {
 	if err != nil {
 		return Info{}, false
 	}
-	// A raw call, as internal/rawio makes reads and writes: getsockopt
-	// never blocks, and the runtime's syscall bookkeeping would wake
-	// sysmon for it (it is made for every tunnel, and by the watcher).
-	var ti unix.TCPInfo
-	size := uint32(unsafe.Sizeof(ti))
-	var errno syscall.Errno
+	var ti *unix.TCPInfo
+	var gerr error
 	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
-			uintptr(unsafe.Pointer(&ti)), uintptr(unsafe.Pointer(&size)), 0)
-	}); err != nil || errno != 0 {
+		ti, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || gerr != nil {
 		return Info{}, false
 	}
 	acked := ti.Bytes_acked

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -125,7 +124,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server dies too
+	resume(s.cmd.Process) // a paused server dies too
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 	s.cmd = nil
