@@ -31,8 +31,8 @@ func TestSighupAdminReadsTheNewCustomers(t *testing.T) {
 	}
 	write("alice")
 	gw, adminAddr := freeAddr(t), freeAddr(t)
-	g := start(t, "gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
-		"--exit", "a1="+freeAddr(t))
+	g := start(t, newPKI(t).tls("gateway", "--listen", gw, "--admin", adminAddr, "--customers", customers, "--token-file", token,
+		"--exit", "a1="+freeAddr(t))...)
 	waitListening(t, adminAddr)
 	users := func() ([]string, error) {
 		status, body := adminGet(t, "http://"+adminAddr+"/api/customers", "")

@@ -128,16 +128,17 @@ func startOpsFarm(t *testing.T) *opsFarm {
 
 	gwGossip := freeAddr(t)
 	f.gw, f.gwAdmin = freeAddr(t), freeAddrOn(t, ip)
-	f.gateway = start(t, "gateway", "--listen", f.gw, "--admin", f.gwAdmin, "--admin-token-file", f.adminTokenFile,
+	links := newPKI(t)
+	f.gateway = start(t, links.tls("gateway", "--listen", f.gw, "--admin", f.gwAdmin, "--admin-token-file", f.adminTokenFile,
 		"--dc", "eu", "--redis-url", redisURL, "--token-file", token, "--metrics-customers", "1",
-		"--gossip-listen", gwGossip, "--gossip-key-file", keyFile)
+		"--gossip-listen", gwGossip, "--gossip-key-file", keyFile)...)
 	waitListening(t, f.gw)
 	for i, x := range []struct{ id, dc, country string }{{"x1", "eu", "de"}, {"x2", "us", "us"}} {
 		f.exitAdmin[x.id] = freeAddrOn(t, ip)
-		start(t, "exit", "--insecure-links", "--listen", freeAddr(t), "--id", x.id, "--dc", x.dc, "--pool", "resi", "--country", x.country,
+		start(t, links.tls("exit", "--listen", freeAddr(t), "--id", x.id, "--dc", x.dc, "--pool", "resi", "--country", x.country,
 			"--egress", fmt.Sprintf("127.0.%d.1", 120+i), "--token-file", token, "--allow-dest", "127.0.0.0/8",
 			"--admin", f.exitAdmin[x.id], "--admin-token-file", f.adminTokenFile,
-			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)
+			"--gossip-listen", freeAddr(t), "--join", gwGossip, "--gossip-key-file", keyFile)...)
 	}
 	waitFor(t, 20*time.Second, "both exits healthy at the gateway", func() error {
 		status, body := adminGet(t, "http://"+f.gwAdmin+"/api/exits", f.adminToken)
