@@ -19,7 +19,7 @@ import (
 // pool.Config.Probe calls. A farmgate exit is asked whether it can serve
 // (GET /farmgate/health with the exit token, on a new connection, so the
 // exit's listener is checked too); it fails on no answer, or on any answer
-// but 200. A third-party upstream (http://, socks5://) has no such
+// but 200. A third-party upstream (http://, https://, socks5://) has no such
 // question, and a request through it costs its operator traffic: it is
 // checked by a TCP connect. When probeURL is not empty, the exit must then
 // also fetch it (see Probe): the deeper check, through the exit to an
@@ -34,6 +34,8 @@ func (s *Set) Check(ctx context.Context, e *pool.Exit, probeURL string) error {
 		err = s.askHealth(ctx, e.ID, u.Host)
 	case "http":
 		err = s.dialCheck(ctx, e.ID, hostPort(u, "80"))
+	case "https":
+		err = s.dialCheck(ctx, e.ID, hostPort(u, "443"))
 	case "socks5", "socks5h":
 		err = s.dialCheck(ctx, e.ID, hostPort(u, "1080"))
 	default:

@@ -399,15 +399,23 @@ func (s *Set) build(id, rawURL string) (*Exit, error) {
 	nd := &net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: -1}
 	up := &Exit{addr: rawURL}
 	switch u.Scheme {
-	case SchemeFarmgate, "http":
+	case SchemeFarmgate, "http", "https":
 		var cd *connectDialer
-		if u.Scheme == SchemeFarmgate {
+		switch u.Scheme {
+		case "https":
+			// A third-party HTTP proxy spoken to over TLS, verified
+			// against the system's roots (SSL_CERT_FILE adds a private CA).
+			cd = &connectDialer{addr: hostPort(u, "443"), auth: basicAuth(u.User), forward: nd,
+				tls: &tls.Config{ServerName: u.Hostname(), RootCAs: s.cfg.UpstreamRoots, MinVersion: tls.VersionTLS12,
+					NextProtos: []string{"http/1.1"}, ClientSessionCache: tls.NewLRUClientSessionCache(64)},
+				handshakeTimeout: s.cfg.DialTimeout}
+		case SchemeFarmgate:
 			cd = &connectDialer{addr: u.Host, auth: "Bearer " + s.cfg.Token, forward: nd,
 				links: newLinkPool(s.cfg.MaxIdle, s.m), handshakeTimeout: s.cfg.DialTimeout}
 			if s.cfg.ExitTLS != nil {
 				cd.tls = s.cfg.ExitTLS(id)
 			}
-		} else {
+		default:
 			// Third-party HTTP upstreams go through x/net/proxy like SOCKS5 ones.
 			d, err := proxy.FromURL(u, nd)
 			if err != nil {
@@ -446,7 +454,7 @@ func (s *Set) build(id, rawURL string) (*Exit, error) {
 		}
 		up.origins = newOriginClient(dial, nil, s.cfg.ReplyTimeout, s.cfg.MaxIdle, &s.idleOrigins, s.m)
 	default:
-		return nil, fmt.Errorf("exit address %q: unsupported scheme %q (want farmgate, http or socks5)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("exit address %q: unsupported scheme %q (want farmgate, http, https or socks5)", rawURL, u.Scheme)
 	}
 	return up, nil
 }

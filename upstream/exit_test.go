@@ -3,6 +3,7 @@ package upstream_test
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/elazarl/goproxy"
 
 	"github.com/farmgate/farmgate/exitnode"
 	"github.com/farmgate/farmgate/exitnode/exittest"
@@ -185,5 +188,62 @@ func TestRequestBodyErrorEndsTheRoundTripAtOnce(t *testing.T) {
 		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("chunked %v: took %v", chunked, d)
 		}
+	}
+}
+
+// An https:// third-party upstream is an HTTP proxy spoken to over TLS:
+// tunnels and absolute-form requests go through it, and one whose
+// certificate does not chain to the configured roots is not dialled.
+func TestHTTPSThirdPartyUpstream(t *testing.T) {
+	prx := goproxy.NewProxyHttpServer()
+	srv := httptest.NewUnstartedServer(prx)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	target := origin(t)
+	e := &pool.Exit{ID: "vendor", Addr: "https://" + srv.Listener.Addr().String()}
+
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	cfg := upstream.DefaultConfig()
+	cfg.UpstreamRoots = roots
+	set := upstream.NewSet(cfg)
+	t.Cleanup(set.Close)
+	x, err := set.For(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x.Tunnel(context.Background(), target, netip.Addr{})
+	if err != nil {
+		t.Fatalf("tunnel: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /t HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	c.Close()
+	if string(body) != "/t" {
+		t.Fatalf("through the tunnel: %q", body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+target+"/r", nil)
+	resp, err = x.RoundTrip(req, netip.Addr{})
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "/r" {
+		t.Fatalf("request: %q", body)
+	}
+
+	// Without the roots, the proxy's certificate is unknown.
+	x, err = newSet(t, 15*time.Second).For(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Tunnel(context.Background(), target, netip.Addr{}); !errors.Is(err, upstream.ErrExitDial) {
+		t.Fatalf("tunnel through a proxy of an unknown CA: %v, want ErrExitDial", err)
 	}
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +29,9 @@ type Config struct {
 	// farm that names that id. It is asked once per exit and address.
 	// Default nil: plaintext links (--insecure-links).
 	ExitTLS func(exitID string) *tls.Config
+	// UpstreamRoots are the CAs an https:// third-party upstream's
+	// certificate must chain to. Default nil: the system's roots.
+	UpstreamRoots *x509.CertPool
 	// DialTimeout bounds the TCP connect to an exit. Default 5s.
 	DialTimeout time.Duration
 	// ReplyTimeout bounds the wait for an exit's answer to CONNECT or to a

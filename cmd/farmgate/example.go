@@ -53,7 +53,9 @@ func defaultText(f *flag.Flag) string {
 
 const gatewayExtraDoc = `
 # Third-party upstreams used as exits (file only; reloaded on SIGHUP).
-# url: http://user:pass@host:port (HTTP CONNECT) or socks5://user:pass@host:port.
+# url: http://user:pass@host:port (HTTP CONNECT), https://user:pass@host:port
+# (HTTP CONNECT over TLS, verified against the system's CAs; SSL_CERT_FILE
+# names another bundle) or socks5://user:pass@host:port.
 #exits:
 #  - id: vendor-1
 #    url: socks5://user:pass@203.0.113.7:1080

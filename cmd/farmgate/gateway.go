@@ -35,7 +35,7 @@ import (
 // upstreamConfig is a third-party upstream in the gateway's YAML config.
 type upstreamConfig struct {
 	ID      string `yaml:"id"`
-	URL     string `yaml:"url"` // http://user:pass@host:port or socks5://user:pass@host:port
+	URL     string `yaml:"url"` // http://, https:// or socks5://user:pass@host:port
 	DC      string `yaml:"dc"`
 	Pool    string `yaml:"pool"`
 	Country string `yaml:"country"`
