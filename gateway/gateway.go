@@ -207,7 +207,21 @@ func (g *Gateway) serveConn(c net.Conn) {
 		handedOff = g.serveSOCKS(c, br)
 		return
 	}
-	handedOff = g.serveRequests(c, br, in)
+	if head, err := br.Peek(8); err == nil && string(head) == "CONNECT " {
+		// Most connections carry one CONNECT: it needs none of what
+		// serveRequests sets up for a series of requests.
+		var keep bool
+		if handedOff, keep = g.readConnect(c, br); handedOff || !keep {
+			return
+		}
+		if g.isClosing() {
+			g.putBuf(br)
+			return
+		}
+		handedOff = g.serveRequests(c, br, in, false) // refused with 407: the next may carry credentials
+		return
+	}
+	handedOff = g.serveRequests(c, br, in, true)
 }
 
 // readers holds the readers of customers' request heads: a connection holds

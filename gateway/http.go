@@ -25,10 +25,11 @@ import (
 	"github.com/farmgate/farmgate/internal/dataplane/wire"
 )
 
-// serveRequests serves requests on c while they come; br holds what was
-// read of the first. It reports whether a CONNECT's relay took c over; if
-// not, the caller closes c.
-func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter) (handedOff bool) {
+// serveRequests serves requests on c while they come; with buffered, br
+// holds what was read of the first, else the first is waited for as on a
+// kept-alive connection. It reports whether a CONNECT's relay took c over;
+// if not, the caller closes c.
+func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter, buffered bool) (handedOff bool) {
 	// Requests of one connection share a context: it ends with the
 	// connection, when Shutdown's deadline cuts everything, or when the
 	// customer moved no byte for IdleTimeout. Nothing reads the connection
@@ -49,7 +50,7 @@ func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter) (hand
 	}}
 	leave := newLeaveWatch(c, br, cancel)
 	remote := c.RemoteAddr().String()
-	for first := true; ; first = false {
+	for first := buffered; ; first = false {
 		if !first && br.Buffered() == 0 && !g.waitRequest(c, br, &guard) {
 			return false
 		}
