@@ -31,6 +31,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/farmgate/farmgate/internal/dataplane/readiness"
@@ -243,12 +244,55 @@ func (r *receiver) take(p []byte) (done bool, rest []byte, err error) {
 // readChunk reads what c has, up to MaxChunk, into a pooled buffer behind
 // room for a frame header, taking the buffer only once c has bytes: a
 // tunnel that waits holds none. m == 0 comes with an error (io.EOF at the
-// end); the caller puts the buffer back.
+// end); the caller puts the buffer back. The wait is inline, not behind a
+// helper: the goroutines of idle tunnels wait here, and a deeper stack
+// made each of them grow to the next size.
 func readChunk(c net.Conn) (bp *[]byte, m int, err error) {
-	m, err = readiness.ReadWhenReady(c,
-		func() []byte { bp = bufs.Get().(*[]byte); return (*bp)[hdrLen : hdrLen+MaxChunk] },
-		func() { bufs.Put(bp); bp = nil })
-	return bp, m, err
+	// Only a *net.TCPConn is read by descriptor: a wrapper's Read (TLS)
+	// does more than move bytes.
+	tc, ok := c.(*net.TCPConn)
+	if !ok || !readiness.Supported {
+		return readChunkSlow(c)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return readChunkSlow(c)
+	}
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		bp = bufs.Get().(*[]byte)
+		m, rerr = readiness.ReadFD(fd, (*bp)[hdrLen:hdrLen+MaxChunk])
+		if rerr == syscall.EAGAIN {
+			bufs.Put(bp) // nothing read: wait without it
+			bp = nil
+			return false
+		}
+		return true
+	})
+	if bp == nil {
+		bp = bufs.Get().(*[]byte)
+	}
+	switch {
+	case err != nil: // closed or deadline
+		return bp, 0, err
+	case rerr != nil:
+		return bp, 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: rerr}
+	case m <= 0:
+		return bp, 0, io.EOF
+	}
+	return bp, m, nil
+}
+
+func readChunkSlow(c net.Conn) (*[]byte, int, error) {
+	bp := bufs.Get().(*[]byte)
+	m, err := c.Read((*bp)[hdrLen : hdrLen+MaxChunk])
+	if m > 0 {
+		return bp, m, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return bp, 0, err
 }
 
 // CloseWrite half-closes c, or closes it when c cannot half-close: either

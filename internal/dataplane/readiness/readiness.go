@@ -1,7 +1,8 @@
 // Package readiness looks at a socket without waiting and waits on one
 // without a buffer: what a kept connection needs before it is reused (has
 // the peer closed it, or sent something it should not have?) and what an
-// idle connection needs so that it holds no buffer while it waits.
+// idle connection needs so that it holds no buffer while it waits (Wait,
+// or ReadFD inside the conn's own RawConn.Read).
 //
 // Both work on the descriptor through syscall.RawConn, so deadlines and
 // Close apply as with net.Conn's own methods. Outside Unix there is no
@@ -63,47 +64,11 @@ func Wait(c net.Conn) error {
 	})
 }
 
-// ReadWhenReady reads c into the buffer take returns, taking it only once
-// c has bytes (or its end) to give, and handing it back with give when a
-// try found nothing: a connection that waits holds no buffer. n == 0
-// comes with an error, io.EOF at the end; the buffer is taken then too.
-// Outside Unix, and for a conn that is not a syscall.Conn, the buffer is
-// taken first and c's own Read waits.
-func ReadWhenReady(c net.Conn, take func() []byte, give func()) (n int, err error) {
-	if sc, ok := c.(syscall.Conn); ok && supported {
-		if rc, serr := sc.SyscallConn(); serr == nil {
-			var buf []byte
-			var rerr error
-			err = rc.Read(func(fd uintptr) bool {
-				buf = take()
-				n, rerr = readFD(fd, buf)
-				if rerr == syscall.EAGAIN {
-					give()
-					buf = nil
-					return false
-				}
-				return true
-			})
-			if buf == nil {
-				take()
-			}
-			switch {
-			case err != nil: // closed or deadline
-				return 0, err
-			case rerr != nil:
-				return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: rerr}
-			case n <= 0:
-				return 0, io.EOF
-			}
-			return n, nil
-		}
-	}
-	n, err = c.Read(take())
-	if n > 0 {
-		return n, nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return 0, err
-}
+// ReadFD is one read of fd into p, for a caller inside a
+// syscall.RawConn's Read that takes its buffer only once the socket has
+// bytes: n and nil, or 0 and the error (syscall.EAGAIN when nothing is
+// there yet; EINTR is retried). Only where Supported.
+func ReadFD(fd uintptr, p []byte) (int, error) { return readFD(fd, p) }
+
+// Supported says whether Peek, Wait and ReadFD work on this platform.
+const Supported = supported

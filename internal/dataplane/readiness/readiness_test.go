@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,45 +82,35 @@ func TestWait(t *testing.T) {
 	}
 }
 
-// A read that has to wait holds no buffer while it waits.
-func TestReadWhenReadyWaitsWithoutTheBuffer(t *testing.T) {
+func TestReadFD(t *testing.T) {
 	t.Parallel()
 	a, b := tcptest.Pair(t)
-	held := make(chan bool, 100) // true when taken, false when given back
-	buf := make([]byte, 16)
-	take := func() []byte { held <- true; return buf }
-	give := func() { held <- false }
-	done := make(chan error, 1)
-	var n int
-	go func() {
-		var err error
-		n, err = ReadWhenReady(b, take, give)
-		done <- err
-	}()
-	// The first try finds nothing and gives the buffer back before waiting.
-	if !<-held || <-held {
-		t.Fatal("the buffer was kept over a try that found nothing")
+	rc, err := b.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
 	}
-	a.Write([]byte("hello"))
-	if err := <-done; err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("ReadWhenReady = %q, %v", buf[:n], err)
+	buf := make([]byte, 8)
+	tries := 0
+	go a.Write([]byte("hello"))
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		tries++
+		n, rerr = ReadFD(fd, buf)
+		return rerr != syscall.EAGAIN
+	}); err != nil || rerr != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("ReadFD = %q, %v, %v", buf[:n], err, rerr)
 	}
 	a.Close()
-	if n, err := ReadWhenReady(b, func() []byte { return buf }, func() {}); n != 0 || err != io.EOF {
-		t.Fatalf("at EOF = %d, %v; want 0, io.EOF", n, err)
-	}
-}
-
-// A conn that is no socket is read with its own Read.
-func TestReadWhenReadyOnAPipe(t *testing.T) {
-	t.Parallel()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go a.Write([]byte("hi"))
-	buf := make([]byte, 8)
-	n, err := ReadWhenReady(b, func() []byte { return buf }, func() { t.Error("gave back a buffer it read into") })
-	if err != nil || string(buf[:n]) != "hi" {
-		t.Fatalf("ReadWhenReady = %q, %v", buf[:n], err)
+	for {
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = ReadFD(fd, buf)
+			return rerr != syscall.EAGAIN
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 && rerr == nil {
+			return // the end of the stream
+		}
 	}
 }
