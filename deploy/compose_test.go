@@ -49,6 +49,9 @@ func loadCompose(t *testing.T) composeProject {
 // isFarmgate says whether a service runs the farmgate image (whose
 // entrypoint is the binary, so its command starts with the subcommand).
 func (s composeService) isFarmgate() bool {
+	if e := words(s.Entrypoint); len(e) > 0 && e[0] == "sh" {
+		return false // a job that runs a script (certs), checked on its own
+	}
 	return s.Build != nil || strings.HasPrefix(s.Image, "farmgate")
 }
 
@@ -228,5 +231,79 @@ func TestComposeConfig(t *testing.T) {
 	cmd.Dir = filepath.Dir(composeFile)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("docker compose config: %v\n%s", err, out)
+	}
+}
+
+// The certs job's script runs here as compose would run it (farmgate at
+// /out/farmgate, volumes at /ca and /secrets become directories), twice:
+// every node's --tls-cert, --tls-key and --tls-ca then name a file it made
+// that names that node, and the second run keeps them.
+func TestComposeCertsJobMintsEveryNodesCertificate(t *testing.T) {
+	p := loadCompose(t)
+	job, ok := p.Services["certs"]
+	if !ok {
+		t.Fatal("no certs service")
+	}
+	cmd := words(job.Command)
+	script, ok := job.Command.([]any)
+	if !ok || len(script) != 1 || len(cmd) == 0 {
+		t.Fatalf("certs: command is %v, want one script", job.Command)
+	}
+	dir := t.TempDir()
+	ca, secrets := filepath.Join(dir, "ca"), filepath.Join(dir, "secrets")
+	os.Mkdir(ca, 0o700)
+	os.Mkdir(secrets, 0o700)
+	text := strings.NewReplacer("$$", "$", "/out/farmgate", farmgateBin, "/farm-ca", ca, "/secrets", secrets).Replace(script[0].(string))
+	if os.Getuid() != 0 {
+		text = strings.ReplaceAll(text, "chown -R 65532:65532", "true")
+	}
+	run := func() {
+		t.Helper()
+		if out, err := exec.Command("sh", "-euc", text).CombinedOutput(); err != nil {
+			t.Fatalf("certs script: %v\n%s", err, out)
+		}
+	}
+	run()
+	read := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	caPEM, gwPEM := read(filepath.Join(secrets, "tls", "ca.pem")), read(filepath.Join(secrets, "tls", "gw-eu.pem"))
+	os.Chmod(filepath.Join(secrets, "tls"), 0o700) // the script left it read-only for its owner
+	run()
+	if read(filepath.Join(secrets, "tls", "ca.pem")) != caPEM || read(filepath.Join(secrets, "tls", "gw-eu.pem")) != gwPEM {
+		t.Errorf("a second run replaced the CA or a node's certificate")
+	}
+	for _, name := range sortedKeys(p.Services) {
+		s := p.Services[name]
+		if !s.isFarmgate() {
+			continue
+		}
+		args := words(s.Command)
+		for _, f := range []string{"tls-cert", "tls-key", "tls-ca"} {
+			path, ok := flagValue(args, f)
+			if !ok {
+				t.Errorf("service %s: no --%s", name, f)
+				continue
+			}
+			const mount = "/run/secrets/farmgate/"
+			if !strings.HasPrefix(path, mount) {
+				t.Errorf("service %s: --%s %s is not in the secrets volume", name, f, path)
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(secrets, strings.TrimPrefix(path, mount))); err != nil {
+				t.Errorf("service %s: --%s %s: the certs job made no such file", name, f, path)
+			}
+		}
+		// An exit's certificate must name its --id: gateways refuse any other.
+		if id, ok := flagValue(args, "id"); ok && args[0] == "exit" {
+			if cert, _ := flagValue(args, "tls-cert"); filepath.Base(cert) != id+".pem" {
+				t.Errorf("service %s: --tls-cert %s, want the certificate issued for --id %s", name, cert, id)
+			}
+		}
 	}
 }
