@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,11 +33,18 @@ import (
 //
 // It logs the figures: convergence time from the first and from the last
 // node started, gossip bytes per second per node once converged, and the
-// time to detect the dead exit. It takes about 30 s, so it is skipped under
-// -short, and under -race (see below), where CI runs it separately.
+// time to detect the dead exit. It takes about 30 s and two CPUs, so it runs
+// only with FARMGATE_LARGE_CLUSTER=1, never under -race or -short: .ci/run
+// runs it in a step of its own.
 func TestLargeClusterConverges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200-member cluster takes about 30 s; run without -short")
+	}
+	if os.Getenv("FARMGATE_LARGE_CLUSTER") == "" {
+		// Two of these at once (CI and a developer's go test ./... beside
+		// it) starve each other's failure detectors on 2 CPUs until
+		// members are declared dead for minutes: .ci/run runs it alone.
+		t.Skip("200-member cluster runs only with FARMGATE_LARGE_CLUSTER=1 (.ci/run sets it in a step of its own)")
 	}
 	if raceEnabled {
 		// Measured: under -race the 200 joins alone had not finished after
@@ -125,7 +133,24 @@ func TestLargeClusterConverges(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, within-time.Since(last), "every gateway's pool holds every exit", func() bool { return poolsFull(exits) })
+	// Each exit must reach each pool; once there it counts, as for
+	// membership below: on a starved machine an exit may be declared
+	// dead and leave the pool until it refutes, which says nothing about
+	// whether its join reached the gateways.
+	reached := make([]map[string]bool, len(pools))
+	for i := range reached {
+		reached[i] = map[string]bool{}
+	}
+	waitFor(t, within-time.Since(last), "every gateway's pool held every exit", func() bool {
+		all := true
+		for i, p := range pools {
+			for _, e := range p.Exits() {
+				reached[i][e.ID] = true
+			}
+			all = all && len(reached[i]) == exits
+		}
+		return all
+	})
 	gwDone := time.Now()
 	for _, p := range pools {
 		for _, s := range p.Exits() {
