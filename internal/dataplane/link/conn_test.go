@@ -67,8 +67,7 @@ func TestConnPollSeesTheEnd(t *testing.T) {
 		t.Fatalf("Poll before the end = %v", err)
 	}
 	ex.Write(binary.BigEndian.AppendUint32(nil, endWord))
-	time.Sleep(20 * time.Millisecond)
-	if err := c.Poll(); !errors.Is(err, io.EOF) {
+	if err := pollUntilSome(t, c); !errors.Is(err, io.EOF) {
 		t.Fatalf("Poll after the end frame = %v, want EOF", err)
 	}
 	if l := c.End(time.Now().Add(-time.Second)); l != gw {
@@ -100,8 +99,7 @@ func TestConnEndAfterRawClosesTheLink(t *testing.T) {
 	gw2, ex2 := tcptest.Pair(t)
 	c2 := NewConn(gw2, nil)
 	ex2.Write(frames("unasked")[:11])
-	time.Sleep(20 * time.Millisecond)
-	if err := c2.Poll(); err == nil || errors.Is(err, io.EOF) {
+	if err := pollUntilSome(t, c2); err == nil || errors.Is(err, io.EOF) {
 		t.Fatalf("Poll with unasked bytes = %v, want an error", err)
 	}
 }
@@ -187,8 +185,7 @@ func TestConnPollAfterRaw(t *testing.T) {
 		t.Fatalf("Poll on a quiet raw tunnel = %v", err)
 	}
 	ex.Write([]byte("e"))
-	time.Sleep(20 * time.Millisecond)
-	if err := c.Poll(); err == nil {
+	if err := pollUntilSome(t, c); err == nil {
 		t.Fatal("Poll with unasked bytes = nil")
 	}
 	b := make([]byte, 4)
@@ -196,8 +193,21 @@ func TestConnPollAfterRaw(t *testing.T) {
 		t.Fatalf("Poll consumed the byte: read %q", b[:n])
 	}
 	ex.CloseWrite()
-	time.Sleep(20 * time.Millisecond)
-	if err := c.Poll(); err == nil || errors.Is(err, io.EOF) {
+	if err := pollUntilSome(t, c); err == nil || errors.Is(err, io.EOF) {
 		t.Fatalf("Poll after the origin closed a raw tunnel = %v, want an error that is not EOF", err)
+	}
+}
+
+// pollUntilSome polls c until Poll reports something, for at most 5 s, and
+// returns what it reported: bytes written on loopback arrive soon, not at
+// once.
+func pollUntilSome(t *testing.T, c *Conn) error {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := c.Poll(); err != nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

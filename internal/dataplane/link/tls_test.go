@@ -63,8 +63,7 @@ func TestConnOverTLS(t *testing.T) {
 		t.Errorf("Poll on a quiet tunnel took %s", d)
 	}
 	ex.Write(binary.BigEndian.AppendUint32(nil, endWord))
-	time.Sleep(20 * time.Millisecond)
-	if err := c.Poll(); !errors.Is(err, io.EOF) {
+	if err := pollUntilSome(t, c); !errors.Is(err, io.EOF) {
 		t.Fatalf("Poll after the end frame = %v, want EOF", err)
 	}
 	l := c.End(time.Now().Add(time.Second))
@@ -84,8 +83,7 @@ func TestConnOverTLS(t *testing.T) {
 	}
 	// An exit that closes the link is seen too.
 	ex.Close()
-	time.Sleep(20 * time.Millisecond)
-	if err := c2.Poll(); err == nil {
+	if err := pollUntilSome(t, c2); err == nil {
 		t.Fatal("Poll after the exit closed the link = nil")
 	}
 }
