@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -324,7 +325,7 @@ func TestAdmitReleasesLoseNothing(t *testing.T) {
 func TestAdmitFailsStatic(t *testing.T) {
 	t.Parallel()
 	proc := redistest.Start(t)
-	logs := &logCounter{}
+	logs := &logtest.Recorder{}
 	l, err := NewRedisLimiter(proc.Client(), LimiterConfig{GatewayID: "gw", Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +355,7 @@ func TestAdmitFailsStatic(t *testing.T) {
 	if _, wait, err := l.Admit(ctx, free); !errors.Is(err, ErrRateLimited) || wait <= 0 {
 		t.Fatalf("request past the burst during the outage = %v, %v; want ErrRateLimited with a wait", wait, err)
 	}
-	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
+	if n := logs.Count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage logged %d times, want 1", n)
 	}
 	proc.Restart()

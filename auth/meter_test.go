@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -100,7 +101,7 @@ func sameReport(a, b UsageReport) bool {
 func TestUsageSurvivesRedisRestart(t *testing.T) {
 	t.Parallel()
 	proc := redistest.Start(t)
-	logs := &logCounter{}
+	logs := &logtest.Recorder{}
 	m := redisMeter(t, proc.Client(), "fg:", MeterConfig{FlushInterval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Logger: slogOf(logs)})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -135,7 +136,7 @@ func TestUsageSurvivesRedisRestart(t *testing.T) {
 	if got := rep.ThisMonth.Total(); got < 300*10 || got > sent {
 		t.Errorf("after the restart Redis holds %d bytes, want at least the %d added since the stop (and at most %d)", got, 300*10, sent)
 	}
-	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
+	if n := logs.Count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage logged %d times, want 1", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -193,7 +194,7 @@ func TestRedisStoreInvalidationWithin5s(t *testing.T) {
 func TestRedisStoreFailStatic(t *testing.T) {
 	t.Parallel()
 	proc := redistest.Start(t)
-	logs := &logCounter{}
+	logs := &logtest.Recorder{}
 	clock := newFakeClock()
 	s := redisGateway(t, proc.Client(), "fg:", Config{CacheTTL: time.Minute, MaxStale: 10 * time.Minute,
 		Timeout: 200 * time.Millisecond, Now: clock.Now, Logger: slog.New(logs)})
@@ -219,7 +220,7 @@ func TestRedisStoreFailStatic(t *testing.T) {
 			t.Fatalf("wrong password during the outage = %v, want ErrStoreUnavailable", err)
 		}
 	}
-	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
+	if n := logs.Count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage start logged %d times, want 1", n)
 	}
 	clock.Advance(10 * time.Minute) // past MaxStale: even alice is refused
@@ -237,10 +238,10 @@ func TestRedisStoreFailStatic(t *testing.T) {
 		}
 		return err == nil
 	})
-	if n := logs.count("redis reachable again"); n != 1 {
+	if n := logs.Count("redis reachable again"); n != 1 {
 		t.Errorf("outage end logged %d times, want 1", n)
 	}
-	if n := logs.count("redis unreachable; serving from memory"); n != 1 {
+	if n := logs.Count("redis unreachable; serving from memory"); n != 1 {
 		t.Errorf("outage start logged %d times in all, want 1", n)
 	}
 }

@@ -7,44 +7,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
-
-// lockoutLog keeps the lockout lines a store logged, with their attributes.
-type lockoutLog struct {
-	mu    sync.Mutex // guards lines
-	lines []map[string]string
-}
-
-func (l *lockoutLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *lockoutLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "failed logins throttled" {
-		return nil
-	}
-	attrs := map[string]string{}
-	r.Attrs(func(a slog.Attr) bool {
-		attrs[a.Key] = a.Value.String()
-		return true
-	})
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, attrs)
-	return nil
-}
-func (l *lockoutLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *lockoutLog) WithGroup(string) slog.Handler      { return l }
-
-func (l *lockoutLog) get() []map[string]string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]map[string]string(nil), l.lines...)
-}
 
 type authFrom interface {
 	AuthenticateFrom(ctx context.Context, user, password string, client netip.Addr) (*Customer, error)
@@ -68,7 +38,7 @@ func bcryptOf(t *testing.T, pw string) string {
 // throttleStores returns, for each kind of store, the store failures are
 // made on and the one checked after (for Redis: two gateways sharing the
 // counters), both logging to log, with throttleUsers as customers.
-func throttleStores(t *testing.T, cfg Config, log *lockoutLog) map[string][2]authFrom {
+func throttleStores(t *testing.T, cfg Config, log *logtest.Recorder) map[string][2]authFrom {
 	t.Helper()
 	cfg.Logger = slog.New(log)
 	yaml := "customers:\n"
@@ -154,7 +124,7 @@ func TestLoginThrottle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			log := &lockoutLog{}
+			log := &logtest.Recorder{}
 			for kind, st := range throttleStores(t, Config{}, log) {
 				for i, a := range tc.attempts {
 					s := st[0]
@@ -169,15 +139,15 @@ func TestLoginThrottle(t *testing.T) {
 			}
 			// Both stores logged each lockout once, however many attempts
 			// it refused.
-			got := log.get()
+			got := log.Lines("failed logins throttled")
 			if len(got) != 2*len(tc.lockouts) {
 				t.Fatalf("logged %d lockouts %v, want %d (once per store)", len(got), got, 2*len(tc.lockouts))
 			}
 			for i, line := range got {
 				want := tc.lockouts[i%len(tc.lockouts)]
 				for k, v := range want {
-					if line[k] != v {
-						t.Errorf("lockout line %v: %s=%q, want %q", line, k, line[k], v)
+					if line.Attrs[k] != v {
+						t.Errorf("lockout line %v: %s=%q, want %q", line.Attrs, k, line.Attrs[k], v)
 					}
 				}
 			}
@@ -188,7 +158,7 @@ func TestLoginThrottle(t *testing.T) {
 func TestLoginThrottleWindowEnds(t *testing.T) {
 	t.Parallel()
 	const window = time.Second
-	for kind, st := range throttleStores(t, Config{MaxFailedLogins: 2, FailedLoginWindow: window}, &lockoutLog{}) {
+	for kind, st := range throttleStores(t, Config{MaxFailedLogins: 2, FailedLoginWindow: window}, &logtest.Recorder{}) {
 		t.Run(kind, func(t *testing.T) {
 			client := addr("198.51.100.1")
 			for range 2 {

@@ -5,43 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
-
-// logLines is a slog handler that keeps the messages it saw.
-type logLines struct {
-	mu   sync.Mutex // guards msgs
-	msgs []string
-}
-
-func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logLines) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, r.Message)
-	return nil
-}
-func (l *logLines) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logLines) WithGroup(string) slog.Handler      { return l }
-
-func (l *logLines) count(prefix string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if strings.HasPrefix(m, prefix) {
-			n++
-		}
-	}
-	return n
-}
 
 // quietRedisLog drops go-redis's own log lines (dial failures while a
 // server is stopped); the tests assert on the breaker's lines instead.
@@ -60,7 +32,7 @@ func client(t *testing.T, addr string) *redis.Client {
 }
 
 // running returns a breaker on rdb whose prober runs until the test ends.
-func running(t *testing.T, rdb redis.UniversalClient, logs *logLines) *Breaker {
+func running(t *testing.T, rdb redis.UniversalClient, logs *logtest.Recorder) *Breaker {
 	t.Helper()
 	b, err := New(rdb, Config{ProbeInterval: 50 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond, Logger: slog.New(logs)})
 	if err != nil {
@@ -97,7 +69,7 @@ func TestHungRedisCostsOneTimeout(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := client(t, srv.Addr())
-	logs := &logLines{}
+	logs := &logtest.Recorder{}
 	b := running(t, rdb, logs)
 	if err := rdb.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -138,7 +110,7 @@ func TestHungRedisCostsOneTimeout(t *testing.T) {
 	if v, err := rdb.Get(t.Context(), "k").Result(); err != nil || v != "v" {
 		t.Fatalf("after Redis resumed: %q, %v", v, err)
 	}
-	if o, c := logs.count("redis not answering"), logs.count("redis breaker closed"); o != 1 || c != 1 {
+	if o, c := logs.CountPrefix("redis not answering"), logs.CountPrefix("redis breaker closed"); o != 1 || c != 1 {
 		t.Errorf("logged %d openings and %d closings, want one each", o, c)
 	}
 }
@@ -147,7 +119,7 @@ func TestRefusedRedisOpensUntilItIsBack(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := client(t, srv.Addr())
-	b := running(t, rdb, &logLines{})
+	b := running(t, rdb, &logtest.Recorder{})
 	srv.Stop()
 	// The first call gets the refusal, unless the breaker's own probe met
 	// it first and opened already; after it, calls fail fast.
@@ -169,7 +141,7 @@ func TestAnswersKeepTheBreakerClosed(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := client(t, srv.Addr())
-	b := running(t, rdb, &logLines{})
+	b := running(t, rdb, &logtest.Recorder{})
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
 	for _, tc := range []struct {

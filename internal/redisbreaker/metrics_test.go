@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/farmgate/farmgate/internal/testkit/logtest"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -36,7 +37,7 @@ func TestCollectorFollowsTheBreaker(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := client(t, srv.Addr())
-	b := running(t, rdb, &logLines{})
+	b := running(t, rdb, &logtest.Recorder{})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(b.Collector())
 	if err := rdb.Ping(t.Context()).Err(); err != nil {
