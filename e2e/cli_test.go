@@ -131,11 +131,7 @@ func TestCommandsRunAFarm(t *testing.T) {
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
 
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 
 	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, links.tls("exit", "--listen", exitA, "--id", "de-1", "--dc", "eu", "--pool", "resi", "--country", "de",
@@ -222,4 +218,16 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "farmgate ") {
 		t.Fatalf("version: %v %q", err, out)
 	}
+}
+
+// startDemoOrigin starts the demo origin on a free loopback port until the
+// test ends.
+func startDemoOrigin(t testing.TB) *demo.Origin {
+	t.Helper()
+	origin, err := demo.StartOrigin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	return origin
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -51,11 +50,7 @@ func startCmdFarmWith(t *testing.T, exits []cmdExit, gwExtra ...string) *cmdFarm
 	os.WriteFile(token, []byte("cmd-farm-token\n"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 
 	f := &cmdFarm{t: t, gw: freeAddr(t), admin: freeAddr(t), origin: origin,
 		args: map[string][]string{}, addrs: map[string]string{}, procs: map[string]*process{}}

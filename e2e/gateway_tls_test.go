@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -70,11 +69,7 @@ func TestGatewayRefusesAnExitThatIsNotTheOneNamed(t *testing.T) {
 	os.WriteFile(token, []byte("id-token\n"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 
 	real, impostor := freeAddr(t), freeAddr(t)
 	x1 := start(t, links.tls("exit", "--listen", real, "--id", "x1", "--pool", "resi", "--country", "de", "--egress", "127.0.35.1",
@@ -140,11 +135,7 @@ func TestGatewayCertificateRotatesWithoutRestart(t *testing.T) {
 	os.WriteFile(token, []byte("rotate-token\n"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	echo := echoServer(t)
 
 	oldAddr, newAddr := freeAddr(t), freeAddr(t)
@@ -286,11 +277,7 @@ func (r *recorder) captured() []byte {
 func TestLinkTrafficCarriesNoSecrets(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	echo := echoServer(t)
 	for _, tc := range []struct {
 		name    string

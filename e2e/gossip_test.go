@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -28,11 +27,7 @@ func TestGossipFarmFromTheCommandLine(t *testing.T) {
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))+"\n"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	echo := echoServer(t)
 
 	gwGossip, gw, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)

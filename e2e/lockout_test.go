@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -26,11 +24,7 @@ func TestStrangersCannotLockACustomerOut(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("lockout-token"), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	exitAddr := freeAddr(t)
 	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.34.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 

@@ -119,11 +119,7 @@ func startOpsFarm(t *testing.T) *opsFarm {
 	for _, user := range []string{"demo", "light"} {
 		farmgateCmd(t, "demo\n", "customers", "add", user, "--pools", "resi", "--password-stdin", "--redis-url", redisURL)
 	}
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	f.origin = origin
 
 	gwGossip := freeAddr(t)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -77,11 +75,7 @@ func TestREADMETwoDCFarm(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
 	rds := redistest.Start(t)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	dir := t.TempDir()
 	bin := farmgateBin(t)
 

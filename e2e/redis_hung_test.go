@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -50,11 +48,7 @@ func TestHungRedisFailsFast(t *testing.T) {
 	os.WriteFile(token, []byte("hung-redis-token"), 0o600)
 	farmgateCmd(t, "alicepw\n", "customers", "add", "alice", "--pools", "resi", "--max-conns", "50",
 		"--rate", "100", "--quota", "1000000000", "--password-stdin", "--redis-url", redisURL)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	exitAddr := freeAddr(t)
 	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.32.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	gw := freeAddr(t)
@@ -153,11 +147,7 @@ func TestHungRedisUsageCountedOnce(t *testing.T) {
 	// No limits, no session: the usage flush is the gateway's only Redis
 	// call, so it is the one that meets Redis hung.
 	farmgateCmd(t, "bobpw\n", "customers", "add", "bob", "--pools", "resi", "--password-stdin", "--redis-url", redisURL)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	exitAddr := freeAddr(t)
 	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.33.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	gw := freeAddr(t)

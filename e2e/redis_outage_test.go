@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/farmgate/farmgate/cmd/farmgate/demo"
 	"github.com/farmgate/farmgate/internal/testkit/redistest"
 )
 
@@ -59,11 +58,7 @@ func TestRedisGatewaySigtermAndOutage(t *testing.T) {
 	os.WriteFile(token, []byte("redis-e2e-token"), 0o600)
 	farmgateCmd(t, "alicepw\n", "customers", "add", "alice", "--pools", "resi", "--password-stdin", "--redis-url", redisURL)
 	farmgateCmd(t, "bobpw\n", "customers", "add", "bob", "--pools", "resi", "--password-stdin", "--redis-url", redisURL)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	exitAddr := freeAddr(t)
 	start(t, links.tls("exit", "--listen", exitAddr, "--id", "x1", "--pool", "resi", "--egress", "127.0.31.1", "--token-file", token, "--allow-dest", "127.0.0.0/8")...)
 	startGW := func() (*process, string) {

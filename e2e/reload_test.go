@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -31,11 +30,7 @@ func TestSighupReloadsCustomersLive(t *testing.T) {
 		os.Rename(tmp, customers)
 	}
 	write("customers:\n  - user: demo\n    password: demo\n    pools: [resi]\n  - user: gone\n    password: demo\n    pools: [resi]\n")
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 	echo := echoServer(t)
 
 	exitA, exitB, gw := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -119,11 +114,7 @@ func TestSighupKeepsGossipExits(t *testing.T) {
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))+"\n"), 0o600)
 	customers := filepath.Join(dir, "customers.yaml")
 	os.WriteFile(customers, []byte(demo.DemoCustomers), 0o600)
-	origin, err := demo.StartOrigin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Shutdown(context.Background()) })
+	origin := startDemoOrigin(t)
 
 	gwGossip, gw, adminAddr, staticExit := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, links.tls("exit", "--listen", staticExit, "--id", "rs-static", "--pool", "resi", "--egress", "127.0.61.1",
