@@ -132,10 +132,9 @@ func (s *Server) serveHead(c net.Conn, rest []byte, idle bool) *tunnel {
 	if string(start) != "CONNECT " {
 		s.untrackHead(c)
 		c.SetReadDeadline(time.Time{})
-		if !s.httpLn.Push(&handoff.Conn{Conn: c, R: br}) {
+		if !s.httpLn.Push(handoff.Take(c, br)) {
 			c.Close()
 		}
-		br = nil // the connection owns it now
 		return nil
 	}
 	dest, offer, err := s.openConnect(c, br)

@@ -10,6 +10,8 @@ import (
 	"crypto/tls"
 	"net"
 	"time"
+
+	"github.com/farmgate/farmgate/internal/dataplane/handoff"
 )
 
 // tlsHandshake is the first byte of a TLS record that starts a handshake.
@@ -18,8 +20,7 @@ const tlsHandshake = 0x16
 // handshake runs the server side of TLS on c, whose first bytes br has
 // read already, within ReadHeaderTimeout.
 func (g *Gateway) handshake(c net.Conn, br *bufio.Reader) (*tls.Conn, error) {
-	early, _ := br.Peek(br.Buffered())
-	tc := tls.Server(&earlyConn{Conn: c, early: append([]byte(nil), early...)}, g.cfg.CustomerTLS)
+	tc := tls.Server(handoff.Take(c, br), g.cfg.CustomerTLS)
 	br.Reset(nil)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.ReadHeaderTimeout)
 	defer cancel()
@@ -31,21 +32,6 @@ func (g *Gateway) handshake(c net.Conn, br *bufio.Reader) (*tls.Conn, error) {
 	return tc, nil
 }
 
-// earlyConn reads the bytes read off Conn before, then Conn.
-type earlyConn struct {
-	net.Conn
-	early []byte
-}
-
-func (c *earlyConn) Read(p []byte) (int, error) {
-	if len(c.early) > 0 {
-		n := copy(p, c.early)
-		c.early = c.early[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
 // socketOf is the TCP connection under c: the customer's TLS connection is
 // timed and metered on its socket (TCP_INFO).
 func socketOf(c net.Conn) net.Conn {
@@ -53,7 +39,7 @@ func socketOf(c net.Conn) net.Conn {
 		switch x := c.(type) {
 		case *tls.Conn:
 			c = x.NetConn()
-		case *earlyConn:
+		case *handoff.Conn:
 			c = x.Conn
 		default:
 			return c

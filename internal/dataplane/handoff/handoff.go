@@ -1,7 +1,8 @@
 // Package handoff passes on a connection whose first bytes were already
-// read: the gateway and the exit read the start of every connection
-// themselves (a CONNECT head is served on the raw connection) and hand the
-// others, with what they read, to an HTTP server.
+// read: the exit reads the start of every connection itself (a CONNECT
+// head is served on the raw connection) and hands the others, with what it
+// read, to an HTTP server; the gateway hands a customer's TLS handshake to
+// crypto/tls the same way.
 package handoff
 
 import (
@@ -10,16 +11,25 @@ import (
 	"sync"
 )
 
-// Conn is a net.Conn whose reads return what R buffered first, then read
-// the connection directly.
+// Conn is a net.Conn whose reads return Early first, then read the
+// connection directly.
 type Conn struct {
 	net.Conn
-	R *bufio.Reader
+	Early []byte
+}
+
+// Take returns c with what br buffered of it, copied: br can go back to
+// its pool, and an idle connection holds only the bytes, not a reader.
+func Take(c net.Conn, br *bufio.Reader) *Conn {
+	b, _ := br.Peek(br.Buffered())
+	return &Conn{Conn: c, Early: append([]byte(nil), b...)}
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
-	if c.R.Buffered() > 0 {
-		return c.R.Read(p)
+	if len(c.Early) > 0 {
+		n := copy(p, c.Early)
+		c.Early = c.Early[n:]
+		return n, nil
 	}
 	return c.Conn.Read(p)
 }

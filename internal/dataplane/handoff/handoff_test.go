@@ -21,7 +21,7 @@ func TestConnReadsBufferedBytesFirst(t *testing.T) {
 	if _, err := br.Peek(8); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(&Conn{Conn: a, R: br})
+	got, err := io.ReadAll(Take(a, br))
 	if err != nil || string(got) != "GET / HTTP/1.1\r\nrest" {
 		t.Fatalf("read %q, %v", got, err)
 	}
