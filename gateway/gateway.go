@@ -211,14 +211,9 @@ func (g *Gateway) serveConn(c net.Conn) {
 		// Most connections carry one CONNECT: it needs none of what
 		// serveRequests sets up for a series of requests.
 		var keep bool
-		if handedOff, keep = g.readConnect(c, br); handedOff || !keep {
-			return
+		if handedOff, keep = g.readConnect(c, br); keep {
+			handedOff = g.serveRequests(c, br, in, false) // refused with 407: the next may carry credentials
 		}
-		if g.isClosing() {
-			g.putBuf(br)
-			return
-		}
-		handedOff = g.serveRequests(c, br, in, false) // refused with 407: the next may carry credentials
 		return
 	}
 	handedOff = g.serveRequests(c, br, in, true)

@@ -64,10 +64,7 @@ func (g *Gateway) serveRequests(c net.Conn, br *bufio.Reader, in *counter, buffe
 			// credentials (the next request may carry them).
 			timer.Stop()
 			handedOff, keep := g.readConnect(c, br)
-			if handedOff || !keep || g.isClosing() {
-				if keep {
-					g.putBuf(br)
-				}
+			if !keep {
 				return handedOff
 			}
 			guard.reset()
@@ -176,7 +173,7 @@ func (c *counter) Read(p []byte) (int, error) {
 
 // readConnect reads a CONNECT head from br and sets up its tunnel. It
 // reports whether the relay took c over, and if not, whether c and br stay
-// for the customer's next request (a 407).
+// for the customer's next request (a 407, unless the gateway is closing).
 func (g *Gateway) readConnect(c net.Conn, br *bufio.Reader) (handedOff, keep bool) {
 	target, proxyAuth, n, err := readConnectHead(br)
 	if err != nil {
@@ -190,6 +187,10 @@ func (g *Gateway) readConnect(c net.Conn, br *bufio.Reader) (handedOff, keep boo
 	ans := &httpAnswer{}
 	if g.serveConnect(c, br, ans, target, proxyAuth, int64(n)) {
 		return true, false
+	}
+	if ans.kept && g.isClosing() {
+		g.putBuf(br)
+		return false, false
 	}
 	return false, ans.kept
 }
