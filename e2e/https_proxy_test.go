@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -109,6 +110,29 @@ func TestHTTPSProxyPort(t *testing.T) {
 	t.Run("curl, plain HTTP on the same port", func(t *testing.T) {
 		if code := curl("--proxy", "http://"+f.gw, "--proxy-user", "demo:demo", origin); code != "200" {
 			t.Fatalf("status %s", code)
+		}
+	})
+	t.Run("garbage after a TLS first byte", func(t *testing.T) {
+		// A customer whose bytes start like a handshake and are not one
+		// loses their connection; the port and the exit are unharmed.
+		for _, junk := range [][]byte{{0x16, 3, 1, 0xff, 0xff, 'x', 'y'}, {0x16}, append([]byte{0x16, 3, 3, 0, 5}, "hello"...)} {
+			c, err := net.DialTimeout("tcp", f.gw, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(15 * time.Second))
+			c.Write(junk)
+			c.(*net.TCPConn).CloseWrite()
+			if _, err := io.ReadAll(c); err != nil {
+				t.Fatalf("junk %x: the gateway did not close the connection: %v", junk, err)
+			}
+			c.Close()
+		}
+		if code := curl("--proxy", proxy, "--proxy-cacert", cert, "--proxy-user", "demo:demo", origin); code != "200" {
+			t.Fatalf("after the junk: status %s", code)
+		}
+		if states, err := f.states(); err != nil || states["x1"] != "healthy" {
+			t.Fatalf("after the junk: exits %v (%v), want x1 healthy", states, err)
 		}
 	})
 	t.Run("python requests", func(t *testing.T) {
